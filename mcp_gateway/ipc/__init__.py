@@ -1,0 +1,1 @@
+"""The tiny typed protocol between the supervisor and its workers."""

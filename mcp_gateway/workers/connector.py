@@ -1,0 +1,54 @@
+"""The interface every connector implements, and the error a tool raises to refuse or fail.
+
+Life of a connector object: built and `warm()`ed once in the connector's zygote (before any
+sandbox layer, so lazily imported modules are loaded while the filesystem is still open),
+inherited by every forked worker, `start()`ed in the worker after the sandbox is applied,
+then `call()`ed once per request.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import ClassVar
+
+from mcp_gateway.config import GatewayConfig
+from mcp_gateway.ipc.messages import WorkerErrorCode
+from mcp_gateway.sandbox.profile import SandboxProfile
+from mcp_gateway.tools.arguments import Args
+
+
+class ToolError(Exception):
+    """A refusal or failure with one of DESIGN.md's error codes and an operator-readable reason."""
+
+    def __init__(self, code: WorkerErrorCode, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code: WorkerErrorCode = code
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class CallLimits:
+    timeout_ms: int
+    max_bytes: int
+
+
+class Connector(abc.ABC):
+    name: ClassVar[str]
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+
+    def warm(self) -> None:  # noqa: B027 - optional hook
+        """Import and initialise everything the worker needs, before any sandbox layer."""
+
+    @abc.abstractmethod
+    def sandbox_profile(self) -> SandboxProfile:
+        """What this connector's workers may touch."""
+
+    def start(self) -> None:  # noqa: B027 - optional hook
+        """Per-worker initialisation, run after the sandbox is applied."""
+
+    @abc.abstractmethod
+    def call(self, tool: str, args: Args, limits: CallLimits) -> dict:
+        """Run one tool call; return the structured result or raise ToolError."""

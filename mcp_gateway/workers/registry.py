@@ -1,0 +1,18 @@
+"""Connector name -> implementation, imported only in the connector's own zygote."""
+
+from __future__ import annotations
+
+import importlib
+
+from mcp_gateway.workers.connector import Connector
+
+_IMPLEMENTATIONS = {
+    "filesystem": "mcp_gateway.workers.filesystem:FilesystemConnector",
+    "http_fetch": "mcp_gateway.workers.http_fetch:HttpFetchConnector",
+    "postgres": "mcp_gateway.workers.postgres:PostgresConnector",
+}
+
+
+def connector_class(name: str) -> type[Connector]:
+    module, _, attr = _IMPLEMENTATIONS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
