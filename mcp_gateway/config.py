@@ -222,6 +222,9 @@ class GatewayConfig(Strict):
     source: Path | None = Field(default=None, exclude=True)
 
 
+DEFAULT_CONFIG = Path(__file__).with_name("default_config.yaml")
+
+
 class ConfigError(Exception):
     """The config cannot be used; the message names every offending key."""
 
@@ -260,7 +263,7 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
                 http[key] = fix(http[key])
 
 
-def parse_config(text: str, source: Path) -> GatewayConfig:
+def parse_config(text: str, source: Path, base: Path | None = None) -> GatewayConfig:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -269,7 +272,7 @@ def parse_config(text: str, source: Path) -> GatewayConfig:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping, got {type(raw).__name__}")
-    _resolve_paths(raw, source.parent.resolve())
+    _resolve_paths(raw, (base or source.parent).resolve())
     try:
         cfg = GatewayConfig.model_validate(raw)
     except ValidationError as e:
@@ -283,10 +286,8 @@ def load_config(path: str | Path) -> GatewayConfig:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{p}: cannot read config: {e.strerror}") from None
-    return parse_config(text, p)
-
-
-DEFAULT_CONFIG = Path(__file__).with_name("default_config.yaml")
+    # The bundled default's relative paths (its audit log) belong to the working directory.
+    return parse_config(text, p, base=Path.cwd() if p.resolve() == DEFAULT_CONFIG else None)
 
 
 def default_config_path() -> Path:

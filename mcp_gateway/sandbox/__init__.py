@@ -1,15 +1,110 @@
-"""Confinement of worker processes, one module per concern (filled by the sandbox work)."""
+"""Confinement of worker processes, one module per concern (nsjail style).
+
+`apply()` runs in a freshly forked, single-threaded worker whose descriptors are already closed
+(fd 0-2 and the IPC socket on fd 3 stay) and whose modules are already imported. Order:
+
+    user (uid/gid drop, no capabilities) -> prctl (no_new_privs, dumpable 0) -> rlimits
+    -> Landlock -> seccomp
+
+The uid drop comes first because RLIMIT_NPROC does not bind uid 0 and because the bounding set
+can only be emptied while still privileged; seccomp comes last so the earlier layers may use
+calls the filter refuses (setresuid, landlock_*, prctl).
+
+Every layer obeys `sandbox.layers.<layer>`: `required` (cannot apply -> SandboxError, the
+worker does not start), `best_effort` (applied when the host can; otherwise reported as
+"unavailable: why"), `off` (skipped, reported "off").
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from collections.abc import Callable
+
 from mcp_gateway.config import SandboxSettings
+from mcp_gateway.sandbox import landlock as _landlock
+from mcp_gateway.sandbox import seccomp as _seccomp
+from mcp_gateway.sandbox._common import PR_GET_SECCOMP, LayerUnavailable, prctl, proc_status
+from mcp_gateway.sandbox.limits import apply_rlimits
+from mcp_gateway.sandbox.prctl import apply_prctl
 from mcp_gateway.sandbox.profile import SandboxProfile
+from mcp_gateway.sandbox.user import drop_privileges
+
+LAYERS = ("user", "prctl", "rlimits", "landlock", "seccomp")
+
+__all__ = ["LAYERS", "SandboxError", "SandboxProfile", "apply", "host_support", "with_limits"]
 
 
 class SandboxError(Exception):
     """A layer configured as `required` could not be applied."""
 
 
+def with_limits(profile: SandboxProfile, settings: SandboxSettings) -> SandboxProfile:
+    """The profile with memory/cpu/nofile taken from `sandbox.limits.<connector>`."""
+    limits = settings.limits_for(profile.connector)
+    return dataclasses.replace(profile, memory_mb=limits.memory_mb, cpu_s=limits.cpu_s, nofile=limits.nofile)
+
+
+def _steps(profile: SandboxProfile, settings: SandboxSettings) -> list[tuple[str, Callable[[], str]]]:
+    return [
+        ("user", lambda: drop_privileges(settings.user, settings.group)),
+        ("prctl", apply_prctl),
+        ("rlimits", lambda: apply_rlimits(profile.memory_mb, profile.cpu_s, profile.nofile)),
+        ("landlock", lambda: _landlock.apply_landlock(profile.read_paths, profile.connect_ports)),
+        ("seccomp", lambda: _seccomp.apply_seccomp(profile.connector, profile.socket_families)),
+    ]
+
+
 def apply(profile: SandboxProfile, settings: SandboxSettings) -> dict[str, str]:
     """Confine the calling (freshly forked, single-threaded) worker. Returns layer -> status."""
-    return {}
+    profile = with_limits(profile, settings)
+    report: dict[str, str] = {}
+    for layer, step in _steps(profile, settings):
+        mode = getattr(settings.layers, layer)
+        if mode == "off":
+            report[layer] = "off"
+            continue
+        try:
+            report[layer] = step()
+        except (LayerUnavailable, OSError, ValueError) as e:
+            why = str(e) if isinstance(e, LayerUnavailable) else f"{type(e).__name__}: {e}"
+            if mode == "required":
+                raise SandboxError(
+                    f"sandbox layer {layer!r} is required but could not be applied to the "
+                    f"{profile.connector} worker: {why}. Fix the host, or set "
+                    f"sandbox.layers.{layer} to best_effort (or off) knowingly."
+                ) from e
+            report[layer] = f"unavailable: {why}"
+    return report
+
+
+def host_support() -> dict[str, str]:
+    """What this host offers each layer, for `mcp-gateway doctor` (no layer is applied)."""
+    out: dict[str, str] = {}
+    root = os.geteuid() == 0
+    out["running as"] = f"uid {os.getuid()} ({'root: workers drop to sandbox.user' if root else 'not root'})"
+    try:
+        status = proc_status()
+        caps = int(status.get("CapEff", "0"), 16)
+        out["capabilities"] = "none" if caps == 0 else f"CapEff {status.get('CapEff')}"
+    except OSError:
+        status = {}
+    abi = _landlock.abi_version()
+    out["landlock"] = (f"ABI {abi}" + (" (fs)" if abi < 4 else " (fs, tcp)" if abi < 6 else " (fs, tcp, scoping)")
+                       if abi else f"unavailable: {_landlock.why_unavailable()}")
+    ok, why = _seccomp.available()
+    if ok:
+        try:
+            mode = prctl(PR_GET_SECCOMP)
+            why += f", this process in mode {mode}"
+        except OSError:
+            pass
+    out["seccomp"] = why if ok else f"unavailable: {why}"
+    out["no_new_privs"] = f"this process: {status.get('NoNewPrivs', '?')}"
+    try:
+        with open("/proc/sys/user/max_user_namespaces") as f:
+            n = int(f.read())
+        out["user namespaces"] = "enabled" if n > 0 else "disabled (max_user_namespaces 0)"
+    except (OSError, ValueError):
+        out["user namespaces"] = "unknown"
+    return out

@@ -1,0 +1,164 @@
+"""Command line: serve, check-config, call, doctor."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mcp_gateway.config import ConfigError, GatewayConfig, default_config_path, load_config
+
+
+def _load(path: str | None) -> GatewayConfig:
+    try:
+        return load_config(path if path else default_config_path())
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import trio
+
+    from mcp_gateway.supervisor.pool import PoolStartError
+    from mcp_gateway.supervisor.service import configure_logging, start_zygotes
+
+    config = _load(args.config)
+    configure_logging()
+    try:
+        zygotes = start_zygotes(config)
+        if config.server.transport == "http":
+            from mcp_gateway.supervisor.http import serve_http
+
+            return trio.run(serve_http, config, zygotes)
+        from mcp_gateway.supervisor.stdio import claim_stdio
+
+        wire_in, wire_out = claim_stdio()
+        trio.run(_serve_stdio, config, zygotes, wire_in, wire_out)
+    except (PoolStartError, RuntimeError) as e:
+        print(f"mcp-gateway: cannot start: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+async def _serve_stdio(config: GatewayConfig, zygotes, wire_in: int, wire_out: int) -> None:
+    from mcp_gateway.supervisor.mcp_server import build_server
+    from mcp_gateway.supervisor.service import open_gateway, stdio_actor
+    from mcp_gateway.supervisor.stdio import stdio_transport
+
+    async with open_gateway(config, zygotes) as gateway:
+        server = build_server(gateway, stdio_actor(config))
+        async with stdio_transport(wire_in, wire_out, config.server.max_message_bytes) as (read, write):
+            await server.run(read, write, server.create_initialization_options())
+
+
+def describe(config: GatewayConfig) -> str:
+    """The effective policy, as an operator reads it."""
+    from mcp_gateway.supervisor.policy import Policy
+    from mcp_gateway.supervisor.service import enabled_connectors
+
+    policy = Policy(config)
+    p = config.policy
+    c = config.connectors
+    lines = [f"config: {config.source}", f"transport: {config.server.transport}"
+             + (f" on {config.server.http.host}:{config.server.http.port}" if config.server.transport == "http" else
+                f" (actor {config.server.actor})"),
+             f"audit log: {config.audit.path}",
+             f"default deny: {'on' if p.default_deny else 'OFF'}",
+             f"connectors enabled: {', '.join(enabled_connectors(config)) or 'none'}"]
+    actors = [config.server.actor, *[a for a in p.actors if a != config.server.actor]]
+    for actor in actors:
+        tools = policy.exposed_tools(actor)
+        lines.append(f"tools exposed to {actor}: {', '.join(tools) or 'none'}")
+        for tool in tools:
+            timeout_ms, max_bytes = policy.limits(tool, actor)
+            lines.append(f"  {tool}: timeout {timeout_ms} ms, max {max_bytes} bytes")
+    if c.filesystem.enabled:
+        lines.append(f"filesystem: allowed {[str(x) for x in c.filesystem.allowed_paths]}, "
+                     f"denied {[str(x) for x in c.filesystem.denied_paths]}")
+    if c.http_fetch.enabled:
+        lines.append(f"http_fetch: domains {c.http_fetch.allowed_domains}, ports {c.http_fetch.allowed_ports}, "
+                     f"internal exceptions {c.http_fetch.allow_internal_cidrs}")
+    if c.postgres.enabled:
+        lines.append(f"postgres: {c.postgres.user}@{c.postgres.host}:{c.postgres.port}/{c.postgres.database}")
+    if p.rate_limit.per_actor or p.rate_limit.global_:
+        lines.append(f"rate limits: per actor {p.rate_limit.per_actor}, global {p.rate_limit.global_}")
+    return "\n".join(lines)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    print(describe(config))
+    return 0
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    import trio
+
+    from mcp_gateway.supervisor.pool import PoolStartError
+    from mcp_gateway.supervisor.service import open_gateway, start_zygotes
+
+    config = _load(args.config)
+    try:
+        arguments = json.loads(args.arguments)
+    except json.JSONDecodeError as e:
+        print(f"mcp-gateway call: the arguments are not valid JSON: {e}", file=sys.stderr)
+        return 2
+
+    async def one_call():
+        async with open_gateway(config, zygotes) as gateway:
+            return await gateway.call(args.tool, arguments, args.actor or config.server.actor)
+
+    try:
+        zygotes = start_zygotes(config)
+        outcome = trio.run(one_call)
+    except (PoolStartError, RuntimeError) as e:
+        print(f"mcp-gateway: cannot start: {e}", file=sys.stderr)
+        return 1
+    if outcome.is_error:
+        print(json.dumps({"isError": True, **outcome.error_payload()}, ensure_ascii=False, indent=2))
+        return 1
+    print(json.dumps({"isError": False, "request_id": outcome.request_id, "structuredContent": outcome.result},
+                     ensure_ascii=False, indent=2))
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from mcp_gateway.doctor import run_doctor
+
+    return run_doctor(_load(args.config))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mcp-gateway", description="Security-first MCP gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+    config_help = "config file (default: ./config.yaml, else the bundled deny-all default)"
+
+    p = sub.add_parser("serve", help="serve MCP (stdio or HTTP, per server.transport)")
+    p.add_argument("--config", help=config_help)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check-config", help="validate a config and print the effective policy")
+    p.add_argument("--config", help=config_help)
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("call", help="run one tool call through policy, audit and a worker")
+    p.add_argument("--config", help=config_help)
+    p.add_argument("--actor", help="actor recorded in the audit log (default: server.actor)")
+    p.add_argument("tool")
+    p.add_argument("arguments", nargs="?", default="{}", help="JSON object of arguments")
+    p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser("doctor", help="report active sandbox layers and run the production checklist")
+    p.add_argument("--config", help=config_help)
+    p.set_defaults(func=cmd_doctor)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

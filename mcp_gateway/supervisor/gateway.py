@@ -1,0 +1,186 @@
+"""The per-call pipeline: validation -> policy -> guard -> dispatch -> audit.
+
+Transport-independent: the MCP server (stdio or HTTP) and the one-shot `call` command both
+go through `Gateway.call`, so a call behaves the same whichever way it arrives. Exactly one
+audit record is written per call, whatever happens (including cancellation), before the
+result is handed back; if it cannot be written the result is withheld.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from mcp_gateway.config import GatewayConfig
+from mcp_gateway.guards import GuardDenied
+from mcp_gateway.ipc.messages import CallFailed, CallRequest
+from mcp_gateway.supervisor.audit import AuditError, AuditLog, args_sha256, timestamp
+from mcp_gateway.supervisor.policy import Policy
+from mcp_gateway.supervisor.pool import QueueFull, WorkerPool
+from mcp_gateway.supervisor.ratelimit import RateLimiter
+from mcp_gateway.supervisor.validation import InvalidArguments, decode_arguments
+from mcp_gateway.tools import TOOLS, ToolSpec
+from mcp_gateway.tools.arguments import Args, as_dict
+
+log = logging.getLogger("mcp_gateway")
+
+DENY_CODES = frozenset({"VALIDATION_ERROR", "POLICY_DENIED", "SECURITY_ERROR", "RATE_LIMITED"})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    request_id: str
+    tool: str
+    result: dict[str, Any] | None = None
+    text: str = ""
+    error_code: str | None = None
+    reason: str = ""
+
+    @property
+    def is_error(self) -> bool:
+        return self.error_code is not None
+
+    def error_payload(self) -> dict[str, Any]:
+        return {"error_code": self.error_code, "reason": self.reason, "request_id": self.request_id}
+
+
+class Refused(Exception):
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _supervisor_guard(spec: ToolSpec, config: GatewayConfig) -> Callable[[Args], None] | None:
+    """The connector's fast, lexical check (the worker enforces it again for real)."""
+    c = config.connectors
+    if spec.connector == "filesystem":
+        from mcp_gateway.guards.paths import check_path
+
+        return lambda a: check_path(a.path, c.filesystem)  # type: ignore[attr-defined]
+    if spec.name == "web.fetch":
+        from mcp_gateway.guards.urls import check_url
+
+        return lambda a: check_url(a.url, c.http_fetch)  # type: ignore[attr-defined]
+    if spec.name == "db.query":
+        from mcp_gateway.guards.sql import check_sql
+
+        return lambda a: check_sql(a.sql)  # type: ignore[attr-defined]
+    return None
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, pools: dict[str, WorkerPool], audit: AuditLog,
+                 observer: Callable[[Outcome, float], None] | None = None) -> None:
+        self.config = config
+        self.policy = Policy(config)
+        self.pools = pools
+        self.audit = audit
+        self.rate_limiter = RateLimiter(config.policy.rate_limit)
+        self._guards = {name: _supervisor_guard(spec, config) for name, spec in TOOLS.items()
+                        if spec.connector in self.policy.enabled_connectors}
+        self._observer = observer
+
+    def tools_for(self, actor: str) -> list[ToolSpec]:
+        return [TOOLS[name] for name in self.policy.exposed_tools(actor)]
+
+    async def call(self, tool: str, arguments: dict[str, Any] | None, actor: str) -> Outcome:
+        request_id = str(uuid.uuid4())
+        started = time.monotonic()
+        outcome: Outcome | None = None
+        try:
+            outcome = await self._run(request_id, tool, arguments, actor)
+        except Refused as e:
+            outcome = Outcome(request_id, tool, error_code=e.code, reason=e.reason)
+        except trio.Cancelled:
+            outcome = Outcome(request_id, tool, error_code="TIMEOUT",
+                              reason="the call was cancelled before it finished; its worker was stopped")
+            raise
+        except Exception:
+            log.exception("request %s (%s): unexpected error in the supervisor", request_id, tool)
+            outcome = Outcome(request_id, tool, error_code="INTERNAL_ERROR",
+                              reason=f"unexpected gateway error; the log has details under request {request_id}")
+        finally:
+            if outcome is not None:
+                outcome = self._audit(outcome, actor, arguments, started)
+        return outcome
+
+    async def _run(self, request_id: str, tool: str, arguments: Any, actor: str) -> Outcome:
+        if arguments is not None and not isinstance(arguments, dict):
+            raise Refused("VALIDATION_ERROR", "arguments must be a JSON object")
+        limited = self.rate_limiter.check(actor)
+        if limited is not None:
+            raise Refused("RATE_LIMITED", limited)
+        decision = self.policy.check_tool(tool, actor)
+        if not decision.allowed:
+            raise Refused("POLICY_DENIED", decision.reason)
+        spec = TOOLS[tool]
+        try:
+            args = decode_arguments(spec, arguments)
+        except InvalidArguments as e:
+            raise Refused("VALIDATION_ERROR", e.reason) from None
+        args_dict = as_dict(args)
+        refusal = self.policy.check_arguments(tool, actor, args_dict)
+        if refusal is not None:
+            raise Refused("POLICY_DENIED", refusal)
+        guard = self._guards.get(tool)
+        if guard is not None:
+            try:
+                guard(args)
+            except GuardDenied as e:
+                raise Refused("SECURITY_ERROR", e.reason) from None
+        if not self.audit.healthy and self.audit.last_error:
+            # Fail closed before doing any work when the audit log is known to be broken.
+            raise Refused("INTERNAL_ERROR", f"{self.audit.last_error}: call refused; fix the audit path "
+                                            "and send SIGHUP")
+        pool = self.pools[spec.connector]
+        deadline = trio.current_time() + decision.timeout_ms / 1000
+        try:
+            reply = await pool.call(
+                CallRequest(request_id, tool, args_dict, decision.timeout_ms, decision.max_bytes), deadline)
+        except QueueFull as e:
+            raise Refused("RATE_LIMITED", f"the gateway is at capacity: {e}") from None
+        if isinstance(reply, CallFailed):
+            return Outcome(request_id, tool, error_code=reply.error_code, reason=reply.reason)
+        try:
+            text = spec.render_text(reply.result)
+            if not isinstance(text, str):
+                raise TypeError(type(text).__name__)
+        except (KeyError, TypeError) as e:
+            log.error("request %s (%s): worker result has the wrong shape (%r)", request_id, tool, e)
+            return Outcome(request_id, tool, error_code="INTERNAL_ERROR",
+                           reason="the worker returned a malformed result")
+        return Outcome(request_id, tool, result=reply.result, text=text)
+
+    def _audit(self, outcome: Outcome, actor: str, arguments: Any, started: float) -> Outcome:
+        duration_ms = round((time.monotonic() - started) * 1000)
+        code = outcome.error_code
+        record = {
+            "timestamp": timestamp(),
+            "request_id": outcome.request_id,
+            "tool": outcome.tool,
+            "actor": actor,
+            "args_sha256": args_sha256({} if arguments is None else arguments),
+            "decision": "deny" if code in DENY_CODES else "allow",
+            "reason": outcome.reason if code else "ok",
+            "duration_ms": duration_ms,
+            "result_bytes": len(outcome.text.encode("utf-8", "surrogatepass")) if code is None else 0,
+            "error_code": code,
+        }
+        try:
+            self.audit.write(record)
+        except AuditError as e:
+            log.error("request %s (%s): %s; the call is refused", outcome.request_id, outcome.tool, e)
+            outcome = Outcome(outcome.request_id, outcome.tool, error_code="INTERNAL_ERROR",
+                              reason=f"{e}: call refused (no call runs unaudited); fix the audit path "
+                                     "and send SIGHUP")
+        if self._observer is not None:
+            self._observer(outcome, duration_ms / 1000)
+        return outcome
+

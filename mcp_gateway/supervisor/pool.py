@@ -1,0 +1,275 @@
+"""Worker pools: pre-forked, confined workers per connector, with hard deadlines.
+
+A pool owns its workers through a nursery. A call borrows an idle worker (waiting, within
+the call's deadline, in a bounded queue when none is free), sends one request frame and
+reads one reply frame before the deadline. A worker that misses the deadline, dies, breaks
+the framing or sends anything but a well-formed reply to *this* request is SIGKILLed through
+its pidfd and replaced from the zygote; the call ends with TIMEOUT, WORKER_CRASHED or
+INTERNAL_ERROR. Nothing a worker sends is trusted beyond the strict decoder.
+"""
+
+from __future__ import annotations
+
+import array
+import logging
+import math
+import os
+import signal
+import socket
+from dataclasses import dataclass, field
+
+import msgspec
+import trio
+
+from mcp_gateway.ipc.frames import HEADER, FrameError, check_length, encode_frame
+from mcp_gateway.ipc.messages import (
+    CallFailed,
+    CallOk,
+    CallRequest,
+    WorkerAbort,
+    hello_decoder,
+    reply_decoder,
+    request_encoder,
+)
+from mcp_gateway.workers.runtime import reply_cap
+from mcp_gateway.workers.zygote import PID, SPAWN
+
+log = logging.getLogger("mcp_gateway.pool")
+
+HELLO_CAP = 64 * 1024
+SPAWN_TIMEOUT_S = 15.0
+RESPAWN_BACKOFF_S = 1.0
+
+
+class QueueFull(Exception):
+    """Too many calls wait for this connector's workers; the call is refused at once."""
+
+
+class PoolStartError(Exception):
+    """The pool could not start its workers (a required sandbox layer failed, the zygote died...)."""
+
+
+@dataclass(eq=False)
+class Worker:
+    pid: int
+    pidfd: int
+    sock: trio.socket.SocketType
+    layers: dict[str, str]
+    calls: int = 0
+
+    def kill(self) -> None:
+        if self.pidfd >= 0:
+            try:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.close(self.pidfd)
+            self.pidfd = -1
+        self.sock.close()
+
+
+async def _recv_exactly(sock: trio.socket.SocketType, n: int) -> bytes:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = await sock.recv_into(view[got:], n - got)
+        if k == 0:
+            raise EOFError("worker closed its socket")
+        got += k
+    return bytes(buf)
+
+
+async def recv_frame(sock: trio.socket.SocketType, cap: int) -> bytes:
+    length = check_length(await _recv_exactly(sock, HEADER.size), cap)
+    return await _recv_exactly(sock, length)
+
+
+async def send_frame(sock: trio.socket.SocketType, payload: bytes) -> None:
+    data = memoryview(encode_frame(payload))
+    while data:
+        sent = await sock.send(data)
+        data = data[sent:]
+
+
+@dataclass
+class PoolStats:
+    restarts: int = 0
+    timeouts: int = 0
+    crashes: int = 0
+    queued: int = 0
+    busy: int = 0
+    layers: dict[str, str] = field(default_factory=dict)
+
+
+class WorkerPool:
+    def __init__(self, connector: str, zygote_pid: int, control: socket.socket, size: int, queue_size: int):
+        self.connector = connector
+        self.zygote_pid = zygote_pid
+        self._control = trio.socket.from_stdlib_socket(control)
+        self._control_lock = trio.Lock()
+        self.size = size
+        self.queue_size = queue_size
+        self._idle_send, self._idle_recv = trio.open_memory_channel[Worker](math.inf)
+        self._live = 0
+        self.stats = PoolStats()
+        self._nursery: trio.Nursery | None = None
+        self.broken: str | None = None
+
+    @property
+    def live_workers(self) -> int:
+        return self._live
+
+    async def _spawn(self) -> Worker:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            async with self._control_lock:
+                with trio.fail_after(SPAWN_TIMEOUT_S):
+                    await self._control.sendmsg(
+                        [SPAWN], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [theirs.fileno()]))]
+                    )
+                    answer = await self._control.recv(16)
+            theirs.close()
+            if len(answer) != PID.size:
+                raise PoolStartError(f"the {self.connector} zygote is gone (answered {answer!r})")
+            (pid,) = PID.unpack(answer)
+            if pid <= 0:
+                raise PoolStartError(f"the {self.connector} zygote refused to fork a worker")
+            pidfd = os.pidfd_open(pid)
+            sock = trio.socket.from_stdlib_socket(ours)
+            try:
+                with trio.fail_after(SPAWN_TIMEOUT_S):
+                    hello = hello_decoder.decode(await recv_frame(sock, HELLO_CAP))
+            except (trio.TooSlowError, EOFError, FrameError, OSError, msgspec.DecodeError) as e:
+                Worker(pid, pidfd, sock, {}).kill()
+                raise PoolStartError(f"a new {self.connector} worker (pid {pid}) failed to start: {e!r}") from None
+            if isinstance(hello, WorkerAbort):
+                Worker(pid, pidfd, sock, {}).kill()
+                raise PoolStartError(f"a new {self.connector} worker refused to run unconfined: {hello.reason}")
+            if hello.pid != pid:
+                Worker(pid, pidfd, sock, {}).kill()
+                raise PoolStartError(f"a new {self.connector} worker announced pid {hello.pid}, expected {pid}")
+            return Worker(pid, pidfd, sock, hello.layers)
+        except trio.TooSlowError:
+            theirs.close()
+            ours.close()
+            raise PoolStartError(f"the {self.connector} zygote did not answer within {SPAWN_TIMEOUT_S} s") from None
+        except BaseException:
+            theirs.close()
+            raise
+
+    async def _add_worker(self) -> None:
+        worker = await self._spawn()
+        self.stats.layers = worker.layers
+        self._live += 1
+        self._idle_send.send_nowait(worker)
+
+    async def _replace(self) -> None:
+        """Spawn a replacement; retry with backoff while the zygote cannot deliver one."""
+        self.stats.restarts += 1
+        while True:
+            try:
+                await self._add_worker()
+                self.broken = None
+                return
+            except (PoolStartError, OSError) as e:
+                self.broken = str(e)
+                log.error("%s pool: cannot replace a worker: %s; retrying in %.0f s",
+                          self.connector, e, RESPAWN_BACKOFF_S)
+                await trio.sleep(RESPAWN_BACKOFF_S)
+
+    def _discard(self, worker: Worker) -> None:
+        worker.kill()
+        self._live -= 1
+        assert self._nursery is not None
+        self._nursery.start_soon(self._replace)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start the workers, report ready, then own replacements until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            try:
+                for _ in range(self.size):
+                    await self._add_worker()
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                self.close()
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._idle_recv.receive_nowait().kill()
+            except (trio.WouldBlock, trio.ClosedResourceError, trio.EndOfChannel):
+                break
+        try:
+            os.kill(self.zygote_pid, signal.SIGKILL)
+            os.waitpid(self.zygote_pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+    async def call(self, request: CallRequest, deadline: float) -> CallOk | CallFailed:
+        """Run one request on a worker before `deadline` (trio clock). Never raises for worker faults.
+
+        Raises QueueFull when `queue_size` calls already wait for a worker.
+        """
+        if self.stats.queued >= self.queue_size:
+            raise QueueFull(f"{self.stats.queued} calls already wait for a {self.connector} worker "
+                            f"(connectors.{self.connector}.queue_size = {self.queue_size})")
+        worker: Worker | None = None
+        self.stats.queued += 1
+        try:
+            with trio.move_on_at(deadline):
+                worker = await self._idle_recv.receive()
+        finally:
+            self.stats.queued -= 1
+        if worker is None:
+            self.stats.timeouts += 1
+            return CallFailed(request.request_id, "TIMEOUT",
+                              f"no {self.connector} worker became free within the call's timeout")
+        self.stats.busy += 1
+        clean = False
+        try:
+            reply = await self._exchange(worker, request, deadline)
+            clean = reply is not None and not isinstance(reply, str)
+            if clean:
+                return reply  # type: ignore[return-value]
+            return CallFailed(request.request_id, *_FAILURE[reply or "timeout"])  # type: ignore[index]
+        finally:
+            self.stats.busy -= 1
+            if clean:
+                worker.calls += 1
+                self._idle_send.send_nowait(worker)
+            else:
+                # Timed out, crashed, lied, or the call was cancelled mid-exchange: the
+                # worker's state is unknown, so it is killed and replaced.
+                self._discard(worker)
+
+    async def _exchange(self, worker: Worker, request: CallRequest, deadline: float) -> CallOk | CallFailed | str | None:
+        """One request/reply. Returns the reply, or a failure key of _FAILURE, or None on timeout."""
+        with trio.move_on_at(deadline):
+            try:
+                await send_frame(worker.sock, request_encoder.encode(request))
+                payload = await recv_frame(worker.sock, reply_cap(request.max_bytes))
+            except (EOFError, OSError):
+                self.stats.crashes += 1
+                return "crashed"
+            except FrameError:
+                return "too_large"
+            try:
+                reply = reply_decoder.decode(payload)
+            except msgspec.DecodeError:
+                return "garbage"
+            if reply.request_id != request.request_id:
+                return "garbage"
+            return reply
+        self.stats.timeouts += 1
+        return None
+
+
+_FAILURE = {
+    "timeout": ("TIMEOUT", "the call ran past its timeout; the worker was killed and replaced"),
+    "crashed": ("WORKER_CRASHED", "the worker died during the call; it has been replaced"),
+    "too_large": ("RESULT_TOO_LARGE", "the worker's reply passed the size cap; the worker was replaced"),
+    "garbage": ("INTERNAL_ERROR", "the worker sent a malformed reply; it was killed and replaced"),
+}

@@ -1,0 +1,83 @@
+"""Starting and running the gateway: zygotes first (no threads yet), then trio owns everything."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from mcp_gateway.config import GatewayConfig
+from mcp_gateway.supervisor.audit import AuditLog
+from mcp_gateway.supervisor.gateway import Gateway, Outcome
+from mcp_gateway.supervisor.pool import WorkerPool
+from mcp_gateway.workers.zygote import fork_zygote
+
+log = logging.getLogger("mcp_gateway")
+
+Zygotes = dict[str, tuple[int, socket.socket]]
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def enabled_connectors(config: GatewayConfig) -> list[str]:
+    c = config.connectors
+    return [name for name, s in (("filesystem", c.filesystem), ("http_fetch", c.http_fetch),
+                                 ("postgres", c.postgres)) if s.enabled]
+
+
+def start_zygotes(config: GatewayConfig) -> Zygotes:
+    """Fork one zygote per enabled connector. Must run before trio (or anything) starts a thread."""
+    zygotes: Zygotes = {}
+    for name in enabled_connectors(config):
+        zygotes[name] = fork_zygote(name, config)
+    return zygotes
+
+
+@asynccontextmanager
+async def open_gateway(config: GatewayConfig, zygotes: Zygotes,
+                       observer: Callable[[Outcome, float], None] | None = None) -> AsyncIterator[Gateway]:
+    """Start the worker pools and the audit log; yield the gateway; tear everything down on exit."""
+    audit = AuditLog(config.audit.path)
+    if audit.last_error:
+        log.error("%s: every tool call will be refused until it is fixed (then send SIGHUP)", audit.last_error)
+    pools: dict[str, WorkerPool] = {}
+    async with trio.open_nursery() as nursery:
+        for name, (pid, control) in zygotes.items():
+            settings = getattr(config.connectors, name)
+            pool = WorkerPool(name, pid, control, settings.workers, settings.queue_size)
+            await nursery.start(pool.run)
+            pools[name] = pool
+            log.info("%s: %d workers ready; sandbox: %s", name, pool.live_workers,
+                     ", ".join(f"{k}={v}" for k, v in pool.stats.layers.items()) or "none")
+        nursery.start_soon(_reopen_audit_on_sighup, audit)
+        try:
+            yield Gateway(config, pools, audit, observer)
+        finally:
+            nursery.cancel_scope.cancel()
+            audit.close()
+
+
+async def _reopen_audit_on_sighup(audit: AuditLog) -> None:
+    with trio.open_signal_receiver(signal.SIGHUP) as signals:
+        async for _ in signals:
+            audit.reopen()
+            if audit.last_error:
+                log.error("SIGHUP: %s", audit.last_error)
+            else:
+                log.info("SIGHUP: audit log %s reopened", audit.path)
+
+
+def stdio_actor(config: GatewayConfig) -> Callable[[Any], str]:
+    actor = config.server.actor
+    return lambda _ctx: actor

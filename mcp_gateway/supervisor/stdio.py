@@ -1,0 +1,171 @@
+"""MCP over stdio, native to trio.
+
+The SDK's `stdio_server` hops to a worker thread for every line; this transport reads and
+writes the pipes with trio's own non-blocking fd streams instead, and answers what the SDK
+would silently drop: a line that is not JSON gets -32700, one that is JSON but not a
+JSON-RPC message gets -32600, a line over the size cap gets -32600 without being parsed.
+The wire descriptors are moved off fds 0/1 first, so a stray print can never corrupt it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import asynccontextmanager
+from typing import Any
+
+import mcp_types as types
+import msgspec
+import trio
+from mcp.shared._context_streams import create_context_streams
+from mcp.shared.message import SessionMessage
+from pydantic import ValidationError
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+READ_CHUNK = 256 * 1024
+
+
+def claim_stdio() -> tuple[int, int]:
+    """Take the wire off fds 0/1: returns private (in, out) fds; 0 becomes /dev/null, 1 stderr."""
+    wire_in = os.dup(0)
+    wire_out = os.dup(1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(2, 1)
+    return wire_in, wire_out
+
+
+def _error_line(code: int, message: str, request_id: Any = None) -> bytes:
+    return (json.dumps({"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}})
+            + "\n").encode()
+
+
+def _request_id(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        rid = obj.get("id")
+        if isinstance(rid, str | int) and not isinstance(rid, bool):
+            return rid
+    return None
+
+
+class LineReader:
+    """Splits a byte stream into lines, refusing (and skipping) any line over `cap` bytes."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._buf = bytearray()
+        self._skipping = False
+
+    def feed(self, data: bytes) -> list[bytes | None]:
+        """Complete lines in order; None marks an oversized line that was dropped."""
+        out: list[bytes | None] = []
+        self._buf += data
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl < 0:
+                if len(self._buf) > self.cap:
+                    if not self._skipping:
+                        out.append(None)
+                    self._skipping = True
+                    self._buf.clear()
+                return out
+            line = bytes(self._buf[:nl])
+            del self._buf[: nl + 1]
+            if self._skipping:
+                self._skipping = False
+                continue
+            if len(line) > self.cap:
+                out.append(None)
+            elif line.strip():
+                out.append(line)
+
+
+def decode_line(line: bytes) -> SessionMessage | bytes:
+    """A SessionMessage, or the error line to send back."""
+    try:
+        obj = msgspec.json.decode(line)
+    except (msgspec.DecodeError, RecursionError):
+        return _error_line(PARSE_ERROR, "Parse error: the line is not valid JSON (UTF-8, one message per line)")
+    try:
+        message = types.jsonrpc_message_adapter.validate_python(obj, by_name=False)
+    except (ValidationError, RecursionError):
+        return _error_line(INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message", _request_id(obj))
+    return SessionMessage(message)
+
+
+@asynccontextmanager
+async def stdio_transport(wire_in: int, wire_out: int, max_message_bytes: int):
+    """Yields (read_stream, write_stream) for `Server.run`, pumping the pipes with trio."""
+    read_send, read_recv = create_context_streams[SessionMessage | Exception](0)
+    write_send, write_recv = create_context_streams[SessionMessage](0)
+    out_send, out_recv = trio.open_memory_channel[bytes](256)
+    stdin = trio.lowlevel.FdStream(wire_in)
+    stdout = trio.lowlevel.FdStream(wire_out)
+
+    async def read_pump(out: trio.MemorySendChannel[bytes]) -> None:
+        reader = LineReader(max_message_bytes)
+        async with read_send, out:
+            while True:
+                try:
+                    data = await stdin.receive_some(READ_CHUNK)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+                if not data:
+                    return
+                for line in reader.feed(data):
+                    if line is None:
+                        await out.send(_error_line(
+                            INVALID_REQUEST, f"Invalid Request: message larger than {max_message_bytes} bytes"))
+                        continue
+                    item = decode_line(line)
+                    if isinstance(item, bytes):
+                        await out.send(item)
+                    else:
+                        await read_send.send(item)
+
+    async def serialize_pump(out: trio.MemorySendChannel[bytes]) -> None:
+        async with write_recv, out:
+            async for message in write_recv:
+                await out.send(
+                    (message.message.model_dump_json(by_alias=True, exclude_unset=True) + "\n").encode())
+        serialized.set()
+
+    async def write_pump() -> None:
+        async with out_recv:
+            async for line in out_recv:
+                batch = [line]
+                while True:  # coalesce what is already queued into one write
+                    try:
+                        batch.append(out_recv.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                try:
+                    await stdout.send_all(b"".join(batch))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+        written.set()
+
+    serialized, written = trio.Event(), trio.Event()
+    async with trio.open_nursery() as nursery:
+        reading = trio.CancelScope()
+
+        async def reader_task() -> None:
+            with reading:
+                await read_pump(out_send.clone())
+
+        nursery.start_soon(reader_task)
+        nursery.start_soon(serialize_pump, out_send)
+        nursery.start_soon(write_pump)
+        try:
+            yield read_recv, write_send
+        finally:
+            # Drain: every response the server produced reaches the pipe before we exit.
+            await write_send.aclose()
+            with trio.move_on_after(5):
+                await serialized.wait()
+            reading.cancel()
+            with trio.move_on_after(5):
+                await written.wait()
+            nursery.cancel_scope.cancel()
