@@ -30,3 +30,16 @@ def config_factory(tmp_path: Path):
         return load_config(write_config(tmp_path, data))
 
     return make
+
+
+@pytest.fixture
+def gw_dir():
+    """A temp dir the gateway's workers can read after dropping to an unprivileged uid
+    (pytest's own tmp_path lives under a 0700 directory of the test user)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="mcp-gw-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -249,7 +249,7 @@ def check_host(host: str, ip: IPAddress | None, port: int, settings: HttpFetchSe
 # --- the URL ------------------------------------------------------------------------------
 
 
-def _check_characters(url: str) -> None:
+def check_characters(url: str) -> None:
     for i, ch in enumerate(url):
         o = ord(ch)
         if o < 0x21 or o == 0x7F or 0x80 <= o <= 0x9F:
@@ -266,7 +266,7 @@ def check_url(url: str, settings: HttpFetchSettings) -> ParsedTarget:
         raise GuardDenied("the URL is empty")
     if len(url) > MAX_URL_LENGTH:
         raise GuardDenied(f"the URL is longer than {MAX_URL_LENGTH} characters")
-    _check_characters(url)
+    check_characters(url)
     m = _SCHEME.match(url)
     if m is None:
         raise GuardDenied("the URL has no scheme (only http:// and https:// are allowed)")

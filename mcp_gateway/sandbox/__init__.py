@@ -24,7 +24,8 @@ from collections.abc import Callable
 from mcp_gateway.config import SandboxSettings
 from mcp_gateway.sandbox import landlock as _landlock
 from mcp_gateway.sandbox import seccomp as _seccomp
-from mcp_gateway.sandbox._common import PR_GET_SECCOMP, LayerUnavailable, prctl, proc_status
+from mcp_gateway.sandbox import _common
+from mcp_gateway.sandbox._common import PR_GET_SECCOMP, LayerUnavailable, proc_status
 from mcp_gateway.sandbox.limits import apply_rlimits
 from mcp_gateway.sandbox.prctl import apply_prctl
 from mcp_gateway.sandbox.profile import SandboxProfile
@@ -95,7 +96,7 @@ def host_support() -> dict[str, str]:
     ok, why = _seccomp.available()
     if ok:
         try:
-            mode = prctl(PR_GET_SECCOMP)
+            mode = _common.prctl(PR_GET_SECCOMP)  # (`prctl` here is the submodule)
             why += f", this process in mode {mode}"
         except OSError:
             pass

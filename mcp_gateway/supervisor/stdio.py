@@ -86,11 +86,16 @@ def decode_line(line: bytes) -> SessionMessage | bytes:
     """A SessionMessage, or the error line to send back."""
     try:
         obj = msgspec.json.decode(line)
-    except (msgspec.DecodeError, RecursionError):
-        return _error_line(PARSE_ERROR, "Parse error: the line is not valid JSON (UTF-8, one message per line)")
+    except (msgspec.DecodeError, ValueError, RecursionError):
+        # msgspec refuses escaped lone surrogates; they are valid JSON, so the stdlib parses
+        # them and the validation layer refuses them as VALIDATION_ERROR, with an audit line.
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError):  # ValueError covers invalid UTF-8
+            return _error_line(PARSE_ERROR, "Parse error: the line is not valid JSON (UTF-8, one message per line)")
     try:
         message = types.jsonrpc_message_adapter.validate_python(obj, by_name=False)
-    except (ValidationError, RecursionError):
+    except (ValidationError, ValueError, RecursionError):
         return _error_line(INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 message", _request_id(obj))
     return SessionMessage(message)
 

@@ -16,6 +16,7 @@ import ctypes
 import ctypes.util
 import os
 import pkgutil
+import re
 import socket
 import ssl
 import time
@@ -29,7 +30,7 @@ import idna
 
 from mcp_gateway.config import GatewayConfig, HttpFetchSettings
 from mcp_gateway.guards import GuardDenied
-from mcp_gateway.guards.urls import ParsedTarget, check_url, sanitize_headers
+from mcp_gateway.guards.urls import ParsedTarget, check_characters, check_url, sanitize_headers
 from mcp_gateway.sandbox.profile import INET_FAMILIES, SandboxProfile
 from mcp_gateway.tools.arguments import Args, FetchArgs
 from mcp_gateway.workers.connector import CallLimits, Connector, ToolError
@@ -41,6 +42,7 @@ from mcp_gateway.workers.pinned_transport import (
     system_resolver,
 )
 
+_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CHUNK = 64 * 1024
 # Finish a little before the supervisor's hard deadline, so the caller gets our TIMEOUT
@@ -279,7 +281,11 @@ class HttpFetchConnector(Connector):
                     if hops > self.settings.max_redirects:
                         raise ToolError("SECURITY_ERROR", f"more than {self.settings.max_redirects} "
                                                           "redirects (max_redirects)")
-                    url = _join(target, location)
+                    _drain(resp, budget)
+                    try:
+                        url = _join(target, location)
+                    except GuardDenied as e:
+                        raise ToolError("SECURITY_ERROR", f"redirect {hops} refused: {e.reason}") from None
                     continue
                 body = self._read_body(resp, limits.max_bytes, budget, limits.timeout_ms)
                 return self._result(resp, target.url, body)
@@ -346,13 +352,32 @@ class HttpFetchConnector(Connector):
 
 
 def _join(base: ParsedTarget, location: str) -> str:
-    """Absolute form of a Location header (the result is checked by check_url like any URL)."""
-    location = location.strip()
+    """Absolute form of a Location header (the result is checked by check_url like any URL).
+
+    An absolute Location goes to check_url exactly as sent; a relative one is resolved
+    against the current URL after the same character checks.
+    """
+    location = location.strip(" \t")
+    if _ABSOLUTE.match(location):
+        return location
+    check_characters(location)
     try:
         return str(httpx.URL(base.url).join(location))
     except (httpx.InvalidURL, ValueError):
         # Hand the raw value to check_url, which refuses it with a precise reason.
         return location
+
+
+def _drain(resp: httpx.Response, budget: FetchBudget, limit: int = 64 * 1024) -> None:
+    """Read a small redirect body so that its connection can be reused (a big one is just closed)."""
+    declared = resp.headers.get("content-length", "").strip()
+    if declared.isdigit() and int(declared) > limit:
+        return
+    seen = 0
+    for chunk in resp.iter_raw(CHUNK):
+        seen += len(chunk)
+        if seen > limit or budget.remaining() <= 0:
+            return
 
 
 def _short(e: BaseException) -> str:

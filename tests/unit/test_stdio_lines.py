@@ -26,6 +26,7 @@ def _error(line: bytes) -> dict:
 def test_parse_and_invalid_request_errors():
     assert _error(b"{not json")["error"]["code"] == -32700
     assert _error(b"\xff\xfe garbage")["error"]["code"] == -32700
+    assert _error(b'{"jsonrpc":"2.0","id":2,"method":"ping\xff\xfe"}')["error"]["code"] == -32700
     assert _error(b"[" * 100_000 + b"]" * 100_000)["error"]["code"] in (-32700, -32600)
     bad = _error(b'{"jsonrpc":"2.0","id":7,"method":5}')
     assert bad["error"]["code"] == -32600 and bad["id"] == 7

@@ -1,0 +1,300 @@
+"""HttpFetchConnector.call() in-process against real HTTP servers on 127.0.0.1 (loopback only)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import time
+
+import pytest
+
+from mcp_gateway.tools.arguments import FetchArgs
+from mcp_gateway.workers.connector import CallLimits, ToolError
+
+from .conftest import LIMITS, RecordingResolver, make_connector, no_dns
+
+
+def fetch(conn, url, headers=None, limits=LIMITS):
+    return conn.call("web.fetch", FetchArgs(url=url, headers=headers or {}), limits)
+
+
+def refused(conn, url, code="SECURITY_ERROR", limits=LIMITS, headers=None):
+    with pytest.raises(ToolError) as e:
+        fetch(conn, url, headers=headers, limits=limits)
+    assert e.value.code == code, e.value.reason
+    return e.value.reason
+
+
+def test_simple_get_and_header_policy(server):
+    conn = make_connector(server.port)
+    r = fetch(conn, server.url("/echo"), headers={
+        "AuThOrIzAtIoN": "Bearer s3cret", "cookie": "sid=1", "X-aPi-KeY": "k", "x_auth_token": "t",
+        "Proxy-Authorization": "Basic x", "User-Agent": "evil-agent", "Accept": "application/json",
+        "X-Forwarded-For": "127.0.0.1", "X-Custom": "kept", "Connection": "Upgrade", "Upgrade": "h2c",
+        "X-Http-Method-Override": "DELETE",
+    })
+    assert r["status"] == 200 and r["encoding"] == "text"
+    assert r["url"] == server.url("/echo")
+    seen = json.loads(r["body"])
+    assert seen["method"] == "GET"
+    names = {k.lower(): v for k, v in seen["headers"]}
+    for gone in ("authorization", "cookie", "x-api-key", "x_auth_token", "proxy-authorization",
+                 "x-forwarded-for", "upgrade", "x-http-method-override"):
+        assert gone not in names
+    assert names["user-agent"] == conn.settings.user_agent
+    assert names["accept"] == "application/json"
+    assert names["x-custom"] == "kept"
+    assert names["host"] == f"127.0.0.1:{server.port}"
+    assert "s3cret" not in r["body"]
+    assert conn.last_backend.connects[0].address == "127.0.0.1"
+
+
+def test_literal_refused_without_dns_or_connection(server):
+    conn = make_connector(server.port, allowed_domains=["*"])
+    for url in ("http://127.0.0.2/", "http://0x7f000002/", "http://[::1]/", "http://169.254.169.254/",
+                "http://2852039166/", "http://[::ffff:7f00:2]/", "http://10.0.0.1/", "http://localhost/"):
+        refused(conn, url)  # no_dns would raise AssertionError (not ToolError) if consulted
+        assert conn.last_backend is None or conn.last_backend.connects == []
+
+
+@pytest.mark.parametrize("to,why", [
+    ("http://169.254.169.254/latest/meta-data/", "metadata"),
+    ("http://127.0.0.2:{port}/echo", "loopback"),
+    ("file:///etc/passwd", "scheme"),
+    ("gopher://127.0.0.1:{port}/_x", "scheme"),
+    ("http://[::1]:{port}/echo", "loopback"),
+    ("http://localhost:{port}/echo", "loopback"),
+    ("http://user@127.0.0.1:{port}/echo", "userinfo"),
+    ("http://127.0.0.1:22/", "port 22"),
+    ("http://metadata.google.internal/", "metadata"),
+    ("http://0x7f.2:{port}/", "loopback"),
+])
+def test_redirect_to_forbidden_target(server, to, why):
+    conn = make_connector(server.port)
+    target = to.format(port=server.port)
+    from urllib.parse import quote
+    reason = refused(conn, server.url("/redirect?to=" + quote(target, safe="")))
+    assert why in reason and "redirect" in reason
+    # Only the first hop reached the server.
+    assert len(server.stats.requests) == 1
+
+
+def test_relative_redirect_followed(server):
+    conn = make_connector(server.port)
+    r = fetch(conn, server.url("/redirect?to=/chain/2&status=301"))
+    assert r["status"] == 200 and r["body"] == "end of chain"
+    assert r["url"] == server.url("/chain/0")
+
+
+def test_redirect_chain_capped(server):
+    conn = make_connector(server.port, max_redirects=3)
+    assert fetch(conn, server.url("/chain/3"))["body"] == "end of chain"
+    reason = refused(conn, server.url("/chain/4"))
+    assert "max_redirects" in reason
+    conn0 = make_connector(server.port, max_redirects=0)
+    refused(conn0, server.url("/chain/1"))
+
+
+def test_slow_body_times_out_near_deadline(server):
+    conn = make_connector(server.port)
+    t0 = time.monotonic()
+    with pytest.raises(ToolError) as e:
+        fetch(conn, server.url("/slow"), limits=CallLimits(timeout_ms=1000, max_bytes=1 << 20))
+    elapsed = time.monotonic() - t0
+    assert e.value.code == "TIMEOUT"
+    assert 0.7 <= elapsed <= 1.2, elapsed
+
+
+def test_big_streamed_body_cut_at_cap(server):
+    conn = make_connector(server.port)
+    cap = 1024 * 1024
+    refused(conn, server.url("/big"), code="RESULT_TOO_LARGE", limits=CallLimits(10_000, cap))
+    assert conn.last_backend.connects[0].address == "127.0.0.1"
+    time.sleep(0.2)
+    sent = server.stats.sent.get("/big", 0)
+    # What the server got out is the cap plus what fits in the two loopback socket buffers:
+    # far from the 50 MB body.
+    assert sent < cap + 12 * 1024 * 1024, sent
+
+
+def test_big_declared_body_refused_before_reading(server):
+    conn = make_connector(server.port)
+    reason = refused(conn, server.url("/big-declared"), code="RESULT_TOO_LARGE",
+                     limits=CallLimits(10_000, 1024 * 1024))
+    assert "declares" in reason
+
+
+def test_gzip_decoded_and_bomb_capped(server):
+    conn = make_connector(server.port)
+    r = fetch(conn, server.url("/gzip"))
+    assert r["encoding"] == "text" and r["body"] == "zipped ✓" * 10
+    assert "content-encoding" not in r["headers"]
+    refused(conn, server.url("/gzip-bomb"), code="RESULT_TOO_LARGE", limits=CallLimits(10_000, 1 << 20))
+
+
+def test_binary_body_base64(server):
+    conn = make_connector(server.port)
+    r = fetch(conn, server.url("/binary"))
+    assert r["encoding"] == "base64"
+    assert base64.b64decode(r["body"]) == bytes(range(256)) * 4
+    assert r["headers"]["content-type"] == "image/png"
+
+
+def test_charset_decoding(server):
+    conn = make_connector(server.port)
+    r = fetch(conn, server.url("/latin1"))
+    assert r["encoding"] == "text" and r["body"] == "café déjà"
+    r = fetch(conn, server.url("/nocharset-json"))
+    assert r["encoding"] == "text" and "ünï" in r["body"]
+
+
+def test_status_passed_through(server):
+    r = fetch(make_connector(server.port), server.url("/missing"))
+    assert r["status"] == 404 and r["body"] == "no such page"
+
+
+def test_closed_port_is_upstream_error():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    conn = make_connector(port)
+    reason = refused(conn, f"http://127.0.0.1:{port}/", code="UPSTREAM_ERROR")
+    assert "refused" in reason
+
+
+def test_garbage_response_is_upstream_error(server):
+    refused(make_connector(server.port), server.url("/garbage"), code="UPSTREAM_ERROR")
+
+
+def test_tls_failure_is_upstream_error(server):
+    # An https URL to a plain-HTTP server: the handshake fails.
+    conn = make_connector(server.port)
+    refused(conn, f"https://127.0.0.1:{server.port}/echo", code="UPSTREAM_ERROR")
+
+
+def test_port_not_allowed(server):
+    conn = make_connector(None)  # the ephemeral port is not in allowed_ports
+    assert "port" in refused(conn, server.url("/echo"))
+
+
+def test_name_not_found():
+    res = RecordingResolver({})
+    conn = make_connector(None, resolver=res, allowed_domains=["*.example.com"])
+    reason = refused(conn, "http://nx.example.com/", code="NOT_FOUND")
+    assert "does not exist" in reason
+    assert res.calls == [("nx.example.com", 80)]
+
+
+def test_system_resolver_not_found_mapping(monkeypatch):
+    from mcp_gateway.workers import pinned_transport
+
+    def fake(*a, **k):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    monkeypatch.setattr(pinned_transport.socket, "getaddrinfo", fake)
+    with pytest.raises(ToolError) as e:
+        pinned_transport.system_resolver("nx.example.com", 80)
+    assert e.value.code == "NOT_FOUND"
+
+    def again(*a, **k):
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+    monkeypatch.setattr(pinned_transport.socket, "getaddrinfo", again)
+    with pytest.raises(ToolError) as e:
+        pinned_transport.system_resolver("x.example.com", 80)
+    assert e.value.code == "UPSTREAM_ERROR"
+
+    seen = []
+
+    def ok(host, port, **k):
+        seen.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+    monkeypatch.setattr(pinned_transport.socket, "getaddrinfo", ok)
+    assert pinned_transport.system_resolver("a.example.com", 80) == ["127.0.0.1"]
+    assert seen == ["a.example.com."]  # fully qualified: no search-domain expansion
+
+
+def test_mixed_answers_refused_before_connecting(server):
+    res = RecordingResolver({"mixed.example.com": [["93.184.215.14", "127.0.0.1"]]})
+    conn = make_connector(server.port, resolver=res, allowed_domains=["*.example.com"],
+                          allow_internal_cidrs=[])
+    reason = refused(conn, f"http://mixed.example.com:{server.port}/echo")
+    assert "127.0.0.1" in reason and "loopback" in reason
+    assert res.calls == [("mixed.example.com", server.port)]
+    assert conn.last_backend.connects[0].address is None
+    assert server.stats.requests == []
+
+
+def test_name_resolving_to_metadata_refused_even_if_opened(server):
+    res = RecordingResolver({"meta.example.com": [["169.254.169.254"]]})
+    conn = make_connector(server.port, resolver=res, allowed_domains=["*.example.com"],
+                          allow_internal_cidrs=["169.254.0.0/16"])
+    assert "metadata" in refused(conn, f"http://meta.example.com:{server.port}/")
+
+
+def test_dns_rebinding_resolves_once_and_connects_to_checked_address(server):
+    # First answer is the opened 127.0.0.1 (standing in for a public address); every later
+    # answer is 127.0.0.2 (not opened). The fetch must use the first answer for the whole
+    # connection: exactly one lookup, and the socket goes to the checked address.
+    res = RecordingResolver({"rebind.example.com": [["127.0.0.1"], ["127.0.0.2"]]})
+    conn = make_connector(server.port, resolver=res, allowed_domains=["rebind.example.com"])
+    r = fetch(conn, f"http://rebind.example.com:{server.port}/echo")
+    assert r["status"] == 200
+    assert res.calls == [("rebind.example.com", server.port)]
+    [rec] = conn.last_backend.connects
+    assert rec.resolved == ["127.0.0.1"] and rec.address == "127.0.0.1"
+    # Host header keeps the name, not the pinned address.
+    names = {k.lower(): v for k, v in json.loads(r["body"])["headers"]}
+    assert names["host"] == f"rebind.example.com:{server.port}"
+
+    # A redirect that forces a new connection to the same name: the second lookup now says
+    # 127.0.0.2, which is checked (and refused) before any connect.
+    res2 = RecordingResolver({"rebind.example.com": [["127.0.0.1"], ["127.0.0.2"]]})
+    conn2 = make_connector(server.port, resolver=res2, allowed_domains=["rebind.example.com"])
+    from urllib.parse import quote
+    url = f"http://rebind.example.com:{server.port}/redirect?close=1&to=" + quote("/echo", safe="")
+    reason = refused(conn2, url)
+    assert "127.0.0.2" in reason
+    assert len(res2.calls) == 2
+    assert [c.address for c in conn2.last_backend.connects] == ["127.0.0.1", None]
+
+
+def test_keepalive_reuses_checked_connection(server):
+    res = RecordingResolver({"ka.example.com": [["127.0.0.1"], ["127.0.0.2"]]})
+    conn = make_connector(server.port, resolver=res, allowed_domains=["ka.example.com"])
+    r = fetch(conn, f"http://ka.example.com:{server.port}/redirect?to=/echo")
+    assert r["status"] == 200
+    assert len(res.calls) == len(conn.last_backend.connects) == 1
+
+
+def test_no_environment_proxy(server, monkeypatch):
+    # A proxy in the environment must never be used (trust_env=False).
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.9:1")
+    monkeypatch.setenv("http_proxy", "http://127.0.0.9:1")
+    monkeypatch.setenv("ALL_PROXY", "http://127.0.0.9:1")
+    r = fetch(make_connector(server.port), server.url("/echo"))
+    assert r["status"] == 200
+
+
+def test_wrong_tool_and_bad_header_value(server):
+    conn = make_connector(server.port)
+    with pytest.raises(ToolError) as e:
+        conn.call("fs.readFile", FetchArgs(url=server.url("/")), LIMITS)
+    assert e.value.code == "VALIDATION_ERROR"
+    refused(conn, server.url("/echo"), code="VALIDATION_ERROR", headers={"X-A": "a\r\nHost: evil"})
+
+
+def test_sandbox_profile():
+    conn = make_connector(8080)
+    p = conn.sandbox_profile()
+    import certifi
+    assert certifi.where() in p.read_paths
+    assert "/etc/resolv.conf" in p.read_paths or not __import__("os").path.exists("/etc/resolv.conf")
+    assert set(p.connect_ports) == {80, 443, 8080}
+    assert set(p.socket_families) == {socket.AF_INET, socket.AF_INET6}
+
+
+def test_no_dns_helper_really_fails():
+    with pytest.raises(AssertionError):
+        no_dns("x", 1)
