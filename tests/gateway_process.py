@@ -39,12 +39,18 @@ def fs_config(tmp_path: Path, policy: dict | None = None, **extra: Any) -> Path:
         "connectors": {"filesystem": {"enabled": True, "allowed_paths": [str(data)],
                                       "denied_paths": [str(data / "secrets")]}},
     }
-    for key, value in extra.items():
-        section = cfg.setdefault(key, {})
-        section.update(value)
+    _merge(cfg, extra)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def _merge(into: dict, extra: dict) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
 
 
 def audit_lines(tmp_path: Path) -> list[dict]:

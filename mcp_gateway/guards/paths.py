@@ -69,6 +69,11 @@ def _roots(paths: list[Path]) -> list[tuple[Path, tuple[str, ...]]]:
     return [(Path("/" + "/".join(c)), tuple(c)) for c in (_components(str(p)) for p in paths)]
 
 
+def normalise_root(path: Path | str) -> Path:
+    """An allowed or denied path in the form check_path reports it (CheckedPath.root)."""
+    return Path("/" + "/".join(_components(str(path))))
+
+
 def check_path(path: str, settings: FilesystemSettings) -> CheckedPath:
     """Accept `path` (returning its root and relative remainder) or raise GuardDenied."""
     if not isinstance(path, str):

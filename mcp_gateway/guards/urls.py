@@ -249,6 +249,9 @@ def check_host(host: str, ip: IPAddress | None, port: int, settings: HttpFetchSe
 # --- the URL ------------------------------------------------------------------------------
 
 
+_INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp", "Cs", "Co"})
+
+
 def check_characters(url: str) -> None:
     for i, ch in enumerate(url):
         o = ord(ch)
@@ -256,7 +259,7 @@ def check_characters(url: str) -> None:
             raise GuardDenied(f"control character or whitespace U+{o:04X} at position {i} of the URL")
         if ch == "\\":
             raise GuardDenied(f"backslash at position {i} of the URL")
-        if o > 0x7F and (ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zs", "Zl", "Zp", "Cs", "Co")):
+        if o > 0x7F and (ch.isspace() or unicodedata.category(ch) in _INVISIBLE):
             raise GuardDenied(f"invisible or whitespace character U+{o:04X} at position {i} of the URL")
 
 

@@ -32,7 +32,7 @@ import sys
 
 from mcp_gateway.config import FilesystemSettings, GatewayConfig
 from mcp_gateway.guards import GuardDenied
-from mcp_gateway.guards.paths import CheckedPath, check_path
+from mcp_gateway.guards.paths import CheckedPath, check_path, normalise_root
 from mcp_gateway.sandbox.profile import SandboxProfile
 from mcp_gateway.tools.arguments import ListDirArgs, ReadFileArgs
 from mcp_gateway.workers.connector import CallLimits, Connector, ToolError
@@ -109,6 +109,9 @@ class FilesystemConnector(Connector):
         errno.errorcode.get(errno.EXDEV)
         os.strerror(errno.ENOENT)
         stat.filemode(0o100644)
+        # Exercise the ctypes call path once (the answer is probed again in start(), under
+        # the sandbox, where a seccomp filter may change it).
+        openat2_available()
 
     def sandbox_profile(self) -> SandboxProfile:
         limits = self.config.sandbox.limits_for(self.name)
@@ -126,7 +129,7 @@ class FilesystemConnector(Connector):
         """Open each allowed root (O_PATH) and record the identity of each denied path."""
         self.close()
         for p in self.settings.allowed_paths:
-            key = str(p)
+            key = str(normalise_root(p))
             try:
                 fd = os.open(key, _PATH_DIR)
             except OSError as e:
@@ -209,7 +212,8 @@ class FilesystemConnector(Connector):
             os.close(fd)
         if len(data) > cap:
             raise ToolError("RESULT_TOO_LARGE",
-                            f"{shown} grew past the cap of {cap} bytes while being read; page with offset/length")
+                            f"{shown} grew past the cap of {cap} bytes while being read; "
+                            "page with offset/length")
         if args.encoding == "base64":
             content = base64.b64encode(data).decode("ascii")
         else:
@@ -258,6 +262,8 @@ class FilesystemConnector(Connector):
                 pfd = self._open(parent, name, _PATH_ANY, shown)
                 try:
                     pst = os.fstat(pfd)
+                    if stat.S_ISDIR(pst.st_mode):
+                        self._check_location(pfd, root, shown)  # "denied" beats "is a directory"
                 finally:
                     os.close(pfd)
                 mode = pst.st_mode
@@ -279,7 +285,8 @@ class FilesystemConnector(Connector):
                 if stat.S_ISDIR(mode):
                     raise ToolError("VALIDATION_ERROR", f"{shown} is a directory; use fs.listDir")
                 if not stat.S_ISREG(mode):
-                    raise ToolError("SECURITY_ERROR", f"{shown} is {_kind(mode)}; only regular files are read")
+                    raise ToolError("SECURITY_ERROR",
+                                    f"{shown} is {_kind(mode)}; only regular files are read")
                 if _ident(pst) in self._denied_idents:
                     raise ToolError("SECURITY_ERROR", f"{shown} is a denied file (or a hard link to one)")
                 fd = self._open(parent, name, _READ_FILE, shown)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import math
 import os
+import re
 import socket
 from decimal import Decimal
 from typing import Any
@@ -230,13 +231,7 @@ class PostgresConnector(Connector):
 
         class _Iso(Loader):
             def load(self, data: Any) -> str:
-                s = bytes(data).decode("utf-8")
-                # ISO DateStyle: "2024-01-02 03:04:05.6+00" -> "2024-01-02T03:04:05.6+00:00"
-                if len(s) > 10 and s[4] == "-" and s[10] == " ":
-                    s = s[:10] + "T" + s[11:]
-                if len(s) >= 3 and s[-3] in "+-" and s[-2:].isdigit() and ":" in s[-9:-3]:
-                    s += ":00"
-                return s
+                return _iso(bytes(data).decode("utf-8"))
 
         for t in _TEXT_TYPES:
             conn.adapters.register_loader(t, _Text)
@@ -436,6 +431,21 @@ def _pg_message(e: Any) -> str:
         msg = msg.split("password=", 1)[0] + "password=***"
     state = getattr(e, "sqlstate", None)
     return f"{state}: {msg}" if state else msg
+
+
+_TZ_HOURS = re.compile(r"([+-][0-9]{2})$")
+
+
+def _iso(s: str) -> str:
+    """PostgreSQL's ISO DateStyle output -> ISO 8601: "2024-01-02 03:04:05.6+00" ->
+    "2024-01-02T03:04:05.6+00:00". infinity / BC values are handed on unchanged."""
+    if s.endswith(" BC") or not s[:1].isdigit():
+        return s
+    if len(s) > 13 and s[4] == "-" and s[10] == " " and s[11:13].isdigit():
+        s = s[:10] + "T" + s[11:]
+    if ":" in s:
+        s = _TZ_HOURS.sub(r"\1:00", s)
+    return s
 
 
 def _json_value(v: Any) -> Any:

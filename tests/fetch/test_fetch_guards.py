@@ -140,7 +140,8 @@ def test_ip_literal_needs_star_or_exact_entry():
         check_url("http://93.184.215.14/", LISTED)
     assert check_url("http://93.184.215.14/", STAR).host == "93.184.215.14"
     exact = HttpFetchSettings(enabled=True, allowed_domains=["93.184.215.14", "2606:4700::1111"])
-    assert check_url(f"http://{int(ipaddress.IPv4Address('93.184.215.14'))}/", exact).host == "93.184.215.14"  # decimal spelling
+    decimal = int(ipaddress.IPv4Address("93.184.215.14"))
+    assert check_url(f"http://{decimal}/", exact).host == "93.184.215.14"
     assert check_url("http://[2606:4700:0::1111]/", exact).host == "2606:4700::1111"
 
 
@@ -227,7 +228,8 @@ def test_inet_aton(text, ip):
     assert str(parse_inet_aton(text)) == ip
 
 
-@pytest.mark.parametrize("text", ["4294967296", "1.2.3.4.5", "08", "1.256.1.1", "0x1g", "1..2", "", "1.2.3.256"])
+@pytest.mark.parametrize("text", ["4294967296", "1.2.3.4.5", "08", "1.256.1.1", "0x1g", "1..2", "",
+                                  "1.2.3.256"])
 def test_inet_aton_rejects(text):
     assert parse_inet_aton(text) is None
 
@@ -334,7 +336,8 @@ def _vary_case(draw, s: str) -> str:
 
 
 @settings(max_examples=400, deadline=None)
-@given(host=st.one_of(ipv4_spellings(), ipv6_spellings()), scheme=st.sampled_from(["http", "https", "HTTP", "hTtPs"]),
+@given(host=st.one_of(ipv4_spellings(), ipv6_spellings()),
+       scheme=st.sampled_from(["http", "https", "HTTP", "hTtPs"]),
        port=st.sampled_from(["", ":80", ":443", ":0443"]), data=st.data())
 def test_internal_spellings_always_refused(host, scheme, port, data):
     if not host.startswith("["):

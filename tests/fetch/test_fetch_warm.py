@@ -18,7 +18,8 @@ SCRIPT = textwrap.dedent(r'''
         def log_message(self, *a): pass
         def do_GET(self):
             if self.path == "/r":
-                self.send_response(302); self.send_header("Location", "/t"); self.send_header("Content-Length", "0")
+                self.send_response(302); self.send_header("Location", "/t")
+                self.send_header("Content-Length", "0")
                 self.end_headers(); return
             body = "héllo wörld".encode("iso-8859-15") if self.path == "/t" else bytes(range(256))
             ctype = "text/html; charset=ISO-8859-15" if self.path == "/t" else "application/octet-stream"
@@ -65,7 +66,8 @@ SCRIPT = textwrap.dedent(r'''
             conn.call("web.fetch", FetchArgs(url=url), lim)
         except ToolError as e:
             errs.append(e.code)
-    print(json.dumps({"late": late, "opened": opened, "r1": r1["body"], "enc2": r2["encoding"], "errs": errs}))
+    print(json.dumps({"late": late, "opened": opened, "r1": r1["body"], "enc2": r2["encoding"],
+                      "errs": errs}))
 ''')
 
 

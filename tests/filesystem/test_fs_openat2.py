@@ -98,3 +98,53 @@ def test_opener_choice() -> None:
     assert o2.BeneathOpener(True).follows_symlinks
     assert o2.BeneathOpener(False).mechanism == "nofollow-walk"
     assert not o2.BeneathOpener(False).follows_symlinks
+
+
+@pytest.mark.parametrize("err", [errno.ENOSYS, errno.EPERM])
+def test_unavailable_openat2_means_walk(monkeypatch, tmp_path: Path, err: int) -> None:
+    """Old kernel (ENOSYS) or a seccomp filter refusing openat2 (ENOSYS/EPERM): fall back."""
+    import ctypes
+
+    from mcp_gateway.workers.filesystem import FilesystemConnector
+
+    from .conftest import build_tree, make_config
+
+    def fake(*_a):
+        ctypes.set_errno(err)
+        return -1
+
+    monkeypatch.setattr(o2, "_syscall", fake)
+    assert not o2.openat2_available()
+    t = build_tree(tmp_path / "t")
+    conn = FilesystemConnector(make_config([t.root], [t.secrets]))
+    conn.start()
+    try:
+        assert conn.mechanism == "nofollow-walk"
+    finally:
+        conn.close()
+
+
+@needs_openat2
+def test_eagain_is_retried(monkeypatch, layout: int) -> None:
+    import ctypes
+
+    real = o2._syscall
+    calls = {"n": 0}
+
+    def flaky(*a):
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            ctypes.set_errno(errno.EAGAIN)
+            return -1
+        return real(*a)
+
+    monkeypatch.setattr(o2, "_syscall", flaky)
+    os.close(o2.openat2(layout, "d/f", os.O_RDONLY))
+    assert calls["n"] == 3
+
+    def always(*_a):
+        ctypes.set_errno(errno.EAGAIN)
+        return -1
+
+    monkeypatch.setattr(o2, "_syscall", always)
+    assert _errno(o2.openat2, layout, "d/f", os.O_RDONLY) == errno.EAGAIN

@@ -148,7 +148,7 @@ def _beneath(parts: tuple[str, ...], base: tuple[str, ...]) -> bool:
     return parts[: len(base)] == base
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(paths)
 @example("/app/data/secrets/../secrets/x")
 @example("secrets/./x")
@@ -168,7 +168,7 @@ def test_property_result_is_beneath_a_root_and_not_denied(path: str) -> None:
     assert "\0" not in r.display
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(st.text(max_size=300))
 def test_property_arbitrary_text_only_guard_denied(path: str) -> None:
     try:

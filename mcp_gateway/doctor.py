@@ -1,0 +1,394 @@
+"""`mcp-gateway doctor`: which sandbox layers protect workers on this host, and the production
+checklist as automated checks. Every line is PASS, WARN or FAIL plus what to do about it; the
+exit code is non-zero when anything FAILs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import select
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from mcp_gateway.config import TOOL_NAMES, GatewayConfig
+from mcp_gateway.sandbox import LAYERS, SandboxError, apply, host_support
+from mcp_gateway.sandbox.profile import SandboxProfile
+
+TOOL_CONNECTOR = {"fs.readFile": "filesystem", "fs.listDir": "filesystem", "web.fetch": "http_fetch",
+                  "db.query": "postgres", "db.schema": "postgres"}
+CONNECTORS = ("filesystem", "http_fetch", "postgres")
+
+
+@dataclass
+class Report:
+    out: TextIO
+    results: list[str] = field(default_factory=list)
+
+    def line(self, level: str, text: str) -> None:
+        self.results.append(level)
+        print(f"{level:4}  {text}", file=self.out)
+
+    def info(self, text: str) -> None:
+        print(f"      {text}", file=self.out)
+
+    def section(self, title: str) -> None:
+        print(f"\n== {title}", file=self.out)
+
+    @property
+    def failed(self) -> bool:
+        return "FAIL" in self.results
+
+
+# --- sandbox ------------------------------------------------------------------------------
+
+
+def _profile_for(name: str, config: GatewayConfig) -> SandboxProfile:
+    from mcp_gateway.workers.registry import connector_class
+
+    return connector_class(name)(config).sandbox_profile()
+
+
+def probe_sandbox(profile: SandboxProfile, config: GatewayConfig, timeout: float = 20.0) -> tuple[dict, dict]:
+    """Fork a child that confines itself with `profile`; return (apply() result or error, the
+    child's /proc status as seen from outside)."""
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(ready_r)
+            os.close(go_w)
+            try:
+                msg = {"layers": apply(profile, config.sandbox)}
+            except SandboxError as e:
+                msg = {"error": str(e)}
+            except BaseException as e:  # noqa: BLE001
+                msg = {"error": f"{type(e).__name__}: {e}"}
+            os.write(ready_w, json.dumps(msg).encode()[:60000])
+            os.close(ready_w)
+            os.read(go_r, 1)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.close(go_r)
+    status: dict[str, str] = {}
+    try:
+        if not select.select([ready_r], [], [], timeout)[0]:
+            return {"error": f"the probe worker did not confine itself within {timeout:.0f} s"}, {}
+        data = b""
+        while chunk := os.read(ready_r, 65536):
+            data += chunk
+        msg = json.loads(data or b'{"error": "the probe worker died"}')
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    key, _, value = line.partition(":")
+                    status[key] = value.strip()
+        except OSError:
+            pass
+        return msg, status
+    finally:
+        os.close(go_w)
+        os.close(ready_r)
+        deadline = time.monotonic() + 5
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                break
+            time.sleep(0.01)
+
+
+def check_sandbox(config: GatewayConfig, rep: Report) -> None:
+    rep.section("sandbox: host support")
+    for key, value in host_support().items():
+        rep.info(f"{key}: {value}")
+    for layer in LAYERS:
+        mode = getattr(config.sandbox.layers, layer)
+        if mode == "off":
+            rep.line("WARN", f"sandbox layer {layer} is off: set sandbox.layers.{layer} to required unless "
+                             "this host cannot provide it.")
+    enabled = [c for c in CONNECTORS if getattr(config.connectors, c).enabled]
+    targets: list[tuple[str, SandboxProfile | None, str]] = []
+    for name in enabled:
+        try:
+            targets.append((name, _profile_for(name, config), ""))
+        except Exception as e:  # noqa: BLE001
+            targets.append((name, None, f"{type(e).__name__}: {e}"))
+    if not targets:
+        targets.append(("filesystem", SandboxProfile("filesystem"), "(no connector enabled: a bare profile)"))
+    root = os.geteuid() == 0
+    for name, profile, note in targets:
+        rep.section(f"sandbox: a {name} worker on this host {note if profile else ''}".rstrip())
+        if profile is None:
+            rep.line("FAIL", f"the {name} connector cannot build its sandbox profile ({note}); fix its config.")
+            continue
+        msg, status = probe_sandbox(profile, config)
+        if "error" in msg:
+            rep.line("FAIL", f"{name} workers cannot start: {msg['error']}")
+            continue
+        for layer, state in msg["layers"].items():
+            level = "PASS"
+            if state == "off" or state.startswith("unavailable"):
+                level = "WARN"
+            rep.line(level, f"{layer}: {state}")
+        want_seccomp = msg["layers"].get("seccomp", "off").startswith("allowlist")
+        checks = [
+            ("NoNewPrivs", "1", msg["layers"].get("prctl", "off") != "off" or want_seccomp),
+            ("Seccomp", "2", want_seccomp),
+            ("CapEff", "0000000000000000", True),
+        ]
+        for key, expected, required in checks:
+            got = status.get(key, "?")
+            if got == expected:
+                rep.line("PASS", f"/proc/<worker>/status {key} {got}")
+            elif required:
+                rep.line("FAIL", f"/proc/<worker>/status {key} is {got}, expected {expected}: the worker is "
+                                 "not confined as reported; do not serve agents from this host.")
+            else:
+                rep.line("WARN", f"/proc/<worker>/status {key} is {got} (layer off or unavailable).")
+        uid = status.get("Uid", "?").split()
+        if root:
+            if uid and uid[0] not in ("0", "?"):
+                rep.line("PASS", f"workers run as uid {uid[0]} (not root)")
+            elif msg["layers"].get("user") == "off":
+                rep.line("FAIL", "the gateway runs as root and the user layer is off: workers keep uid 0. "
+                                 "Set sandbox.layers.user to required.")
+            else:
+                rep.line("FAIL", f"workers still run as uid {uid[:1]}; check sandbox.user/sandbox.group.")
+        else:
+            rep.line("PASS", f"gateway not running as root (uid {os.getuid()}): workers run unprivileged")
+
+
+# --- production checklist -----------------------------------------------------------------
+
+_SECRET_KEY = re.compile(
+    r"""^\s*-?\s*["']?(?P<key>[A-Za-z0-9_.-]*(?:password|passwd|secret|token|api[_-]?key|apikey|private[_-]?key|credential)[A-Za-z0-9_.-]*)["']?\s*:\s*(?P<value>.*)$""",
+    re.IGNORECASE,
+)
+_URL_CREDENTIALS = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s/:@'\"]+:[^\s/@'\"]+@", re.IGNORECASE)
+_SECRET_SHAPES = [
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a PEM private key"),
+    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "an AWS access key id"),
+    (re.compile(r"\b(?:ghp|gho|ghs|ghu|github_pat)_[A-Za-z0-9_]{20,}\b"), "a GitHub token"),
+    (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b"), "a Slack token"),
+    (re.compile(r"\bsk-[A-Za-z0-9_-]{20,}\b"), "an API secret key"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{5,}\b"), "a JWT"),
+]
+_HASH = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def find_secrets(text: str) -> list[str]:
+    """Lines of a config file that look like they hold a secret (line number: why)."""
+    found: list[str] = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        # A secret in a comment is still a secret in the file: comments are scanned too.
+        stripped = raw.lstrip()
+        line = stripped.lstrip("#") if stripped.startswith("#") else raw.split(" #", 1)[0]
+        if not line.strip():
+            continue
+        if _URL_CREDENTIALS.search(line):
+            found.append(f"line {n}: a URL with a password in it")
+            continue
+        m = _SECRET_KEY.match(line)
+        if m:
+            value = m.group("value").strip().strip("'\"")
+            key = m.group("key").lower()
+            empty = value in ("", "[]", "{}", "null", "~", "|", ">")
+            if not empty and not _HASH.match(value) and not value.startswith("${") and key not in ("max_tokens",):
+                found.append(f"line {n}: key {m.group('key')!r} has a literal value")
+                continue
+        for pattern, what in _SECRET_SHAPES:
+            if pattern.search(line):
+                found.append(f"line {n}: looks like {what}")
+                break
+    return found
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_policy(config: GatewayConfig, rep: Report) -> None:
+    rep.section("production checklist")
+    p = config.policy
+    if p.default_deny:
+        rep.line("PASS", "policy.default_deny is on: tools not listed in allow_tools are refused")
+    else:
+        rep.line("FAIL", "policy.default_deny is off: set policy.default_deny: true and list the tools agents "
+                         "need in policy.allow_tools.")
+    effective = [t for t in p.allow_tools if t not in p.deny_tools]
+    if not p.default_deny:
+        effective = [t for t in TOOL_NAMES if t not in p.deny_tools]
+    dead = sorted({t for t in effective if not getattr(config.connectors, TOOL_CONNECTOR[t]).enabled})
+    if dead:
+        rep.line("WARN", f"allow_tools lists {', '.join(dead)} whose connector is disabled: remove them so "
+                         "the allow list says exactly what is served.")
+    else:
+        rep.line("PASS", f"allow list is minimal: {', '.join(effective) or 'nothing allowed'}")
+    hf = config.connectors.http_fetch
+    if hf.enabled and "*" in hf.allowed_domains:
+        rep.line("WARN", "connectors.http_fetch.allowed_domains contains \"*\" (any public host): list the "
+                         "domains agents need instead.")
+    elif hf.enabled:
+        rep.line("PASS", f"web.fetch is limited to {len(hf.allowed_domains)} domain pattern(s)")
+    if hf.enabled and hf.allow_internal_cidrs:
+        rep.line("WARN", f"allow_internal_cidrs opens {', '.join(hf.allow_internal_cidrs)} to web.fetch: "
+                         "keep it only if agents must reach those internal hosts.")
+
+
+def check_secrets(config: GatewayConfig, rep: Report) -> None:
+    if config.source is None:
+        rep.line("WARN", "the config was not loaded from a file: cannot scan it for secrets.")
+        return
+    try:
+        text = Path(config.source).read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        rep.line("WARN", f"cannot read {config.source} to scan it for secrets: {e.strerror}")
+        return
+    found = find_secrets(text)
+    if found:
+        rep.line("FAIL", f"{config.source} seems to contain secrets ({'; '.join(found)}): move them to the "
+                         "environment (POSTGRES_PASSWORD, a libpq passfile) and store only sha256 hashes of "
+                         "bearer tokens.")
+    else:
+        rep.line("PASS", "no secrets found in the config file")
+
+
+def check_audit(config: GatewayConfig, rep: Report) -> None:
+    path = config.audit.path
+    if path == "stderr":
+        rep.line("PASS", "audit records go to stderr: make sure the process's stderr is collected and kept.")
+        return
+    p = Path(path)
+    if p.exists():
+        try:
+            with open(p, "ab"):
+                pass
+        except OSError as e:
+            rep.line("FAIL", f"audit log {p} is not writable ({e.strerror}): every call would be refused; fix "
+                             "its permissions or audit.path.")
+            return
+        rep.line("PASS", f"audit log {p} is writable")
+    elif p.parent.is_dir() and os.access(p.parent, os.W_OK | os.X_OK):
+        rep.line("PASS", f"audit log {p} will be created (its directory is writable)")
+    else:
+        rep.line("FAIL", f"audit log {p} cannot be created (directory {p.parent} missing or not writable): "
+                         "every call would be refused; fix audit.path.")
+
+
+def check_http(config: GatewayConfig, rep: Report) -> None:
+    if config.server.transport != "http":
+        rep.line("PASS", "transport is stdio: no network listener")
+        return
+    h = config.server.http
+    tls = h.certfile is not None and h.keyfile is not None
+    auth = bool(h.auth.bearer_tokens)
+    if _is_loopback_host(h.host):
+        rep.line("PASS", f"HTTP bound to loopback ({h.host}:{h.port})"
+                         + ("" if auth else "; add bearer tokens if other local users must not call it"))
+    elif tls and auth and not h.allow_unauthenticated:
+        rep.line("PASS", f"HTTP on {h.host}:{h.port} with TLS and bearer-token authentication")
+    else:
+        missing = [w for w, ok in (("TLS (server.http.certfile/keyfile)", tls),
+                                   ("bearer tokens (server.http.auth.bearer_tokens)", auth)) if not ok]
+        if h.allow_unauthenticated:
+            missing.append("allow_unauthenticated: false")
+        rep.line("FAIL", f"HTTP is exposed on {h.host}:{h.port} without {' and '.join(missing)}: bind to "
+                         "127.0.0.1 behind a TLS proxy, or configure both.")
+
+
+_PG_PRIVILEGES = """
+SELECT
+  (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
+  (SELECT rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls
+     FROM pg_roles WHERE rolname = current_user) AS powerful_role,
+  (SELECT array_agg(t.name) FROM (
+      SELECT n.nspname || '.' || c.relname AS name FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+         AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+         AND has_table_privilege(current_user, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
+       LIMIT 20) t) AS writable_tables,
+  (SELECT array_agg(nspname) FROM pg_namespace
+    WHERE has_schema_privilege(current_user, oid, 'CREATE')
+      AND nspname NOT LIKE 'pg_temp%' AND nspname NOT LIKE 'pg_toast%') AS create_schemas,
+  has_database_privilege(current_user, current_database(), 'CREATE') AS create_database,
+  (SELECT array_agg(rolname) FROM pg_roles
+    WHERE rolname IN ('pg_write_all_data', 'pg_write_server_files', 'pg_execute_server_program',
+                      'pg_read_server_files', 'pg_signal_backend')
+      AND pg_has_role(current_user, oid, 'USAGE')) AS dangerous_roles
+"""
+
+
+def check_postgres(config: GatewayConfig, rep: Report) -> None:
+    pg = config.connectors.postgres
+    if not pg.enabled:
+        return
+    try:
+        import psycopg
+    except ImportError as e:
+        rep.line("WARN", f"cannot check the database role: psycopg is missing ({e})")
+        return
+    kwargs = {"host": pg.host, "port": pg.port, "dbname": pg.database, "user": pg.user,
+              "sslmode": pg.sslmode, "connect_timeout": pg.connect_timeout_s,
+              "application_name": "mcp-gateway-doctor"}
+    password = os.environ.get("POSTGRES_PASSWORD")
+    if password:
+        kwargs["password"] = password
+    try:
+        with psycopg.connect(autocommit=True, **kwargs) as conn:
+            row = conn.execute(_PG_PRIVILEGES).fetchone()
+    except Exception as e:  # noqa: BLE001 - any failure means "not checked"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        rep.line("WARN", f"database {pg.host}:{pg.port}/{pg.database} unreachable as {pg.user} ({first}): "
+                         "the read-only role could not be verified; run doctor where the database is reachable.")
+        return
+    superuser, powerful, tables, schemas, database, roles = row
+    problems = []
+    if superuser:
+        problems.append("is a superuser")
+    if powerful:
+        problems.append("can create roles/databases, replicate or bypass RLS")
+    if tables:
+        problems.append(f"can write tables ({', '.join(sorted(tables)[:5])}{'...' if len(tables) > 5 else ''})")
+    if schemas:
+        problems.append(f"can CREATE in schema(s) {', '.join(sorted(schemas))}")
+    if database:
+        problems.append("can CREATE in the database")
+    if roles:
+        problems.append(f"is a member of {', '.join(sorted(roles))}")
+    if problems:
+        rep.line("FAIL", f"database role {pg.user} is not read-only: it {'; '.join(problems)}. Use a role with "
+                         "only SELECT (GRANT SELECT ON ALL TABLES / REVOKE CREATE ON SCHEMA public).")
+    else:
+        rep.line("PASS", f"database role {pg.user} is read-only (no superuser, no write or CREATE privilege)")
+
+
+def run_doctor(config: GatewayConfig, out: TextIO = sys.stdout) -> int:
+    """Print the report; return 1 when any check FAILs, else 0."""
+    rep = Report(out)
+    print(f"mcp-gateway doctor ({config.source or 'built-in config'})", file=out)
+    check_sandbox(config, rep)
+    check_policy(config, rep)
+    check_secrets(config, rep)
+    check_audit(config, rep)
+    check_http(config, rep)
+    check_postgres(config, rep)
+    fails, warns = rep.results.count("FAIL"), rep.results.count("WARN")
+    print(f"\n{fails} failed, {warns} warning(s), {rep.results.count('PASS')} passed", file=out)
+    return 1 if rep.failed else 0

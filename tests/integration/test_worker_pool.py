@@ -1,0 +1,117 @@
+"""Hard timeouts, crashes and replacement, observed on a real gateway's real workers."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from tests.gateway_process import audit_lines, children, fs_config, raw_gateway, worker_pids
+
+
+def _one_worker_config(gw_dir, timeout_ms=1500):
+    return fs_config(gw_dir, policy={"global_timeout_ms": timeout_ms},
+                     connectors={"filesystem": {"workers": 1}})
+
+
+def _wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError("condition not reached in time")
+
+
+def test_stuck_worker_is_killed_at_the_deadline_and_replaced(gw_dir):
+    with raw_gateway(_one_worker_config(gw_dir)) as gw:
+        (worker,) = _wait_for(lambda: worker_pids(gw.proc.pid))
+        os.kill(worker, signal.SIGSTOP)  # the worker will never answer
+        started = time.monotonic()
+        result = gw.call("fs.readFile", {"path": "hello.txt"})
+        elapsed = time.monotonic() - started
+        assert result["isError"] and result["structuredContent"]["error_code"] == "TIMEOUT"
+        assert 1.0 < elapsed < 10  # ended by the 1.5 s deadline, not by anything else
+        _wait_for(lambda: not os.path.exists(f"/proc/{worker}") or
+                  open(f"/proc/{worker}/stat").read().split()[2] == "Z")
+        again = gw.call("fs.readFile", {"path": "hello.txt"})
+        assert not again["isError"] and again["structuredContent"]["content"] == "hello world\n"
+        (replacement,) = worker_pids(gw.proc.pid)
+        assert replacement != worker
+    codes = [x["error_code"] for x in audit_lines(gw_dir)]
+    assert codes == ["TIMEOUT", None]
+
+
+def test_worker_dying_mid_call_fails_only_that_call(gw_dir):
+    with raw_gateway(_one_worker_config(gw_dir, timeout_ms=20000)) as gw:
+        (worker,) = _wait_for(lambda: worker_pids(gw.proc.pid))
+        os.kill(worker, signal.SIGSTOP)
+        gw.send_json({"jsonrpc": "2.0", "id": 77, "method": "tools/call",
+                      "params": {"name": "fs.readFile", "arguments": {"path": "hello.txt"}}})
+        time.sleep(0.3)  # the request is now inside the stopped worker's socket
+        os.kill(worker, signal.SIGKILL)
+        reply = gw.read()
+        assert reply["id"] == 77
+        assert reply["result"]["structuredContent"]["error_code"] == "WORKER_CRASHED"
+        ok = gw.call("fs.readFile", {"path": "hello.txt"})
+        assert not ok["isError"]
+    assert [x["error_code"] for x in audit_lines(gw_dir)] == ["WORKER_CRASHED", None]
+
+
+def test_calls_beyond_free_workers_queue_and_the_wait_counts_against_the_timeout(gw_dir):
+    with raw_gateway(_one_worker_config(gw_dir, timeout_ms=800)) as gw:
+        (worker,) = _wait_for(lambda: worker_pids(gw.proc.pid))
+        os.kill(worker, signal.SIGSTOP)
+        for i in range(3):
+            gw.send_json({"jsonrpc": "2.0", "id": 100 + i, "method": "tools/call",
+                          "params": {"name": "fs.readFile", "arguments": {"path": "hello.txt"}}})
+        replies = {r["id"]: r for r in (gw.read(), gw.read(), gw.read())}
+        codes = sorted(r["result"]["structuredContent"]["error_code"] for r in replies.values())
+        # One call held the stuck worker until its deadline; the queued ones waited for a
+        # worker inside their own deadline. None may hang.
+        assert codes[0] == "TIMEOUT"
+        assert all(c in ("TIMEOUT", None) or c is None for c in codes)
+        assert not gw.call("fs.readFile", {"path": "hello.txt"})["isError"]
+
+
+def test_no_orphans_when_the_supervisor_is_killed(gw_dir):
+    with raw_gateway(fs_config(gw_dir)) as gw:
+        zygotes = _wait_for(lambda: children(gw.proc.pid))
+        workers = _wait_for(lambda: worker_pids(gw.proc.pid) if len(worker_pids(gw.proc.pid)) == 2 else None)
+        gw.proc.kill()
+        gw.proc.wait(5)
+
+        def all_gone():
+            alive = [p for p in zygotes + workers if os.path.exists(f"/proc/{p}")
+                     and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
+            return not alive
+
+        _wait_for(all_gone, timeout=5)
+
+
+@pytest.mark.parametrize("connector_workers", [2])
+def test_workers_are_confined(gw_dir, connector_workers):
+    from tests.gateway_process import proc_status
+
+    with raw_gateway(fs_config(gw_dir)) as gw:
+        workers = _wait_for(lambda: worker_pids(gw.proc.pid) if len(worker_pids(gw.proc.pid)) == 2 else None)
+        for pid in workers:
+            status = proc_status(pid)
+            assert status["NoNewPrivs"] == "1"
+            assert status["Seccomp"] == "2"
+            assert status["CapEff"] == "0000000000000000"
+            if os.geteuid() == 0:
+                assert status["Uid"].split()[0] != "0"
+            with open(f"/proc/{pid}/limits") as f:
+                limits = {line[:26].strip(): line[26:].split() for line in f.read().splitlines()[1:]}
+            assert limits["Max processes"][:2] == ["0", "0"]
+            assert limits["Max file size"][:2] == ["0", "0"]
+            assert limits["Max core file size"][:2] == ["0", "0"]
+            assert limits["Max data size"][0] != "unlimited"
+            # stdio (null/stderr), the IPC socket, and the connector's own root directory fd.
+            fds = sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))
+            assert fds[:4] == [0, 1, 2, 3]
+            assert os.readlink(f"/proc/{pid}/fd/3").startswith("socket:")
+            for fd in fds[4:]:
+                assert os.readlink(f"/proc/{pid}/fd/{fd}") == str(gw_dir / "data")

@@ -1,0 +1,76 @@
+"""Fixtures for the postgres connector: one throwaway cluster per session (tests/pg_cluster.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mcp_gateway.config import GatewayConfig
+from mcp_gateway.workers.connector import CallLimits, ToolError
+from mcp_gateway.workers.postgres import PostgresConnector
+from tests.pg_cluster import PgCluster, pg_available
+
+_HERE = Path(__file__).resolve()
+_ATTACK_DIRS = [
+    Path(os.environ["MCPGW_ATTACKS_DIR"]) if os.environ.get("MCPGW_ATTACKS_DIR") else None,
+    _HERE.parents[1] / "attacks",
+    _HERE.parents[2] / "shared" / "attacks",
+    Path("/work/shared/attacks"),
+]
+
+
+def load_corpus(name: str) -> list[str]:
+    """One case a line; '⏎' stands for a newline; '#' lines and blank lines skipped."""
+    for d in _ATTACK_DIRS:
+        if d is not None and (d / name).is_file():
+            lines = (d / name).read_text(encoding="utf-8").splitlines()
+            return [ln.replace("⏎", "\n") for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    pytest.skip(f"attack corpus {name} not found")
+
+
+ACCEPT = "sql_accept.txt"
+REJECT = "sql_reject.txt"
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    if not pg_available():
+        pytest.skip("PostgreSQL binaries not available")
+    cluster = PgCluster.start()
+    try:
+        cluster.load_fixture()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def make_config(cluster: PgCluster, **overrides) -> GatewayConfig:
+    return GatewayConfig.model_validate({"connectors": {"postgres": cluster.postgres_settings(**overrides)}})
+
+
+@pytest.fixture
+def pg_env(pg_cluster, monkeypatch):
+    for k, v in pg_cluster.env().items():
+        monkeypatch.setenv(k, v)
+    return pg_cluster
+
+
+@pytest.fixture
+def connector(pg_env):
+    """A warmed connector talking to the session cluster as its superuser (in-process)."""
+    c = PostgresConnector(make_config(pg_env))
+    c.warm()
+    c.start()
+    yield c
+    c.close()
+
+
+LIMITS = CallLimits(timeout_ms=10_000, max_bytes=10 * 1024 * 1024)
+
+
+def call_error(fn, *args) -> ToolError:
+    with pytest.raises(ToolError) as ei:
+        fn(*args)
+    return ei.value
