@@ -151,6 +151,23 @@ class HttpFetchSettings(WorkerPoolSettings):
     max_redirects: Annotated[int, Field(ge=0, le=5)] = 5
     user_agent: str = "mcp-gateway/0.1 (+web.fetch)"
 
+    @field_validator("allowed_domains")
+    @classmethod
+    def _domains(cls, v: list[str]) -> list[str]:
+        # An entry that can never match must be an error, not a silently dead rule.
+        from mcp_gateway.guards import GuardDenied
+        from mcp_gateway.guards.urls import parse_host
+
+        for d in v:
+            if d == "*":
+                continue
+            name = d[2:] if d.startswith("*.") else d
+            try:
+                parse_host(f"[{name}]" if ":" in name and not name.startswith("[") else name)
+            except GuardDenied as e:
+                raise ValueError(f"allowed_domains entry {d!r} is not valid: {e.reason}") from None
+        return v
+
     @field_validator("allow_internal_cidrs")
     @classmethod
     def _cidrs(cls, v: list[str]) -> list[str]:

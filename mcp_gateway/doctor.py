@@ -21,8 +21,13 @@ from mcp_gateway.config import TOOL_NAMES, GatewayConfig
 from mcp_gateway.sandbox import LAYERS, SandboxError, apply, host_support
 from mcp_gateway.sandbox.profile import SandboxProfile
 
-TOOL_CONNECTOR = {"fs.readFile": "filesystem", "fs.listDir": "filesystem", "web.fetch": "http_fetch",
-                  "db.query": "postgres", "db.schema": "postgres"}
+TOOL_CONNECTOR = {
+    "fs.readFile": "filesystem",
+    "fs.listDir": "filesystem",
+    "web.fetch": "http_fetch",
+    "db.query": "postgres",
+    "db.schema": "postgres",
+}
 CONNECTORS = ("filesystem", "http_fetch", "postgres")
 
 
@@ -115,8 +120,11 @@ def check_sandbox(config: GatewayConfig, rep: Report) -> None:
     for layer in LAYERS:
         mode = getattr(config.sandbox.layers, layer)
         if mode == "off":
-            rep.line("WARN", f"sandbox layer {layer} is off: set sandbox.layers.{layer} to required unless "
-                             "this host cannot provide it.")
+            rep.line(
+                "WARN",
+                f"sandbox layer {layer} is off: set sandbox.layers.{layer} to required unless "
+                "this host cannot provide it.",
+            )
     enabled = [c for c in CONNECTORS if getattr(config.connectors, c).enabled]
     targets: list[tuple[str, SandboxProfile | None, str]] = []
     for name in enabled:
@@ -130,7 +138,9 @@ def check_sandbox(config: GatewayConfig, rep: Report) -> None:
     for name, profile, note in targets:
         rep.section(f"sandbox: a {name} worker on this host {note if profile else ''}".rstrip())
         if profile is None:
-            rep.line("FAIL", f"the {name} connector cannot build its sandbox profile ({note}); fix its config.")
+            rep.line(
+                "FAIL", f"the {name} connector cannot build its sandbox profile ({note}); fix its config."
+            )
             continue
         msg, status = probe_sandbox(profile, config)
         if "error" in msg:
@@ -152,8 +162,11 @@ def check_sandbox(config: GatewayConfig, rep: Report) -> None:
             if got == expected:
                 rep.line("PASS", f"/proc/<worker>/status {key} {got}")
             elif required:
-                rep.line("FAIL", f"/proc/<worker>/status {key} is {got}, expected {expected}: the worker is "
-                                 "not confined as reported; do not serve agents from this host.")
+                rep.line(
+                    "FAIL",
+                    f"/proc/<worker>/status {key} is {got}, expected {expected}: the worker is "
+                    "not confined as reported; do not serve agents from this host.",
+                )
             else:
                 rep.line("WARN", f"/proc/<worker>/status {key} is {got} (layer off or unavailable).")
         uid = status.get("Uid", "?").split()
@@ -161,8 +174,11 @@ def check_sandbox(config: GatewayConfig, rep: Report) -> None:
             if uid and uid[0] not in ("0", "?"):
                 rep.line("PASS", f"workers run as uid {uid[0]} (not root)")
             elif msg["layers"].get("user") == "off":
-                rep.line("FAIL", "the gateway runs as root and the user layer is off: workers keep uid 0. "
-                                 "Set sandbox.layers.user to required.")
+                rep.line(
+                    "FAIL",
+                    "the gateway runs as root and the user layer is off: workers keep uid 0. "
+                    "Set sandbox.layers.user to required.",
+                )
             else:
                 rep.line("FAIL", f"workers still run as uid {uid[:1]}; check sandbox.user/sandbox.group.")
         else:
@@ -204,7 +220,12 @@ def find_secrets(text: str) -> list[str]:
             value = m.group("value").strip().strip("'\"")
             key = m.group("key").lower()
             empty = value in ("", "[]", "{}", "null", "~", "|", ">")
-            if not empty and not _HASH.match(value) and not value.startswith("${") and key not in ("max_tokens",):
+            if (
+                not empty
+                and not _HASH.match(value)
+                and not value.startswith("${")
+                and key not in ("max_tokens",)
+            ):
                 found.append(f"line {n}: key {m.group('key')!r} has a literal value")
                 continue
         for pattern, what in _SECRET_SHAPES:
@@ -229,26 +250,38 @@ def check_policy(config: GatewayConfig, rep: Report) -> None:
     if p.default_deny:
         rep.line("PASS", "policy.default_deny is on: tools not listed in allow_tools are refused")
     else:
-        rep.line("FAIL", "policy.default_deny is off: set policy.default_deny: true and list the tools agents "
-                         "need in policy.allow_tools.")
+        rep.line(
+            "FAIL",
+            "policy.default_deny is off: set policy.default_deny: true and list the tools agents "
+            "need in policy.allow_tools.",
+        )
     effective = [t for t in p.allow_tools if t not in p.deny_tools]
     if not p.default_deny:
         effective = [t for t in TOOL_NAMES if t not in p.deny_tools]
     dead = sorted({t for t in effective if not getattr(config.connectors, TOOL_CONNECTOR[t]).enabled})
     if dead:
-        rep.line("WARN", f"allow_tools lists {', '.join(dead)} whose connector is disabled: remove them so "
-                         "the allow list says exactly what is served.")
+        rep.line(
+            "WARN",
+            f"allow_tools lists {', '.join(dead)} whose connector is disabled: remove them so "
+            "the allow list says exactly what is served.",
+        )
     else:
         rep.line("PASS", f"allow list is minimal: {', '.join(effective) or 'nothing allowed'}")
     hf = config.connectors.http_fetch
     if hf.enabled and "*" in hf.allowed_domains:
-        rep.line("WARN", "connectors.http_fetch.allowed_domains contains \"*\" (any public host): list the "
-                         "domains agents need instead.")
+        rep.line(
+            "WARN",
+            'connectors.http_fetch.allowed_domains contains "*" (any public host): list the '
+            "domains agents need instead.",
+        )
     elif hf.enabled:
         rep.line("PASS", f"web.fetch is limited to {len(hf.allowed_domains)} domain pattern(s)")
     if hf.enabled and hf.allow_internal_cidrs:
-        rep.line("WARN", f"allow_internal_cidrs opens {', '.join(hf.allow_internal_cidrs)} to web.fetch: "
-                         "keep it only if agents must reach those internal hosts.")
+        rep.line(
+            "WARN",
+            f"allow_internal_cidrs opens {', '.join(hf.allow_internal_cidrs)} to web.fetch: "
+            "keep it only if agents must reach those internal hosts.",
+        )
 
 
 def check_secrets(config: GatewayConfig, rep: Report) -> None:
@@ -262,9 +295,12 @@ def check_secrets(config: GatewayConfig, rep: Report) -> None:
         return
     found = find_secrets(text)
     if found:
-        rep.line("FAIL", f"{config.source} seems to contain secrets ({'; '.join(found)}): move them to the "
-                         "environment (POSTGRES_PASSWORD, a libpq passfile) and store only sha256 hashes of "
-                         "bearer tokens.")
+        rep.line(
+            "FAIL",
+            f"{config.source} seems to contain secrets ({'; '.join(found)}): move them to the "
+            "environment (POSTGRES_PASSWORD, a libpq passfile) and store only sha256 hashes of "
+            "bearer tokens.",
+        )
     else:
         rep.line("PASS", "no secrets found in the config file")
 
@@ -280,15 +316,21 @@ def check_audit(config: GatewayConfig, rep: Report) -> None:
             with open(p, "ab"):
                 pass
         except OSError as e:
-            rep.line("FAIL", f"audit log {p} is not writable ({e.strerror}): every call would be refused; fix "
-                             "its permissions or audit.path.")
+            rep.line(
+                "FAIL",
+                f"audit log {p} is not writable ({e.strerror}): every call would be refused; fix "
+                "its permissions or audit.path.",
+            )
             return
         rep.line("PASS", f"audit log {p} is writable")
     elif p.parent.is_dir() and os.access(p.parent, os.W_OK | os.X_OK):
         rep.line("PASS", f"audit log {p} will be created (its directory is writable)")
     else:
-        rep.line("FAIL", f"audit log {p} cannot be created (directory {p.parent} missing or not writable): "
-                         "every call would be refused; fix audit.path.")
+        rep.line(
+            "FAIL",
+            f"audit log {p} cannot be created (directory {p.parent} missing or not writable): "
+            "every call would be refused; fix audit.path.",
+        )
 
 
 def check_http(config: GatewayConfig, rep: Report) -> None:
@@ -299,17 +341,29 @@ def check_http(config: GatewayConfig, rep: Report) -> None:
     tls = h.certfile is not None and h.keyfile is not None
     auth = bool(h.auth.bearer_tokens)
     if _is_loopback_host(h.host):
-        rep.line("PASS", f"HTTP bound to loopback ({h.host}:{h.port})"
-                         + ("" if auth else "; add bearer tokens if other local users must not call it"))
+        rep.line(
+            "PASS",
+            f"HTTP bound to loopback ({h.host}:{h.port})"
+            + ("" if auth else "; add bearer tokens if other local users must not call it"),
+        )
     elif tls and auth and not h.allow_unauthenticated:
         rep.line("PASS", f"HTTP on {h.host}:{h.port} with TLS and bearer-token authentication")
     else:
-        missing = [w for w, ok in (("TLS (server.http.certfile/keyfile)", tls),
-                                   ("bearer tokens (server.http.auth.bearer_tokens)", auth)) if not ok]
+        missing = [
+            w
+            for w, ok in (
+                ("TLS (server.http.certfile/keyfile)", tls),
+                ("bearer tokens (server.http.auth.bearer_tokens)", auth),
+            )
+            if not ok
+        ]
         if h.allow_unauthenticated:
             missing.append("allow_unauthenticated: false")
-        rep.line("FAIL", f"HTTP is exposed on {h.host}:{h.port} without {' and '.join(missing)}: bind to "
-                         "127.0.0.1 behind a TLS proxy, or configure both.")
+        rep.line(
+            "FAIL",
+            f"HTTP is exposed on {h.host}:{h.port} without {' and '.join(missing)}: bind to "
+            "127.0.0.1 behind a TLS proxy, or configure both.",
+        )
 
 
 _PG_PRIVILEGES = """
@@ -344,9 +398,15 @@ def check_postgres(config: GatewayConfig, rep: Report) -> None:
     except ImportError as e:
         rep.line("WARN", f"cannot check the database role: psycopg is missing ({e})")
         return
-    kwargs = {"host": pg.host, "port": pg.port, "dbname": pg.database, "user": pg.user,
-              "sslmode": pg.sslmode, "connect_timeout": pg.connect_timeout_s,
-              "application_name": "mcp-gateway-doctor"}
+    kwargs = {
+        "host": pg.host,
+        "port": pg.port,
+        "dbname": pg.database,
+        "user": pg.user,
+        "sslmode": pg.sslmode,
+        "connect_timeout": pg.connect_timeout_s,
+        "application_name": "mcp-gateway-doctor",
+    }
     password = os.environ.get("POSTGRES_PASSWORD")
     if password:
         kwargs["password"] = password
@@ -355,8 +415,11 @@ def check_postgres(config: GatewayConfig, rep: Report) -> None:
             row = conn.execute(_PG_PRIVILEGES).fetchone()
     except Exception as e:  # noqa: BLE001 - any failure means "not checked"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        rep.line("WARN", f"database {pg.host}:{pg.port}/{pg.database} unreachable as {pg.user} ({first}): "
-                         "the read-only role could not be verified; run doctor where the database is reachable.")
+        rep.line(
+            "WARN",
+            f"database {pg.host}:{pg.port}/{pg.database} unreachable as {pg.user} ({first}): "
+            "the read-only role could not be verified; run doctor where the database is reachable.",
+        )
         return
     superuser, powerful, tables, schemas, database, roles = row
     problems = []
@@ -365,7 +428,9 @@ def check_postgres(config: GatewayConfig, rep: Report) -> None:
     if powerful:
         problems.append("can create roles/databases, replicate or bypass RLS")
     if tables:
-        problems.append(f"can write tables ({', '.join(sorted(tables)[:5])}{'...' if len(tables) > 5 else ''})")
+        problems.append(
+            f"can write tables ({', '.join(sorted(tables)[:5])}{'...' if len(tables) > 5 else ''})"
+        )
     if schemas:
         problems.append(f"can CREATE in schema(s) {', '.join(sorted(schemas))}")
     if database:
@@ -373,8 +438,11 @@ def check_postgres(config: GatewayConfig, rep: Report) -> None:
     if roles:
         problems.append(f"is a member of {', '.join(sorted(roles))}")
     if problems:
-        rep.line("FAIL", f"database role {pg.user} is not read-only: it {'; '.join(problems)}. Use a role with "
-                         "only SELECT (GRANT SELECT ON ALL TABLES / REVOKE CREATE ON SCHEMA public).")
+        rep.line(
+            "FAIL",
+            f"database role {pg.user} is not read-only: it {'; '.join(problems)}. Use a role with "
+            "only SELECT (GRANT SELECT ON ALL TABLES / REVOKE CREATE ON SCHEMA public).",
+        )
     else:
         rep.line("PASS", f"database role {pg.user} is read-only (no superuser, no write or CREATE privilege)")
 

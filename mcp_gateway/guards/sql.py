@@ -125,6 +125,7 @@ def denied_function_reason(name: str) -> str | None:
 # --- lexer --------------------------------------------------------------------------------
 
 _WS = " \t\n\r\f"
+_DIGITS = "0123456789"
 _OP_CHARS = set("~!@#^&|?+-*/%<>=")  # PostgreSQL's op_chars, minus the backtick (refused)
 _SELF = set(",()[].;:+-*/%^<>=")
 _IDENT_START = re.compile(r"[A-Za-z_\u0080-\U0010ffff]")
@@ -417,7 +418,7 @@ def _lex(sql: str, with_params: bool) -> list[_Tok]:
                 i = end + len(delim)
                 continue
             raise _deny('could not parse the SQL: unexpected "$"')
-        if c.isdigit() or (c == "." and c2.isdigit()):
+        if c in _DIGITS or (c == "." and c2 != "" and c2 in _DIGITS):
             m = _NUMBER.match(sql, i)
             assert m
             toks.append(_Tok("number", m.group()))
@@ -435,7 +436,7 @@ def _lex(sql: str, with_params: bool) -> list[_Tok]:
             i = m.end()
             continue
         if with_params and c == "%":
-            if c2 == "s" and not (i + 2 < n and (_IDENT_START.match(sql[i + 2]) or sql[i + 2].isdigit() or sql[i + 2] == "$")):
+            if c2 == "s" and not (i + 2 < n and (_IDENT_START.match(sql[i + 2]) or sql[i + 2] in _DIGITS or sql[i + 2] == "$")):
                 ph += 1
                 toks.append(_Tok("ph", f"${ph}"))
                 i += 2

@@ -22,9 +22,9 @@ import os
 from collections.abc import Callable
 
 from mcp_gateway.config import SandboxSettings
+from mcp_gateway.sandbox import _common
 from mcp_gateway.sandbox import landlock as _landlock
 from mcp_gateway.sandbox import seccomp as _seccomp
-from mcp_gateway.sandbox import _common
 from mcp_gateway.sandbox._common import PR_GET_SECCOMP, LayerUnavailable, proc_status
 from mcp_gateway.sandbox.limits import apply_rlimits
 from mcp_gateway.sandbox.prctl import apply_prctl
@@ -91,8 +91,11 @@ def host_support() -> dict[str, str]:
     except OSError:
         status = {}
     abi = _landlock.abi_version()
-    out["landlock"] = (f"ABI {abi}" + (" (fs)" if abi < 4 else " (fs, tcp)" if abi < 6 else " (fs, tcp, scoping)")
-                       if abi else f"unavailable: {_landlock.why_unavailable()}")
+    out["landlock"] = (
+        f"ABI {abi}" + (" (fs)" if abi < 4 else " (fs, tcp)" if abi < 6 else " (fs, tcp, scoping)")
+        if abi
+        else f"unavailable: {_landlock.why_unavailable()}"
+    )
     ok, why = _seccomp.available()
     if ok:
         try:

@@ -102,8 +102,12 @@ def abi_version() -> int:
     if platform.system() != "Linux":
         return 0
     try:
-        return _syscall(SYS_landlock_create_ruleset, None, ctypes.c_size_t(0),
-                        ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION))
+        return _syscall(
+            SYS_landlock_create_ruleset,
+            None,
+            ctypes.c_size_t(0),
+            ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION),
+        )
     except OSError:
         # ENOSYS: kernel without Landlock; EOPNOTSUPP: built in but not enabled (lsm=).
         return 0
@@ -111,8 +115,12 @@ def abi_version() -> int:
 
 def why_unavailable() -> str:
     try:
-        _syscall(SYS_landlock_create_ruleset, None, ctypes.c_size_t(0),
-                 ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION))
+        _syscall(
+            SYS_landlock_create_ruleset,
+            None,
+            ctypes.c_size_t(0),
+            ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION),
+        )
     except OSError as e:
         if e.errno == errno.ENOSYS:
             return "the kernel has no Landlock (needs Linux >= 5.13 with CONFIG_SECURITY_LANDLOCK)"
@@ -138,8 +146,9 @@ def apply_landlock(read_paths: Iterable[str], connect_ports: Iterable[int]) -> s
     if abi >= 6:
         attr.scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL
         size = 24
-    ruleset = _syscall(SYS_landlock_create_ruleset, ctypes.byref(attr), ctypes.c_size_t(size),
-                       ctypes.c_uint32(0))
+    ruleset = _syscall(
+        SYS_landlock_create_ruleset, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0)
+    )
     skipped: list[str] = []
     granted = 0
     try:
@@ -152,8 +161,13 @@ def apply_landlock(read_paths: Iterable[str], connect_ports: Iterable[int]) -> s
             try:
                 is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
                 rule = PathBeneathAttr(READ_DIR_ACCESS if is_dir else READ_FILE_ACCESS, fd)
-                _syscall(SYS_landlock_add_rule, ctypes.c_int(ruleset),
-                         ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH), ctypes.byref(rule), ctypes.c_uint32(0))
+                _syscall(
+                    SYS_landlock_add_rule,
+                    ctypes.c_int(ruleset),
+                    ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH),
+                    ctypes.byref(rule),
+                    ctypes.c_uint32(0),
+                )
                 granted += 1
             finally:
                 os.close(fd)
@@ -161,8 +175,13 @@ def apply_landlock(read_paths: Iterable[str], connect_ports: Iterable[int]) -> s
         if abi >= 4:
             for port in ports:
                 rule_net = NetPortAttr(ACCESS_NET_CONNECT_TCP, port)
-                _syscall(SYS_landlock_add_rule, ctypes.c_int(ruleset),
-                         ctypes.c_int(LANDLOCK_RULE_NET_PORT), ctypes.byref(rule_net), ctypes.c_uint32(0))
+                _syscall(
+                    SYS_landlock_add_rule,
+                    ctypes.c_int(ruleset),
+                    ctypes.c_int(LANDLOCK_RULE_NET_PORT),
+                    ctypes.byref(rule_net),
+                    ctypes.c_uint32(0),
+                )
         set_no_new_privs()
         _syscall(SYS_landlock_restrict_self, ctypes.c_int(ruleset), ctypes.c_uint32(0))
     finally:

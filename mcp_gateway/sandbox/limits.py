@@ -36,7 +36,11 @@ def apply_rlimits(memory_mb: int, cpu_s: int, nofile: int) -> str:
     _set(resource.RLIMIT_CORE, 0)
     _set(resource.RLIMIT_MEMLOCK, 0)
     _set(resource.RLIMIT_MSGQUEUE, 0)
-    got = {k: resource.getrlimit(getattr(resource, f"RLIMIT_{k}"))
-           for k in ("DATA", "CPU", "NOFILE", "NPROC", "FSIZE", "CORE")}
-    return (f"data {got['DATA'][0] // MiB} MiB, cpu {got['CPU'][0]} s, nofile {got['NOFILE'][0]}, "
-            f"nproc {got['NPROC'][0]}, fsize {got['FSIZE'][0]}, core {got['CORE'][0]}")
+    got = {
+        k: resource.getrlimit(getattr(resource, f"RLIMIT_{k}"))
+        for k in ("DATA", "CPU", "NOFILE", "NPROC", "FSIZE", "CORE")
+    }
+    return (
+        f"data {got['DATA'][0] // MiB} MiB, cpu {got['CPU'][0]} s, nofile {got['NOFILE'][0]}, "
+        f"nproc {got['NPROC'][0]}, fsize {got['FSIZE'][0]}, core {got['CORE'][0]}"
+    )

@@ -35,8 +35,11 @@ class _CapHeader(ctypes.Structure):
 
 
 class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
 
 
 def resolve_uid(user: int | str) -> int:
@@ -110,8 +113,11 @@ def drop_privileges(user: int | str = 65534, group: int | str = 65534) -> str:
         if not _caps_empty(after):
             raise LayerUnavailable(f"capabilities remain after clearing: CapEff {after.get('CapEff')}")
         held = not _caps_empty(before)
-        return ("not needed (not root): " + ("capabilities cleared" if held else "no capabilities")
-                + ("" if bounding else ", bounding set left (no CAP_SETPCAP)"))
+        return (
+            "not needed (not root): "
+            + ("capabilities cleared" if held else "no capabilities")
+            + ("" if bounding else ", bounding set left (no CAP_SETPCAP)")
+        )
 
     uid, gid = resolve_uid(user), resolve_gid(group)
     if uid == 0 or gid == 0:

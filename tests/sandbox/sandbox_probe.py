@@ -78,7 +78,7 @@ def run_child(fn: Callable[[], Any], timeout: float = 15.0) -> Outcome:
                 data = json.dumps({"error": f"{type(e).__name__}: {e}"})
             payload = data.encode()
             while payload:
-                payload = payload[os.write(w, payload):]
+                payload = payload[os.write(w, payload) :]
         finally:
             os._exit(0)
     os.close(w)
@@ -122,10 +122,12 @@ def run_child(fn: Callable[[], Any], timeout: float = 15.0) -> Outcome:
 def settings(**layers: str) -> SandboxSettings:
     """Sandbox settings with small test limits; layers not named stay `required`."""
     limits = {"memory_mb": TEST_MEMORY_MB, "cpu_s": 30, "nofile": TEST_NOFILE}
-    return SandboxSettings.model_validate({
-        "layers": layers,
-        "limits": {c: limits for c in ("filesystem", "http_fetch", "postgres")},
-    })
+    return SandboxSettings.model_validate(
+        {
+            "layers": layers,
+            "limits": {c: limits for c in ("filesystem", "http_fetch", "postgres")},
+        }
+    )
 
 
 def only(layer: str) -> SandboxSettings:
@@ -138,17 +140,19 @@ def world_readable_tree() -> str:
     """A directory (with a file and a subdirectory) that uid 65534 can read, plus a sibling
     secret outside it. Returns the allowed root."""
     base = tempfile.mkdtemp(prefix="mcp-sbx-")
-    os.chmod(base, 0o755)
+    os.chmod(base, 0o755)  # noqa: S103
     root = os.path.join(base, "data")
     os.mkdir(root, 0o755)
     os.mkdir(os.path.join(root, "sub"), 0o755)
-    for path, text in ((os.path.join(root, "hello.txt"), "hello\n"),
-                       (os.path.join(root, "sub", "inner.txt"), "inner\n"),
-                       (os.path.join(base, "secret.txt"), "secret\n")):
+    for path, text in (
+        (os.path.join(root, "hello.txt"), "hello\n"),
+        (os.path.join(root, "sub", "inner.txt"), "inner\n"),
+        (os.path.join(base, "secret.txt"), "secret\n"),
+    ):
         with open(path, "w") as f:
             f.write(text)
         os.chmod(path, 0o644)
-    os.chmod(root, 0o755)
+    os.chmod(root, 0o755)  # noqa: S103
     return root
 
 
@@ -164,13 +168,21 @@ def fetch_read_paths() -> tuple[str, ...]:
 
 
 def http_fetch_profile(*extra_ports: int) -> SandboxProfile:
-    return SandboxProfile("http_fetch", read_paths=fetch_read_paths(),
-                          connect_ports=(80, 443, *extra_ports), socket_families=INET_FAMILIES)
+    return SandboxProfile(
+        "http_fetch",
+        read_paths=fetch_read_paths(),
+        connect_ports=(80, 443, *extra_ports),
+        socket_families=INET_FAMILIES,
+    )
 
 
 def postgres_profile(port: int = 5432) -> SandboxProfile:
-    return SandboxProfile("postgres", read_paths=fetch_read_paths(), connect_ports=(port,),
-                          socket_families=(*INET_FAMILIES, socket.AF_UNIX))
+    return SandboxProfile(
+        "postgres",
+        read_paths=fetch_read_paths(),
+        connect_ports=(port,),
+        socket_families=(*INET_FAMILIES, socket.AF_UNIX),
+    )
 
 
 class Sleeper:

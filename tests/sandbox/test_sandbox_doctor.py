@@ -77,19 +77,21 @@ def test_bad_settings_fail_with_advice() -> None:
 
 
 def test_secret_scanner() -> None:
-    text = "\n".join([
-        "server:",
-        "  http:",
-        "    auth:",
-        "      bearer_tokens:          # only hashes are stored",
-        "        - actor: a",
-        '          sha256: "' + "ab" * 32 + '"',
-        "postgres_password: hunter2",
-        "  api_key: 'abc'",
-        "  token: ${TOKEN}",
-        "# secret: s3cr3t",
-        "url: postgresql://u:pw@host/db",
-        "key: ghp_" + "a" * 36,
-    ])
+    text = "\n".join(
+        [
+            "server:",
+            "  http:",
+            "    auth:",
+            "      bearer_tokens:          # only hashes are stored",
+            "        - actor: a",
+            '          sha256: "' + "ab" * 32 + '"',
+            "postgres_password: hunter2",
+            "  api_key: 'abc'",
+            "  token: ${TOKEN}",
+            "# secret: s3cr3t",
+            "url: postgresql://u:pw@host/db",
+            "key: ghp_" + "a" * 36,
+        ]
+    )
     found = find_secrets(text)
     assert [f.split(":")[0] for f in found] == ["line 7", "line 8", "line 10", "line 11", "line 12"], found

@@ -67,9 +67,15 @@ def test_user_layer_alone(tree: str) -> None:
     def probe():
         report = apply(filesystem_profile(tree), only("user"))
         st = proc_status()
-        return {"report": report, "resuid": os.getresuid(), "resgid": os.getresgid(), "groups": os.getgroups(),
-                "caps": {k: st[k] for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")},
-                "setuid0": attempt(lambda: os.setuid(0)), "nnp": prctl(PR_GET_NO_NEW_PRIVS)}
+        return {
+            "report": report,
+            "resuid": os.getresuid(),
+            "resgid": os.getresgid(),
+            "groups": os.getgroups(),
+            "caps": {k: st[k] for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")},
+            "setuid0": attempt(lambda: os.setuid(0)),
+            "nnp": prctl(PR_GET_NO_NEW_PRIVS),
+        }
 
     o = run_child(probe)
     assert o.error is None, o
@@ -91,17 +97,22 @@ def test_user_layer_alone(tree: str) -> None:
 
 @pytest.mark.skipif(not IS_ROOT, reason="switching users needs root")
 def test_user_layer_accepts_names() -> None:
-    s = SandboxSettings.model_validate({"user": "nobody", "group": "nogroup",
-                                        "layers": {"prctl": "off", "rlimits": "off", "landlock": "off",
-                                                   "seccomp": "off"}})
+    s = SandboxSettings.model_validate(
+        {
+            "user": "nobody",
+            "group": "nogroup",
+            "layers": {"prctl": "off", "rlimits": "off", "landlock": "off", "seccomp": "off"},
+        }
+    )
     o = run_child(lambda: (apply(SandboxProfile("filesystem"), s), os.getresuid())[1])
     assert o.error is None and o.result == [65534] * 3, o
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="switching users needs root")
 def test_user_layer_refuses_root_target() -> None:
-    s = SandboxSettings.model_validate({"user": 0, "layers": {"prctl": "off", "rlimits": "off",
-                                                              "landlock": "off", "seccomp": "off"}})
+    s = SandboxSettings.model_validate(
+        {"user": 0, "layers": {"prctl": "off", "rlimits": "off", "landlock": "off", "seccomp": "off"}}
+    )
     o = run_child(lambda: apply(SandboxProfile("filesystem"), s))
     assert o.error and o.error.startswith("SandboxError") and "must not be root" in o.error
 
@@ -109,8 +120,12 @@ def test_user_layer_refuses_root_target() -> None:
 def test_prctl_layer_alone(tree: str) -> None:
     def probe():
         report = apply(filesystem_profile(tree), only("prctl"))
-        return {"report": report, "nnp": prctl(PR_GET_NO_NEW_PRIVS), "dumpable": prctl(PR_GET_DUMPABLE),
-                "seccomp": prctl(PR_GET_SECCOMP)}
+        return {
+            "report": report,
+            "nnp": prctl(PR_GET_NO_NEW_PRIVS),
+            "dumpable": prctl(PR_GET_DUMPABLE),
+            "seccomp": prctl(PR_GET_SECCOMP),
+        }
 
     o = run_child(probe)
     assert o.error is None, o
@@ -120,14 +135,16 @@ def test_prctl_layer_alone(tree: str) -> None:
 
 def test_rlimits_layer_alone(tree: str) -> None:
     scratch = tempfile.mkdtemp(prefix="mcp-sbx-rl-")
-    os.chmod(scratch, 0o777)
+    os.chmod(scratch, 0o777)  # noqa: S103
     target = os.path.join(scratch, "grow.bin")
 
     def probe():
         report = apply(filesystem_profile(tree), only("rlimits"))
         out = {"report": report}
-        out["limits"] = {k: resource.getrlimit(getattr(resource, f"RLIMIT_{k}"))[0]
-                         for k in ("DATA", "CPU", "NOFILE", "NPROC", "FSIZE", "CORE")}
+        out["limits"] = {
+            k: resource.getrlimit(getattr(resource, f"RLIMIT_{k}"))[0]
+            for k in ("DATA", "CPU", "NOFILE", "NPROC", "FSIZE", "CORE")
+        }
 
         def grow():
             with open(target, "wb") as f:
@@ -151,8 +168,14 @@ def test_rlimits_layer_alone(tree: str) -> None:
     o = run_child(probe)
     assert o.error is None, o
     r = o.result
-    assert r["limits"] == {"DATA": TEST_MEMORY_MB * MiB, "CPU": 30, "NOFILE": TEST_NOFILE, "NPROC": 0,
-                           "FSIZE": 0, "CORE": 0}
+    assert r["limits"] == {
+        "DATA": TEST_MEMORY_MB * MiB,
+        "CPU": 30,
+        "NOFILE": TEST_NOFILE,
+        "NPROC": 0,
+        "FSIZE": 0,
+        "CORE": 0,
+    }
     assert r["write_file"] == "EFBIG"  # SIGXFSZ ignored: a clean error, not a death
     assert r["memory"] == "MemoryError"
     assert r["nofile"] == "EMFILE"
@@ -172,8 +195,9 @@ def test_landlock_layer_alone(tree: str, sleeper: Sleeper) -> None:
     listener, other = loopback_listener(), loopback_listener()
     port, other_port = listener.getsockname()[1], other.getsockname()[1]
     base = os.path.dirname(tree)
-    profile = dataclasses.replace(filesystem_profile(tree), connect_ports=(port,),
-                                  socket_families=(socket.AF_INET,))
+    profile = dataclasses.replace(
+        filesystem_profile(tree), connect_ports=(port,), socket_families=(socket.AF_INET,)
+    )
 
     def probe():
         report = apply(profile, only("landlock"))
@@ -182,7 +206,7 @@ def test_landlock_layer_alone(tree: str, sleeper: Sleeper) -> None:
         out["read_outside"] = attempt(lambda: open(os.path.join(base, "secret.txt")).read())
         out["write_inside"] = attempt(lambda: open(os.path.join(tree, "new.txt"), "w").close())
         out["mkdir_inside"] = attempt(lambda: os.mkdir(os.path.join(tree, "d")))
-        out["exec"] = attempt(lambda: os.execv("/bin/true", ["true"]))
+        out["exec"] = attempt(lambda: os.execv("/bin/true", ["true"]))  # noqa: S606
 
         def connect(p):
             with socket.create_connection(("127.0.0.1", p), timeout=5):
@@ -229,7 +253,9 @@ def test_landlock_skips_missing_paths() -> None:
     if abi_version() < 1:
         assert o.error and "SandboxError" in o.error
     else:
-        assert o.error is None and "fs read-only 0 paths" in o.result and "/nonexistent/mcp-gateway" in o.result
+        assert (
+            o.error is None and "fs read-only 0 paths" in o.result and "/nonexistent/mcp-gateway" in o.result
+        )
 
 
 def test_seccomp_layer_alone(tree: str) -> None:
@@ -255,8 +281,12 @@ def test_seccomp_layer_alone(tree: str) -> None:
 
 
 def test_seccomp_alone_kills_ptrace(tree: str, sleeper: Sleeper) -> None:
-    o = run_child(lambda: (apply(filesystem_profile(tree), only("seccomp")),
-                           raw_syscall(101 if os.uname().machine == "x86_64" else 117, 16, sleeper.pid))[1])
+    o = run_child(
+        lambda: (
+            apply(filesystem_profile(tree), only("seccomp")),
+            raw_syscall(101 if os.uname().machine == "x86_64" else 117, 16, sleeper.pid),
+        )[1]
+    )
     assert o.killed_by_sigsys, o
 
 
@@ -303,7 +333,9 @@ def test_best_effort_layer_reports_unavailable(tree: str, monkeypatch: pytest.Mo
 
 
 def test_with_limits_takes_the_connector_limits() -> None:
-    s = SandboxSettings.model_validate({"limits": {"postgres": {"memory_mb": 1024, "cpu_s": 9, "nofile": 99}}})
+    s = SandboxSettings.model_validate(
+        {"limits": {"postgres": {"memory_mb": 1024, "cpu_s": 9, "nofile": 99}}}
+    )
     p = with_limits(SandboxProfile("postgres", read_paths=("/x",)), s)
     assert (p.memory_mb, p.cpu_s, p.nofile, p.read_paths) == (1024, 9, 99, ("/x",))
     q = with_limits(SandboxProfile("filesystem", memory_mb=1), s)

@@ -13,9 +13,9 @@ import socket
 import termios
 import time
 
-import pytest
 import certifi
 import pyseccomp
+import pytest
 from sandbox_probe import (
     IS_ROOT,
     TEST_MEMORY_MB,
@@ -52,8 +52,13 @@ def openat2(path: str, flags: int) -> int:
     how = OpenHow(flags, 0o644 if flags & os.O_CREAT else 0, 0)
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
-    fd = libc.syscall(ctypes.c_long(437), ctypes.c_long(AT_FDCWD), path.encode(), ctypes.byref(how),
-                      ctypes.c_size_t(ctypes.sizeof(how)))
+    fd = libc.syscall(
+        ctypes.c_long(437),
+        ctypes.c_long(AT_FDCWD),
+        path.encode(),
+        ctypes.byref(how),
+        ctypes.c_size_t(ctypes.sizeof(how)),
+    )
     if fd < 0:
         e = ctypes.get_errno()
         raise OSError(e, os.strerror(e))
@@ -121,7 +126,8 @@ def test_filesystem_worker_probes(tree: str, sleeper: Sleeper) -> None:
         out["write_new_inside"] = attempt(lambda: open(os.path.join(tree, "new.txt"), "w").close())
         out["write_existing_inside"] = attempt(lambda: open(hello, "r+").close())
         out["openat2_write_inside"] = attempt(
-            lambda: openat2(os.path.join(tree, "new.txt"), os.O_WRONLY | os.O_CREAT))
+            lambda: openat2(os.path.join(tree, "new.txt"), os.O_WRONLY | os.O_CREAT)
+        )
         out["openat2_write_existing"] = attempt(lambda: openat2(hello, os.O_WRONLY))
         out["openat2_outside"] = attempt(lambda: openat2("/etc/passwd", os.O_RDONLY))
         out["mkdir"] = attempt(lambda: os.mkdir(os.path.join(tree, "d")))
@@ -154,13 +160,37 @@ def test_filesystem_worker_probes(tree: str, sleeper: Sleeper) -> None:
     assert r["read_allowed"] == "hello\n" and r["read_nested"] == "inner\n"
     assert r["listdir"] == ["hello.txt", "sub"]
     assert r["openat2_read"] == "ok"
-    for key in ("read_outside", "read_dotdot", "read_etc_passwd", "via_proc_self_fd", "via_proc_self_root",
-                "via_o_path_fd", "listdir_outside", "openat2_write_inside", "openat2_write_existing",
-                "openat2_outside", "parent_environ"):
+    for key in (
+        "read_outside",
+        "read_dotdot",
+        "read_etc_passwd",
+        "via_proc_self_fd",
+        "via_proc_self_root",
+        "via_o_path_fd",
+        "listdir_outside",
+        "openat2_write_inside",
+        "openat2_write_existing",
+        "openat2_outside",
+        "parent_environ",
+    ):
         assert r[key] == "EACCES", (key, r[key])  # Landlock
-    for key in ("write_new_inside", "write_existing_inside", "mkdir", "unlink", "symlink", "rename",
-                "truncate", "socket_inet", "socket_unix", "fork", "io_uring_setup", "kill_other",
-                "setuid_0", "tiocsti", "chdir_root"):
+    for key in (
+        "write_new_inside",
+        "write_existing_inside",
+        "mkdir",
+        "unlink",
+        "symlink",
+        "rename",
+        "truncate",
+        "socket_inet",
+        "socket_unix",
+        "fork",
+        "io_uring_setup",
+        "kill_other",
+        "setuid_0",
+        "tiocsti",
+        "chdir_root",
+    ):
         assert r[key] == "EPERM", (key, r[key])  # seccomp default action (and Landlock beneath)
     assert r["clone3"] == "ENOSYS"
     assert r["ipc"] == "ping"
@@ -168,16 +198,19 @@ def test_filesystem_worker_probes(tree: str, sleeper: Sleeper) -> None:
     assert r["memory"] == "MemoryError"
     assert r["kill_self_signal0"] == "ok"
     assert sleeper.alive()
-    assert os.path.exists(os.path.join(tree, "hello.txt")) and not os.path.exists(os.path.join(tree, "new.txt"))
+    assert os.path.exists(os.path.join(tree, "hello.txt")) and not os.path.exists(
+        os.path.join(tree, "new.txt")
+    )
 
 
 KILLED = {
     "ptrace_attach": lambda pid: raw_syscall(nr("ptrace"), 16, pid, 0, 0),  # PTRACE_ATTACH
     "process_vm_readv": lambda pid: raw_syscall(nr("process_vm_readv"), pid, 0, 0, 0, 0, 0),
-    "execve": lambda pid: os.execv("/bin/true", ["true"]),
+    "execve": lambda pid: os.execv("/bin/true", ["true"]),  # noqa: S606
     "bpf": lambda pid: raw_syscall(nr("bpf"), 0, 0, 0),
-    "unshare_user": lambda pid: os.unshare(os.CLONE_NEWUSER) if hasattr(os, "unshare")
-    else raw_syscall(nr("unshare"), 0x10000000),
+    "unshare_user": lambda pid: (
+        os.unshare(os.CLONE_NEWUSER) if hasattr(os, "unshare") else raw_syscall(nr("unshare"), 0x10000000)
+    ),
     "mount": lambda pid: raw_syscall(nr("mount"), 0, 0, 0, 0, 0),
     "keyctl": lambda pid: raw_syscall(nr("keyctl"), 0, 0, 0, 0, 0),
     "userfaultfd": lambda pid: raw_syscall(nr("userfaultfd"), 0),
@@ -190,11 +223,16 @@ KILLED = {
 
 @pytest.mark.parametrize("connector", ["filesystem", "http_fetch", "postgres"])
 @pytest.mark.parametrize("action", sorted(KILLED))
-def test_never_legitimate_calls_kill_the_worker(tree: str, sleeper: Sleeper, connector: str, action: str) -> None:
+def test_never_legitimate_calls_kill_the_worker(
+    tree: str, sleeper: Sleeper, connector: str, action: str
+) -> None:
     if action == "x32_getpid" and platform.machine() != "x86_64":
         pytest.skip("x32 exists on x86_64 only")
-    profile = {"filesystem": filesystem_profile(tree), "http_fetch": http_fetch_profile(),
-               "postgres": postgres_profile()}[connector]
+    profile = {
+        "filesystem": filesystem_profile(tree),
+        "http_fetch": http_fetch_profile(),
+        "postgres": postgres_profile(),
+    }[connector]
 
     def probe():
         apply(profile, settings())
@@ -213,6 +251,7 @@ def test_http_fetch_worker_probes() -> None:
     allowed, forbidden = loopback_listener(), loopback_listener()
     allowed_port, forbidden_port = allowed.getsockname()[1], forbidden.getsockname()[1]
     try:
+
         def probe():
             apply(http_fetch_profile(allowed_port), settings())
             out: dict = {}
@@ -231,7 +270,8 @@ def test_http_fetch_worker_probes() -> None:
             out["socket_netlink"] = attempt(lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0))
             out["socket_packet"] = attempt(lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0))
             out["socket_raw_inet"] = attempt(
-                lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
+                lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+            )
 
             def bind() -> None:
                 with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -243,7 +283,9 @@ def test_http_fetch_worker_probes() -> None:
             out["read_ca_bundle"] = attempt(lambda: open(certifi.where(), "rb").read(10))
             out["read_etc_passwd"] = attempt(lambda: open("/etc/passwd").read())
             out["fork"] = attempt(try_fork)
-            out["resolve_localhost"] = attempt(lambda: socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM))
+            out["resolve_localhost"] = attempt(
+                lambda: socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+            )
             return out
 
         o = run_child(probe)
@@ -258,7 +300,7 @@ def test_http_fetch_worker_probes() -> None:
             assert r[key] == "EPERM", (key, r[key])
         assert r["bind_listen"] in ("EPERM", "EACCES")
         assert r["read_ca_bundle"] == "ok"
-        assert r["read_etc_passwd"] == "EACCES"
+        assert r["read_etc_passwd"] == "EACCES"  # noqa: S105
         assert r["resolve_localhost"] == "ok"
     finally:
         allowed.close()
@@ -277,6 +319,7 @@ def test_postgres_worker_probes() -> None:
     abstract.bind(name)
     abstract.listen()
     try:
+
         def probe():
             apply(postgres_profile(db_port), settings())
             out: dict = {}
@@ -287,7 +330,9 @@ def test_postgres_worker_probes() -> None:
                     s.connect(addr)
 
             out["connect_db"] = attempt(lambda: connect(socket.AF_INET, ("127.0.0.1", db_port)))
-            out["connect_other"] = attempt(lambda: connect(socket.AF_INET, ("127.0.0.1", other.getsockname()[1])))
+            out["connect_other"] = attempt(
+                lambda: connect(socket.AF_INET, ("127.0.0.1", other.getsockname()[1]))
+            )
             out["socket_unix"] = attempt(lambda: socket.socket(socket.AF_UNIX, socket.SOCK_STREAM).close())
             out["connect_abstract"] = attempt(lambda: connect(socket.AF_UNIX, name))
             out["socket_netlink"] = attempt(lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0))
@@ -316,8 +361,11 @@ def test_postgres_worker_probes() -> None:
 
 @pytest.mark.parametrize("connector", ["filesystem", "http_fetch", "postgres"])
 def test_proc_status_of_a_confined_worker(tree: str, connector: str) -> None:
-    profile = {"filesystem": filesystem_profile(tree), "http_fetch": http_fetch_profile(),
-               "postgres": postgres_profile()}[connector]
+    profile = {
+        "filesystem": filesystem_profile(tree),
+        "http_fetch": http_fetch_profile(),
+        "postgres": postgres_profile(),
+    }[connector]
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()
     pid = os.fork()

@@ -1,0 +1,87 @@
+"""Exactly one valid audit line per tools/call, and no call without one."""
+
+import hashlib
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from tests.gateway_process import audit_lines, fs_config, raw_gateway
+
+FIELDS = {"timestamp", "request_id", "tool", "actor", "args_sha256", "decision", "reason", "duration_ms",
+          "result_bytes", "error_code"}
+
+
+def test_n_calls_of_mixed_outcomes_give_exactly_n_lines(gw_dir):
+    calls = [
+        ("fs.readFile", {"path": "hello.txt"}, None),
+        ("fs.readFile", {"path": "secrets/key.txt"}, "SECURITY_ERROR"),
+        ("fs.readFile", {"path": "nope.txt"}, "NOT_FOUND"),
+        ("fs.listDir", {"path": "."}, None),
+        ("web.fetch", {"url": "https://example.com/"}, "POLICY_DENIED"),
+        ("fs.readFile", {"path": "hello.txt", "bogus": 1}, "VALIDATION_ERROR"),
+        ("fs.readFile", {"path": "é/../hello.txt"}, None),
+        ("no.such.tool", {}, "POLICY_DENIED"),
+    ] * 5
+    results = []
+    with raw_gateway(fs_config(gw_dir)) as gw:
+        for tool, args, _ in calls:
+            results.append(gw.call(tool, args))
+    lines = audit_lines(gw_dir)
+    assert len(lines) == len(calls)
+    assert len({x["request_id"] for x in lines}) == len(calls)
+    for line, (tool, args, code), result in zip(lines, calls, results, strict=True):
+        assert set(line) == FIELDS
+        assert line["tool"] == tool and line["actor"] == "tester"
+        assert line["error_code"] == code
+        assert line["decision"] == ("allow" if code in (None, "NOT_FOUND") else "deny")
+        canonical = json.dumps(args, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        assert line["args_sha256"] == hashlib.sha256(canonical).hexdigest()
+        assert line["timestamp"].endswith("Z") and len(line["timestamp"]) == 24
+        assert result["isError"] == (code is not None)
+        if code:
+            assert result["structuredContent"]["request_id"] == line["request_id"]
+            assert result["content"][0]["text"].startswith(code)
+        else:
+            assert line["result_bytes"] > 0
+
+
+def test_unwritable_audit_log_fails_closed_and_the_gateway_keeps_serving(gw_dir):
+    config = fs_config(gw_dir, audit={"path": "/dev/full"})  # every write fails with ENOSPC
+    with raw_gateway(config) as gw:
+        for _ in range(3):
+            result = gw.call("fs.readFile", {"path": "hello.txt"})
+            assert result["isError"]
+            assert result["structuredContent"]["error_code"] == "INTERNAL_ERROR"
+            assert "audit" in result["structuredContent"]["reason"]
+            assert "hello world" not in json.dumps(result)
+        assert gw.request("ping")["result"] == {}
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file modes; /dev/full covers root")
+def test_read_only_audit_file_fails_closed(gw_dir):
+    audit = gw_dir / "audit.jsonl"
+    audit.write_text("")
+    audit.chmod(0o444)
+    with raw_gateway(fs_config(gw_dir)) as gw:
+        result = gw.call("fs.readFile", {"path": "hello.txt"})
+        assert result["structuredContent"]["error_code"] == "INTERNAL_ERROR"
+        assert "audit" in result["structuredContent"]["reason"]
+    assert audit.read_text() == ""
+
+
+def test_sighup_reopens_the_log_for_logrotate(gw_dir):
+    with raw_gateway(fs_config(gw_dir)) as gw:
+        gw.call("fs.readFile", {"path": "hello.txt"})
+        os.rename(gw_dir / "audit.jsonl", gw_dir / "audit.jsonl.1")
+        gw.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while not (gw_dir / "audit.jsonl").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        gw.call("fs.listDir", {"path": "."})
+    rotated = (gw_dir / "audit.jsonl.1").read_text().splitlines()
+    current = audit_lines(gw_dir)
+    assert [json.loads(x)["tool"] for x in rotated] == ["fs.readFile"]
+    assert [x["tool"] for x in current] == ["fs.listDir"]
