@@ -45,13 +45,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def _serve_stdio(config: GatewayConfig, zygotes, wire_in: int, wire_out: int) -> None:
+    from mcp_gateway.supervisor.fastpath import FastPath
     from mcp_gateway.supervisor.mcp_server import build_server
     from mcp_gateway.supervisor.service import open_gateway, stdio_actor
     from mcp_gateway.supervisor.stdio import stdio_transport
 
     async with open_gateway(config, zygotes) as gateway:
         server = build_server(gateway, stdio_actor(config))
-        async with stdio_transport(wire_in, wire_out, config.server.max_message_bytes) as (read, write):
+        fast_path = FastPath(gateway, config.server.actor)
+        async with stdio_transport(wire_in, wire_out, config.server.max_message_bytes, fast_path) as (read, write):
             await server.run(read, write, server.create_initialization_options())
 
 

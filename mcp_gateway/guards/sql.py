@@ -36,7 +36,14 @@ from sqlglot.errors import SqlglotError
 
 from mcp_gateway.guards import GuardDenied
 
-__all__ = ["CheckedSql", "check_sql", "prepare_sql", "denied_function_reason", "DENIED_FUNCTIONS", "DENIED_PREFIXES"]
+__all__ = [
+    "CheckedSql",
+    "check_sql",
+    "prepare_sql",
+    "denied_function_reason",
+    "DENIED_FUNCTIONS",
+    "DENIED_PREFIXES",
+]
 
 # --- denylist -----------------------------------------------------------------------------
 
@@ -132,7 +139,9 @@ _IDENT_START = re.compile(r"[A-Za-z_\u0080-\U0010ffff]")
 _IDENT = re.compile(r"[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_$\u0080-\U0010ffff]*")
 _DOLQ = re.compile(r"\$([A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_\u0080-\U0010ffff]*)?\$")
 _PARAM = re.compile(r"\$[0-9]+")
-_NUMBER = re.compile(r"(?:[0-9][0-9A-Za-z_]*(?:\.[0-9A-Za-z_]*)?|\.[0-9][0-9A-Za-z_]*)(?:(?<=[eE])[+-][0-9][0-9_]*)?")
+_NUMBER = re.compile(
+    r"(?:[0-9][0-9A-Za-z_]*(?:\.[0-9A-Za-z_]*)?|\.[0-9][0-9A-Za-z_]*)(?:(?<=[eE])[+-][0-9][0-9_]*)?"
+)
 _WS_RUN = re.compile(r"[ \t\n\r\f]+")
 _ASCII_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -436,7 +445,9 @@ def _lex(sql: str, with_params: bool) -> list[_Tok]:
             i = m.end()
             continue
         if with_params and c == "%":
-            if c2 == "s" and not (i + 2 < n and (_IDENT_START.match(sql[i + 2]) or sql[i + 2] in _DIGITS or sql[i + 2] == "$")):
+            if c2 == "s" and not (
+                i + 2 < n and (_IDENT_START.match(sql[i + 2]) or sql[i + 2] in _DIGITS or sql[i + 2] == "$")
+            ):
                 ph += 1
                 toks.append(_Tok("ph", f"${ph}"))
                 i += 2
@@ -445,7 +456,9 @@ def _lex(sql: str, with_params: bool) -> list[_Tok]:
                 toks.append(_Tok("op", "%"))
                 i += 2
                 continue
-            raise _deny('could not parse the SQL: with params, "%" must be "%s" (a placeholder) or "%%" (a literal %)')
+            raise _deny(
+                'could not parse the SQL: with params, "%" must be "%s" (a placeholder) or "%%" (a literal %)'
+            )
         if c in _OP_CHARS:
             j = i
             while j < n and sql[j] in _OP_CHARS and not (with_params and sql[j] == "%"):
@@ -576,11 +589,26 @@ _STATEMENT_KEYWORDS: list[tuple[type, str]] = [
     (exp.Lock, "FOR UPDATE/SHARE"),
 ]
 for _name, _kw in [
-    ("Analyze", "ANALYZE"), ("Describe", "DESCRIBE"), ("Show", "SHOW"), ("Use", "USE"), ("Kill", "KILL"),
-    ("Pragma", "PRAGMA"), ("Cache", "CACHE"), ("Uncache", "UNCACHE"), ("LoadData", "LOAD"),
-    ("Refresh", "REFRESH"), ("Declare", "DECLARE"), ("Execute", "EXECUTE"), ("Summarize", "SUMMARIZE"),
-    ("Comment", "COMMENT"), ("Attach", "ATTACH"), ("Detach", "DETACH"), ("Install", "INSTALL"),
-    ("Export", "EXPORT"), ("Put", "PUT"), ("Get", "GET"),
+    ("Analyze", "ANALYZE"),
+    ("Describe", "DESCRIBE"),
+    ("Show", "SHOW"),
+    ("Use", "USE"),
+    ("Kill", "KILL"),
+    ("Pragma", "PRAGMA"),
+    ("Cache", "CACHE"),
+    ("Uncache", "UNCACHE"),
+    ("LoadData", "LOAD"),
+    ("Refresh", "REFRESH"),
+    ("Declare", "DECLARE"),
+    ("Execute", "EXECUTE"),
+    ("Summarize", "SUMMARIZE"),
+    ("Comment", "COMMENT"),
+    ("Attach", "ATTACH"),
+    ("Detach", "DETACH"),
+    ("Install", "INSTALL"),
+    ("Export", "EXPORT"),
+    ("Put", "PUT"),
+    ("Get", "GET"),
 ]:
     if hasattr(exp, _name):
         _STATEMENT_KEYWORDS.append((getattr(exp, _name), _kw))
@@ -612,9 +640,11 @@ def _check_tree(root: exp.Expression) -> None:
             raise _deny(f'SQL keyword "{word}" is not allowed')
         if isinstance(node, _FORBIDDEN_TYPES):
             if isinstance(node, exp.Into):
-                raise _deny('SELECT INTO is not allowed')
+                raise _deny("SELECT INTO is not allowed")
             if isinstance(node, exp.Lock):
-                raise _deny("locking clauses (FOR UPDATE / NO KEY UPDATE / SHARE / KEY SHARE) are not allowed")
+                raise _deny(
+                    "locking clauses (FOR UPDATE / NO KEY UPDATE / SHARE / KEY SHARE) are not allowed"
+                )
             raise _deny(f'SQL keyword "{_node_keyword(node)}" is not allowed')
         if isinstance(node, exp.Func):
             for name in sorted(_func_names(node)):
@@ -658,7 +688,11 @@ def _parse_query(toks: list[_Tok]) -> str:
         if isinstance(inner, exp.Command) or isinstance(inner, _FORBIDDEN_TYPES):
             _check_tree(inner)
         word = kw or _node_keyword(inner)
-        raise _deny(f'SQL keyword "{word}" is not allowed' if kw else "only SELECT queries (or EXPLAIN of one) are allowed")
+        raise _deny(
+            f'SQL keyword "{word}" is not allowed'
+            if kw
+            else "only SELECT queries (or EXPLAIN of one) are allowed"
+        )
     _check_tree(root)
     return text
 
@@ -667,16 +701,66 @@ def _parse_query(toks: list[_Tok]) -> str:
 # CHECKPOINT -> a column): refused on their first word before sqlglot is asked.
 _REFUSED_LEADING = frozenset(
     {
-        "INSERT", "UPDATE", "DELETE", "MERGE", "UPSERT", "REPLACE", "CREATE", "DROP", "ALTER", "TRUNCATE",
-        "GRANT", "REVOKE", "COMMENT", "SECURITY", "REASSIGN", "REFRESH", "REINDEX", "CLUSTER", "VACUUM",
-        "ANALYZE", "ANALYSE", "CHECKPOINT", "COPY", "DO", "CALL", "PREPARE", "EXECUTE", "DEALLOCATE",
-        "LISTEN", "UNLISTEN", "NOTIFY", "LOCK", "SET", "RESET", "SHOW", "BEGIN", "START", "COMMIT", "END",
-        "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE", "DECLARE", "FETCH", "MOVE", "CLOSE", "DISCARD", "LOAD",
-        "IMPORT", "EXPLAIN", "USE", "DESCRIBE", "PRAGMA",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "MERGE",
+        "UPSERT",
+        "REPLACE",
+        "CREATE",
+        "DROP",
+        "ALTER",
+        "TRUNCATE",
+        "GRANT",
+        "REVOKE",
+        "COMMENT",
+        "SECURITY",
+        "REASSIGN",
+        "REFRESH",
+        "REINDEX",
+        "CLUSTER",
+        "VACUUM",
+        "ANALYZE",
+        "ANALYSE",
+        "CHECKPOINT",
+        "COPY",
+        "DO",
+        "CALL",
+        "PREPARE",
+        "EXECUTE",
+        "DEALLOCATE",
+        "LISTEN",
+        "UNLISTEN",
+        "NOTIFY",
+        "LOCK",
+        "SET",
+        "RESET",
+        "SHOW",
+        "BEGIN",
+        "START",
+        "COMMIT",
+        "END",
+        "ROLLBACK",
+        "ABORT",
+        "SAVEPOINT",
+        "RELEASE",
+        "DECLARE",
+        "FETCH",
+        "MOVE",
+        "CLOSE",
+        "DISCARD",
+        "LOAD",
+        "IMPORT",
+        "EXPLAIN",
+        "USE",
+        "DESCRIBE",
+        "PRAGMA",
     }
 )
 
-_EXPLAIN_OPTIONS = frozenset({"verbose", "costs", "settings", "buffers", "wal", "timing", "summary", "format", "generic_plan"})
+_EXPLAIN_OPTIONS = frozenset(
+    {"verbose", "costs", "settings", "buffers", "wal", "timing", "summary", "format", "generic_plan"}
+)
 _EXPLAIN_FORMATS = frozenset({"text", "xml", "json", "yaml"})
 _BOOLEAN_WORDS = frozenset({"true", "false", "on", "off"})
 
@@ -692,7 +776,7 @@ def _check_explain(toks: list[_Tok]) -> list[_Tok]:
                 raise _deny("could not parse the EXPLAIN options")
             opt = toks[i].value
             if opt in ("analyze", "analyse"):
-                raise _deny('EXPLAIN ANALYZE is not allowed (it executes the statement)')
+                raise _deny("EXPLAIN ANALYZE is not allowed (it executes the statement)")
             if opt not in _EXPLAIN_OPTIONS:
                 raise _deny(f'EXPLAIN option "{opt.upper()}" is not allowed')
             i += 1
@@ -701,7 +785,10 @@ def _check_explain(toks: list[_Tok]) -> list[_Tok]:
                 if opt == "format":
                     if t.kind not in ("ident", "qident", "string") or t.value.lower() not in _EXPLAIN_FORMATS:
                         raise _deny("EXPLAIN FORMAT must be TEXT, XML, JSON or YAML")
-                elif not ((t.kind in ("ident", "string") and t.value.lower() in _BOOLEAN_WORDS) or (t.kind == "number" and t.text in ("0", "1"))):
+                elif not (
+                    (t.kind in ("ident", "string") and t.value.lower() in _BOOLEAN_WORDS)
+                    or (t.kind == "number" and t.text in ("0", "1"))
+                ):
                     raise _deny(f"EXPLAIN option {opt.upper()} takes a boolean value")
                 i += 1
             elif opt == "format":
@@ -716,9 +803,11 @@ def _check_explain(toks: list[_Tok]) -> list[_Tok]:
                 break
             raise _deny("could not parse the EXPLAIN options")
     else:
-        while i < len(toks) and toks[i].kind == "ident" and toks[i].value in ("analyze", "analyse", "verbose"):
+        while (
+            i < len(toks) and toks[i].kind == "ident" and toks[i].value in ("analyze", "analyse", "verbose")
+        ):
             if toks[i].value in ("analyze", "analyse"):
-                raise _deny('EXPLAIN ANALYZE is not allowed (it executes the statement)')
+                raise _deny("EXPLAIN ANALYZE is not allowed (it executes the statement)")
             i += 1
     inner = toks[i:]
     if not inner:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import mcp_types as types
@@ -21,9 +22,12 @@ from mcp.shared._context_streams import create_context_streams
 from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 
+from mcp_gateway.supervisor.fastpath import FastPath, Send
+
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 READ_CHUNK = 256 * 1024
+DRAIN_LIMIT_S = 3600
 
 
 def claim_stdio() -> tuple[int, int]:
@@ -82,17 +86,26 @@ class LineReader:
                 out.append(line)
 
 
-def decode_line(line: bytes) -> SessionMessage | bytes:
-    """A SessionMessage, or the error line to send back."""
+def parse_line(line: bytes) -> Any:
+    """The decoded JSON value, or _ParseError."""
     try:
-        obj = msgspec.json.decode(line)
+        return msgspec.json.decode(line)
     except (msgspec.DecodeError, ValueError, RecursionError):
         # msgspec refuses escaped lone surrogates; they are valid JSON, so the stdlib parses
         # them and the validation layer refuses them as VALIDATION_ERROR, with an audit line.
         try:
-            obj = json.loads(line)
+            return json.loads(line)
         except (ValueError, RecursionError):  # ValueError covers invalid UTF-8
-            return _error_line(PARSE_ERROR, "Parse error: the line is not valid JSON (UTF-8, one message per line)")
+            return _PARSE_ERROR
+
+
+_PARSE_ERROR = object()
+
+
+def to_session_message(obj: Any) -> SessionMessage | bytes:
+    """A SessionMessage for the SDK, or the error line to send back."""
+    if obj is _PARSE_ERROR:
+        return _error_line(PARSE_ERROR, "Parse error: the line is not valid JSON (UTF-8, one message per line)")
     try:
         message = types.jsonrpc_message_adapter.validate_python(obj, by_name=False)
     except (ValidationError, ValueError, RecursionError):
@@ -101,8 +114,11 @@ def decode_line(line: bytes) -> SessionMessage | bytes:
 
 
 @asynccontextmanager
-async def stdio_transport(wire_in: int, wire_out: int, max_message_bytes: int):
-    """Yields (read_stream, write_stream) for `Server.run`, pumping the pipes with trio."""
+async def stdio_transport(wire_in: int, wire_out: int, max_message_bytes: int, fast_path: FastPath | None = None):
+    """Yields (read_stream, write_stream) for `Server.run`, pumping the pipes with trio.
+
+    With a `fast_path`, the hot methods of an initialized session bypass the SDK (see fastpath.py).
+    """
     read_send, read_recv = create_context_streams[SessionMessage | Exception](0)
     write_send, write_recv = create_context_streams[SessionMessage](0)
     out_send, out_recv = trio.open_memory_channel[bytes](256)
@@ -124,7 +140,15 @@ async def stdio_transport(wire_in: int, wire_out: int, max_message_bytes: int):
                         await out.send(_error_line(
                             INVALID_REQUEST, f"Invalid Request: message larger than {max_message_bytes} bytes"))
                         continue
-                    item = decode_line(line)
+                    obj = parse_line(line)
+                    if fast_path is not None:
+                        handler = fast_path.route(obj)
+                        if handler is not None:
+                            nursery.start_soon(_answer, handler, out.clone())
+                            continue
+                        if type(obj) is dict and obj.get("method") == "initialize":
+                            initialize_ids.add(_request_id(obj))
+                    item = to_session_message(obj)
                     if isinstance(item, bytes):
                         await out.send(item)
                     else:
@@ -133,6 +157,9 @@ async def stdio_transport(wire_in: int, wire_out: int, max_message_bytes: int):
     async def serialize_pump(out: trio.MemorySendChannel[bytes]) -> None:
         async with write_recv, out:
             async for message in write_recv:
+                if initialize_ids and isinstance(message.message, types.JSONRPCResponse) \
+                        and message.message.id in initialize_ids:
+                    fast_path.enabled = True  # type: ignore[union-attr]
                 await out.send(
                     (message.message.model_dump_json(by_alias=True, exclude_unset=True) + "\n").encode())
         serialized.set()
@@ -153,6 +180,7 @@ async def stdio_transport(wire_in: int, wire_out: int, max_message_bytes: int):
         written.set()
 
     serialized, written = trio.Event(), trio.Event()
+    initialize_ids: set[Any] = set()
     async with trio.open_nursery() as nursery:
         reading = trio.CancelScope()
 
@@ -171,6 +199,12 @@ async def stdio_transport(wire_in: int, wire_out: int, max_message_bytes: int):
             with trio.move_on_after(5):
                 await serialized.wait()
             reading.cancel()
-            with trio.move_on_after(5):
+            with trio.move_on_after(DRAIN_LIMIT_S):  # in-flight calls end by their own deadlines
                 await written.wait()
             nursery.cancel_scope.cancel()
+
+
+
+async def _answer(handler: Callable[[Send], Awaitable[None]], out: trio.MemorySendChannel[bytes]) -> None:
+    async with out:  # the writer drains until every call has closed its clone
+        await handler(out.send)

@@ -14,6 +14,7 @@ See docs/POSTGRES.md for the value mapping and the placeholder rules.
 from __future__ import annotations
 
 import base64
+import contextlib
 import math
 import os
 import re
@@ -30,9 +31,15 @@ from mcp_gateway.workers.connector import CallLimits, Connector, ToolError
 
 APPLICATION_NAME = "mcp-gateway"
 _CURSOR_NAME = "mcp_gateway_q"
-_BATCH_ROWS = 256
-# JSON framing slack per value / row when estimating the encoded size of a result.
-_SCHEMA_KINDS = {"r": "table", "p": "partitioned table", "v": "view", "m": "materialized view", "f": "foreign table"}
+_BATCH_ROWS = 1024
+_FIRST_BATCH_ROWS = 32
+_SCHEMA_KINDS = {
+    "r": "table",
+    "p": "partitioned table",
+    "v": "view",
+    "m": "materialized view",
+    "f": "foreign table",
+}
 
 _SCHEMA_SQL = """
 SELECT n.nspname, c.relname, c.relkind, a.attname,
@@ -53,9 +60,23 @@ ORDER BY n.nspname, c.relname, a.attnum
 # (infinity, BC dates, years past 9999).
 _TEXT_TYPES = (
     "interval",
-    "int4range", "int8range", "numrange", "daterange", "tsrange", "tstzrange",
-    "int4multirange", "int8multirange", "nummultirange", "datemultirange", "tsmultirange", "tstzmultirange",
-    "inet", "cidr", "macaddr", "macaddr8", "money",
+    "int4range",
+    "int8range",
+    "numrange",
+    "daterange",
+    "tsrange",
+    "tstzrange",
+    "int4multirange",
+    "int8multirange",
+    "nummultirange",
+    "datemultirange",
+    "tsmultirange",
+    "tstzmultirange",
+    "inet",
+    "cidr",
+    "macaddr",
+    "macaddr8",
+    "money",
 )
 _ISO_TYPES = ("date", "time", "timetz", "timestamp", "timestamptz")
 
@@ -120,12 +141,12 @@ class PostgresConnector(Connector):
         psycopg.pq.__build_version__  # noqa: B018
         for enc in ("utf-8", "ascii", "latin-1", "idna"):
             codecs.lookup(enc)
-        try:
+        with contextlib.suppress(Exception):  # tzdata is optional
             zoneinfo.ZoneInfo("UTC")
-        except Exception:  # noqa: BLE001 - tzdata is optional
-            pass
         # Run the pure parts of connection set-up once so that their lazy imports happen now.
-        psycopg.conninfo.conninfo_to_dict(psycopg.conninfo.make_conninfo("", **self._conninfo_kwargs(password=None)))
+        psycopg.conninfo.conninfo_to_dict(
+            psycopg.conninfo.make_conninfo("", **self._conninfo_kwargs(password=None))
+        )
         # dlopen the NSS modules (hosts, passwd) while the filesystem is still open.
         try:
             socket.getaddrinfo("localhost", self.settings.port, type=socket.SOCK_STREAM)
@@ -137,6 +158,18 @@ class PostgresConnector(Connector):
             pwd.getpwuid(os.getuid())
         except (KeyError, ImportError):
             pass
+        # sqlglot loads its postgres dialect (parser, generator, tokenizer) on first use.
+        for probe, with_params in (
+            ("SELECT a, count(*) FROM t WHERE b = %s GROUP BY a", True),
+            ("EXPLAIN (COSTS OFF) WITH x AS (SELECT 1) SELECT * FROM x UNION SELECT 2", False),
+            ("SELECT * FROM", False),
+            ("DELETE FROM t", False),
+            ("SELECT pg_sleep(1)", False),
+        ):
+            try:
+                prepare_sql(probe, with_params=with_params)
+            except GuardDenied:
+                pass
         msgspec_encode_probe = [None, True, 1, 1.5, "x", [1, "a"], {"a": [1]}]
         import msgspec as _m
 
@@ -160,8 +193,20 @@ class PostgresConnector(Connector):
         ]
         home = os.path.expanduser("~")
         if home and home != "~":
-            paths += [os.path.join(home, ".postgresql"), os.path.join(home, ".pgpass"), os.path.join(home, ".pg_service.conf")]
-        for var in ("PGPASSFILE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY", "PGSSLCRL", "PGSERVICEFILE", "PGSYSCONFDIR"):
+            paths += [
+                os.path.join(home, ".postgresql"),
+                os.path.join(home, ".pgpass"),
+                os.path.join(home, ".pg_service.conf"),
+            ]
+        for var in (
+            "PGPASSFILE",
+            "PGSSLROOTCERT",
+            "PGSSLCERT",
+            "PGSSLKEY",
+            "PGSSLCRL",
+            "PGSERVICEFILE",
+            "PGSYSCONFDIR",
+        ):
             v = os.environ.get(var)
             if v and os.path.isabs(v):
                 paths.append(v)
@@ -191,10 +236,8 @@ class PostgresConnector(Connector):
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):
                 conn.close()
-            except Exception:  # noqa: BLE001
-                pass
 
     # --- connection ---------------------------------------------------------------------------
 
@@ -221,7 +264,9 @@ class PostgresConnector(Connector):
         from psycopg.adapt import Loader
 
         try:
-            conn = psycopg.connect(autocommit=True, **self._conninfo_kwargs(os.environ.get("POSTGRES_PASSWORD")))
+            conn = psycopg.connect(
+                autocommit=True, **self._conninfo_kwargs(os.environ.get("POSTGRES_PASSWORD"))
+            )
         except psycopg.Error as e:
             raise ToolError("UPSTREAM_ERROR", f"could not connect to PostgreSQL: {_pg_message(e)}") from None
 
@@ -262,10 +307,13 @@ class PostgresConnector(Connector):
             if checked.placeholders and checked.placeholders != len(args.params):
                 raise ToolError(
                     "VALIDATION_ERROR",
-                    f"the query has {checked.placeholders} %s placeholder(s) but {len(args.params)} param(s) were given",
+                    f"the query has {checked.placeholders} %s placeholder(s)"
+                    f" but {len(args.params)} param(s) were given",
                 )
             max_rows = args.max_rows or self.settings.default_max_rows
-            return self._in_transaction(limits, lambda conn: self._query(conn, checked, list(args.params), max_rows, limits))
+            return self._in_transaction(
+                limits, lambda conn: self._query(conn, checked, list(args.params), max_rows, limits)
+            )
         if tool == "db.schema":
             if not isinstance(args, SchemaArgs):
                 raise ToolError("VALIDATION_ERROR", "db.schema takes SchemaArgs")
@@ -315,16 +363,25 @@ class PostgresConnector(Connector):
         if state == "55P03":  # lock_not_available (lock_timeout)
             return ToolError("TIMEOUT", f"the query waited too long for a lock (lock_timeout {stmt_ms} ms)")
         if state == "25006":  # read_only_sql_transaction: a write the guard did not catch
-            return ToolError("SECURITY_ERROR", f"the database refused a write in the read-only transaction: {_pg_message(e)}")
+            return ToolError(
+                "SECURITY_ERROR",
+                f"the database refused a write in the read-only transaction: {_pg_message(e)}",
+            )
         if state in ("42P01", "3F000"):  # undefined_table, invalid_schema_name
             return ToolError("NOT_FOUND", _pg_message(e))
-        if isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError)) or self._conn is None or self._conn.broken:
+        if (
+            isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError))
+            or self._conn is None
+            or self._conn.broken
+        ):
             self.close()
         return ToolError("UPSTREAM_ERROR", _pg_message(e))
 
     # --- db.query -------------------------------------------------------------------------
 
-    def _query(self, conn: Any, checked: CheckedSql, params: list[Any], max_rows: int, limits: CallLimits) -> dict:
+    def _query(
+        self, conn: Any, checked: CheckedSql, params: list[Any], max_rows: int, limits: CallLimits
+    ) -> dict:
         psycopg = _import_psycopg()
         import msgspec
 
@@ -337,13 +394,14 @@ class PostgresConnector(Connector):
             cur.execute(checked.text, params or None)
             desc = cur.description or []
             columns = [{"name": c.name, "type": self._type_name(conn, c.type_code)} for c in desc]
-            used = len(msgspec.json.encode(columns)) + 64
+            used = header = len(msgspec.json.encode(columns)) + 64
             if used > budget:
                 raise ToolError("RESULT_TOO_LARGE", f"the result would pass max_bytes ({budget})")
             rows: list[list[Any]] = []
             truncated = False
+            batch_rows = _FIRST_BATCH_ROWS
             while True:
-                want = min(_BATCH_ROWS, max_rows + 1 - len(rows))
+                want = min(batch_rows, max_rows + 1 - len(rows))
                 batch = cur.fetchmany(want)
                 if not batch:
                     break
@@ -362,12 +420,14 @@ class PostgresConnector(Connector):
                     rows.append(row)
                 if truncated or len(batch) < want:
                     break
+                # Size the next FETCH from the rows seen so far, so that the worker never holds
+                # much more than the remaining byte budget.
+                avg = max(1, (used - header) // max(1, len(rows)))
+                batch_rows = max(1, min(_BATCH_ROWS, (budget - used) // avg + 1))
             return {"columns": columns, "rows": rows, "row_count": len(rows), "truncated": truncated}
         finally:
-            try:
+            with contextlib.suppress(Exception):  # the ROLLBACK that follows closes it anyway
                 cur.close()
-            except Exception:  # noqa: BLE001 - the ROLLBACK that follows closes it anyway
-                pass
 
     def _type_name(self, conn: Any, oid: int) -> str:
         name = self._type_names.get(oid)
@@ -399,7 +459,12 @@ class PostgresConnector(Connector):
                     break
                 for nsp, rel, kind, att, typ, nullable in batch:
                     if current is None or current["schema"] != nsp or current["name"] != rel:
-                        current = {"schema": nsp, "name": rel, "kind": _SCHEMA_KINDS.get(kind, kind), "columns": []}
+                        current = {
+                            "schema": nsp,
+                            "name": rel,
+                            "kind": _SCHEMA_KINDS.get(kind, kind),
+                            "columns": [],
+                        }
                         tables.append(current)
                         used += len(msgspec.json.encode(current)) + 1
                     if att is not None:
@@ -409,13 +474,12 @@ class PostgresConnector(Connector):
                     if used > budget:
                         raise ToolError(
                             "RESULT_TOO_LARGE",
-                            f"the schema description would pass max_bytes ({budget}); filter by schema or table",
+                            f"the schema description would pass max_bytes ({budget});"
+                            " filter by schema or table",
                         )
         finally:
-            try:
+            with contextlib.suppress(Exception):
                 cur.close()
-            except Exception:  # noqa: BLE001
-                pass
         if not tables and (args.schema or args.table):
             what = ".".join(x for x in (args.schema, args.table) if x)
             raise ToolError("NOT_FOUND", f"no table or view matches {what!r}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+import time
 
 import pytest
 
@@ -72,8 +73,10 @@ def test_swap_dir_for_symlink(fs, tree: Tree, link_kind: str, swapper: str, tmp_
                 else:
                     os.rename(swap, hold)
                     os.symlink(target, swap)
+                    time.sleep(0.0001)  # leave the outside symlink in place for a moment
                     os.unlink(swap)
                     os.rename(hold, swap)
+                    time.sleep(0.0001)  # let the real-directory state be seen too
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
 

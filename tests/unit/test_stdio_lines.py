@@ -4,7 +4,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from mcp.shared.message import SessionMessage
 
-from mcp_gateway.supervisor.stdio import LineReader, decode_line
+from mcp_gateway.supervisor.stdio import LineReader, parse_line, to_session_message
+
+
+def decode_line(line: bytes):
+    return to_session_message(parse_line(line))
 
 
 def test_line_reader_splits_and_refuses_oversized_lines_once():

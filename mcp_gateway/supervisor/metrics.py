@@ -1,0 +1,83 @@
+"""Prometheus metrics for the gateway, in a registry of its own (never the global one).
+
+Call metrics are fed by `Gateway`'s observer hook (one observation per audited call); pool
+metrics are read from the pools at scrape time by a custom collector, so they are never stale
+and cost nothing between scrapes. The `tool` label only takes catalogue names ("unknown"
+otherwise), so a client cannot blow up the label cardinality with invented tool names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from mcp_gateway.supervisor.gateway import DENY_CODES, Outcome
+from mcp_gateway.tools import TOOLS
+
+__all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
+
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+def tool_label(tool: str) -> str:
+    return tool if tool in TOOLS else "unknown"
+
+
+class _PoolCollector(Collector):
+    def __init__(self, pools: Callable[[], Mapping[str, Any]]) -> None:
+        self._pools = pools
+
+    def collect(self) -> Iterable[Any]:
+        restarts = CounterMetricFamily("mcp_gateway_worker_restarts", "Workers replaced (after a timeout, "
+                                       "crash or exit), per connector", labels=["connector"])
+        timeouts = CounterMetricFamily("mcp_gateway_worker_timeouts", "Calls that ran past their timeout "
+                                       "(worker killed), per connector", labels=["connector"])
+        crashes = CounterMetricFamily("mcp_gateway_worker_crashes", "Workers that died during a call, "
+                                      "per connector", labels=["connector"])
+        queue = GaugeMetricFamily("mcp_gateway_queue_depth", "Calls waiting for a free worker",
+                                  labels=["connector"])
+        busy = GaugeMetricFamily("mcp_gateway_workers_busy", "Workers executing a call", labels=["connector"])
+        live = GaugeMetricFamily("mcp_gateway_workers_live", "Live workers", labels=["connector"])
+        for name, pool in sorted(self._pools().items()):
+            s = pool.stats
+            restarts.add_metric([name], s.restarts)
+            timeouts.add_metric([name], s.timeouts)
+            crashes.add_metric([name], s.crashes)
+            queue.add_metric([name], s.queued)
+            busy.add_metric([name], s.busy)
+            live.add_metric([name], pool.live_workers)
+        yield from (restarts, timeouts, crashes, queue, busy, live)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.calls = Counter("mcp_gateway_calls", "Audited tools/call requests",
+                             ["tool", "decision", "error_code"], registry=self.registry)
+        self.duration = Histogram("mcp_gateway_call_duration_seconds", "Time from a call's arrival to its "
+                                  "audit record", ["tool"], buckets=DURATION_BUCKETS, registry=self.registry)
+        self.rate_limited = Counter("mcp_gateway_rate_limited", "Calls refused with RATE_LIMITED",
+                                    registry=self.registry)
+        self.http_rejected = Counter("mcp_gateway_http_rejected", "HTTP requests refused before any MCP "
+                                     "handling", ["reason"], registry=self.registry)
+        self._pools: Mapping[str, Any] = {}
+        self.registry.register(_PoolCollector(lambda: self._pools))
+
+    def attach_pools(self, pools: Mapping[str, Any]) -> None:
+        self._pools = pools
+
+    def observe(self, outcome: Outcome, seconds: float) -> None:
+        """The `Gateway` observer: called once per audited call."""
+        code = outcome.error_code
+        tool = tool_label(outcome.tool)
+        self.calls.labels(tool, "deny" if code in DENY_CODES else "allow", code or "none").inc()
+        self.duration.labels(tool).observe(seconds)
+        if code == "RATE_LIMITED":
+            self.rate_limited.inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
