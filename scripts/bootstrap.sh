@@ -49,4 +49,15 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
   [ "$mode" = test ] && touch ".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-run"
 fi
+
+# The official MCP conformance suite, for tests/http (skipped there, loudly, without node).
+if [ "$mode" = test ] && command -v node >/dev/null && command -v npm >/dev/null; then
+  if [ ! -f .cache/conformance/node_modules/@modelcontextprotocol/conformance/package.json ]; then
+    echo "bootstrap: installing the MCP conformance suite into .cache/conformance"
+    mkdir -p .cache/conformance
+    npm install --prefix .cache/conformance --no-audit --no-fund --loglevel=error \
+      @modelcontextprotocol/conformance@0.1.10 >&2 \
+      || echo "bootstrap: warning: could not install the MCP conformance suite"
+  fi
+fi
 exit 0

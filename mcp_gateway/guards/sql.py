@@ -122,6 +122,22 @@ DENIED_PREFIXES: tuple[str, ...] = (
 DENIED_INFIXES: tuple[str, ...] = ("_to_xml",)
 
 
+#: Catalog relations that hold secrets or bypass the function denylist when the role can read
+#: them (a superuser can): password hashes, FDW passwords, config files, large-object data.
+DENIED_RELATIONS: frozenset[str] = frozenset(
+    {
+        "pg_authid",
+        "pg_shadow",
+        "pg_user_mapping",
+        "pg_user_mappings",
+        "pg_largeobject",
+        "pg_file_settings",
+        "pg_hba_file_rules",
+        "pg_ident_file_mappings",
+    }
+)
+
+
 def denied_function_reason(name: str) -> str | None:
     n = name.lower()
     if n in DENIED_FUNCTIONS or n.startswith(DENIED_PREFIXES) or any(i in n for i in DENIED_INFIXES):
@@ -651,6 +667,10 @@ def _check_tree(root: exp.Expression) -> None:
                 reason = denied_function_reason(name.rsplit(".", 1)[-1])
                 if reason:
                     raise _deny(reason)
+        if isinstance(node, exp.Table) and isinstance(node.this, exp.Identifier):
+            rel = node.this.name.lower()
+            if rel in DENIED_RELATIONS:
+                raise _deny(f'relation "{rel}" is not allowed')
         if isinstance(node, exp.Select) and node.args.get("into") is not None:
             raise _deny("SELECT INTO is not allowed")
         if isinstance(node, exp.Select) and node.args.get("locks"):

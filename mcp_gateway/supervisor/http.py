@@ -147,7 +147,8 @@ class GatewayApp:
             return
         if not self.origins.host_allowed(headers.get("host")):
             self.metrics.http_rejected.labels("host").inc()
-            await _error(send, 421, "misdirected_request", "Host header not allowed (server.http.allowed_hosts)")
+            await _error(send, 421, "misdirected_request",
+                         "Host header not allowed (server.http.allowed_hosts)")
             return
         if not self.origins.origin_allowed(headers.get("origin")):
             self.metrics.http_rejected.labels("origin").inc()
@@ -199,7 +200,7 @@ class GatewayApp:
         scope[ACTOR_KEY] = actor
         if self.tokens.enabled:
             # Lets the SDK bind each stateful session to the actor that opened it.
-            scope["user"] = AuthenticatedUser(AccessToken(token="-", client_id=actor, scopes=[]))
+            scope["user"] = AuthenticatedUser(AccessToken(token="-", client_id=actor, scopes=[]))  # noqa: S106
         if method == "GET":  # the standalone event stream: long-lived, not a call in flight
             await self.inner(scope, receive, send)
             return
@@ -229,9 +230,10 @@ def startup_problem(config: GatewayConfig) -> str | None:
     s = config.server.http
     if not s.auth.bearer_tokens and not is_loopback_host(s.host) and not s.allow_unauthenticated:
         where = "every interface" if is_wildcard_host(s.host) else s.host
-        return (f"server.http.host {s.host!r} exposes the gateway on {where} but server.http.auth.bearer_tokens "
-                "is empty: anyone who can reach the port could call tools. Add bearer tokens, bind to "
-                "127.0.0.1, or set server.http.allow_unauthenticated: true if another layer authenticates")
+        return (f"server.http.host {s.host!r} exposes the gateway on {where} but "
+                "server.http.auth.bearer_tokens is empty: anyone who can reach the port could call "
+                "tools. Add bearer tokens, bind to 127.0.0.1, or set "
+                "server.http.allow_unauthenticated: true if another layer authenticates")
     if s.certfile is not None:
         for p in (s.certfile, s.keyfile):
             if p is None or not p.is_file():
@@ -328,13 +330,21 @@ async def serve_http(config: GatewayConfig, zygotes: Zygotes) -> int:
                         done.set()
                         stop.set()
 
+                drain = trio.CancelScope()
+
                 async def wait_signal() -> None:
                     async for signum in signals:
-                        log.info("%s: draining (%d MCP request(s) in flight, up to %gs)",
-                                 signal.Signals(signum).name, app.in_flight.count, s.shutdown_grace_s)
-                        app.draining = True
-                        stop.set()
-                        return
+                        name = signal.Signals(signum).name
+                        if not stop.is_set():
+                            log.info("%s: draining (%d MCP request(s) in flight, up to %gs; send it again "
+                                     "to stop at once)", name, app.in_flight.count, s.shutdown_grace_s)
+                            app.draining = True
+                            stop.set()
+                        else:
+                            log.warning("%s again: stopping without waiting for %d MCP request(s)",
+                                        name, app.in_flight.count)
+                            drain.cancel()
+                            return
 
                 nursery.start_soon(run_server)
                 nursery.start_soon(wait_signal)
@@ -342,15 +352,16 @@ async def serve_http(config: GatewayConfig, zygotes: Zygotes) -> int:
                     host = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
                     log.info("serving MCP on %s://%s:%d%s", scheme, host, addr[1], s.path)
                 await stop.wait()
-                # Hypercorn has stopped accepting; let the calls already inside finish.
-                with trio.move_on_after(s.shutdown_grace_s) as grace:
-                    await app.in_flight.wait_idle()
-                if grace.cancelled_caught:
-                    log.warning("shutdown grace of %gs over: %d MCP request(s) abandoned",
-                                s.shutdown_grace_s, app.in_flight.count)
-                # Idle keep-alive connections close by themselves; open event streams do not.
-                with trio.move_on_after(0.5):
-                    await done.wait()
+                with drain:
+                    # Hypercorn has stopped accepting; let the calls already inside finish.
+                    with trio.move_on_after(s.shutdown_grace_s) as grace:
+                        await app.in_flight.wait_idle()
+                    if grace.cancelled_caught:
+                        log.warning("shutdown grace of %gs over: %d MCP request(s) abandoned",
+                                    s.shutdown_grace_s, app.in_flight.count)
+                    # Idle keep-alive connections close by themselves; open event streams do not.
+                    with trio.move_on_after(0.5):
+                        await done.wait()
                 serving.cancel()
                 nursery.cancel_scope.cancel()
         log.info("HTTP server stopped; closing the worker pools and the audit log")

@@ -77,13 +77,56 @@ def _reap() -> None:
             return
 
 
+class _StderrRelay:
+    """Workers write diagnostics into a pipe that the zygote copies to its own stderr.
+
+    A worker runs with RLIMIT_FSIZE 0, which would make every write to a stderr that is a
+    regular file fail (EFBIG); the zygote has no such limit.
+    """
+
+    def __init__(self, poller: select.poll) -> None:
+        self.poller = poller
+        self.pipes: dict[int, int] = {}  # read fd -> worker pid
+
+    def new_pipe(self) -> tuple[int, int]:
+        return os.pipe2(os.O_CLOEXEC)
+
+    def adopt(self, read_fd: int, pid: int) -> None:
+        self.pipes[read_fd] = pid
+        self.poller.register(read_fd, select.POLLIN)
+
+    def drain(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            data = b""
+        if not data:
+            self.poller.unregister(fd)
+            os.close(fd)
+            del self.pipes[fd]
+            return
+        prefix = f"[worker {self.pipes[fd]}] ".encode()
+        lines = data.splitlines(keepends=True)
+        try:
+            os.write(2, b"".join(prefix + line for line in lines))
+        except OSError:
+            pass
+
+
 def _serve_spawns(control: socket.socket, connector, config: GatewayConfig) -> None:
     me = os.getpid()
     poller = select.poll()
     poller.register(control, select.POLLIN)
+    relay = _StderrRelay(poller)
     while True:
         _reap()
-        if not poller.poll(1000):
+        ready = poller.poll(1000)
+        if not ready:
+            continue
+        for fd, _ in ready:
+            if fd in relay.pipes:
+                relay.drain(fd)
+        if not any(fd == control.fileno() for fd, _ in ready):
             continue
         fds = array.array("i")
         msg, ancdata, _, _ = control.recvmsg(64, socket.CMSG_SPACE(fds.itemsize))
@@ -97,15 +140,19 @@ def _serve_spawns(control: socket.socket, connector, config: GatewayConfig) -> N
                 os.close(fd)
             control.send(PID.pack(-1))
             continue
+        err_read, err_write = relay.new_pipe()
         pid = os.fork()
         if pid == 0:
             try:
                 control.close()
+                os.dup2(err_write, 2)
                 _become_worker(me, fds[0], connector, config)
             except BaseException:
                 traceback.print_exc()
             os._exit(70)
         os.close(fds[0])
+        os.close(err_write)
+        relay.adopt(err_read, pid)
         control.send(PID.pack(pid))
 
 

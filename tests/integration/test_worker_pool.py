@@ -111,9 +111,34 @@ def test_workers_are_confined(gw_dir, connector_workers):
             assert limits["Max file size"][:2] == ["0", "0"]
             assert limits["Max core file size"][:2] == ["0", "0"]
             assert limits["Max data size"][0] != "unlimited"
+            if os.geteuid() != 0:
+                # Not dumpable: even the same uid cannot look inside the worker's fd table.
+                with pytest.raises(PermissionError):
+                    os.listdir(f"/proc/{pid}/fd")
+                continue
             # stdio (null/stderr), the IPC socket, and the connector's own root directory fd.
             fds = sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))
             assert fds[:4] == [0, 1, 2, 3]
             assert os.readlink(f"/proc/{pid}/fd/3").startswith("socket:")
             for fd in fds[4:]:
                 assert os.readlink(f"/proc/{pid}/fd/{fd}") == str(gw_dir / "data")
+
+
+def test_a_full_queue_refuses_at_once(gw_dir):
+    config = fs_config(gw_dir, policy={"global_timeout_ms": 1500},
+                       connectors={"filesystem": {"workers": 1, "queue_size": 1}})
+    with raw_gateway(config) as gw:
+        (worker,) = _wait_for(lambda: worker_pids(gw.proc.pid))
+        os.kill(worker, signal.SIGSTOP)
+        for i in range(3):
+            gw.send_json({"jsonrpc": "2.0", "id": 200 + i, "method": "tools/call",
+                          "params": {"name": "fs.readFile", "arguments": {"path": "hello.txt"}}})
+            time.sleep(0.1)
+        first = gw.read()
+        assert first["id"] == 202  # answered at once, before the other two time out
+        assert first["result"]["structuredContent"]["error_code"] == "RATE_LIMITED"
+        assert "capacity" in first["result"]["structuredContent"]["reason"]
+        rest = {r["id"]: r["result"] for r in (gw.read(), gw.read())}
+        assert rest[200]["structuredContent"]["error_code"] == "TIMEOUT"
+        # The queued call waited inside its own deadline; the replacement may serve it in time.
+        assert rest[201]["structuredContent"].get("error_code") in ("TIMEOUT", None)

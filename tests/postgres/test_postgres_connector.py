@@ -78,6 +78,9 @@ EXTRA_ATTACKS = [
     "REFRESH MATERIALIZED VIEW order_totals",
     "SELECT pg_advisory_lock(42)",
     "SELECT pg_stat_reset()",
+    "SELECT rolname, rolpassword FROM pg_authid",
+    "SELECT data FROM pg_largeobject",
+    "TABLE pg_file_settings",
 ]
 
 

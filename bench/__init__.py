@@ -1,0 +1,1 @@
+"""Benchmarks: the gateway side by side with peer MCP servers (`make bench`)."""
