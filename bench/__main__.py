@@ -140,7 +140,7 @@ class Bench:
             else:
                 gw = Target("gateway db.query", None, "db.query", {}, error=self.db_error)
                 pt = Target(peer.name, None, "execute_sql", {}, error=self.db_error)
-            items.append(Item("db", "SELECT 100 rows", scale or (200 if self.opts.quick else 1000), ROW_MARKER, gw, pt))
+            items.append(Item("db", "SELECT 100 rows", scale or (100 if self.opts.quick else 300), ROW_MARKER, gw, pt))
         if "fetch" in only:
             assert self.page is not None
             peer = self.peer_defs["fetch"] = peers.fetch_server()

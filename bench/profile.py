@@ -24,28 +24,34 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def summarize(collapsed: Path, top: int = 25) -> str:
-    self_t: collections.Counter[str] = collections.Counter()
-    incl: collections.Counter[str] = collections.Counter()
+    self_t: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    incl: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     per_proc: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in collapsed.read_text().splitlines():
-        stack, _, n = line.rpartition(" ")
+    lines = [ln.rpartition(" ") for ln in collapsed.read_text().splitlines()]
+    for stack, _, n in lines:
         if not stack:
             continue
         k = int(n)
-        frames = stack.split(";")
-        proc = frames[0]
-        role = "supervisor" if "serve" in proc else "worker/zygote"
+        # py-spy nests a child's stacks under its parent's "process" frame: the gateway's own
+        # stacks have one, the zygotes' and workers' more.
+        frames = [f for f in stack.split(";")]
+        nprocs = sum(f.startswith("process ") for f in frames)
+        role = "supervisor" if nprocs <= 1 else "worker"
+        frames = [f for f in frames if not f.startswith("process ")]
+        if not frames:
+            continue
         per_proc[role] += k
         total += k
-        self_t[f"[{role}] {frames[-1]}"] += k
-        for f in set(frames[1:]):
-            incl[f"[{role}] {f}"] += k
-    out = [f"samples: {total}; " + ", ".join(f"{r} {v / total:.0%}" for r, v in per_proc.most_common())]
-    out.append("\nTop self time:")
-    out += [f"  {v / total:6.1%}  {f}" for f, v in self_t.most_common(top)]
-    out.append("\nTop inclusive time:")
-    out += [f"  {v / total:6.1%}  {f}" for f, v in incl.most_common(top * 2)]
+        self_t[role][frames[-1]] += k
+        for f in set(frames):
+            incl[role][f] += k
+    out = [f"on-CPU samples: {total}; " + ", ".join(f"{r} {v / total:.0%}" for r, v in per_proc.most_common())]
+    for role, n in per_proc.most_common():
+        out.append(f"\n[{role}] top self time (% of the {role}'s {n} samples):")
+        out += [f"  {v / n:6.1%}  {f}" for f, v in self_t[role].most_common(top)]
+        out.append(f"\n[{role}] top inclusive time:")
+        out += [f"  {v / n:6.1%}  {f}" for f, v in incl[role].most_common(top * 2) if not f.startswith("process ")]
     return "\n".join(out)
 
 

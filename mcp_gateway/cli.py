@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from mcp_gateway.config import ConfigError, GatewayConfig, default_config_path, load_config
 

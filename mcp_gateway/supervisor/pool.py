@@ -231,10 +231,10 @@ class WorkerPool:
         clean = False
         try:
             reply = await self._exchange(worker, request, deadline)
-            clean = reply is not None and not isinstance(reply, str)
-            if clean:
-                return reply  # type: ignore[return-value]
-            return CallFailed(request.request_id, *_FAILURE[reply or "timeout"])  # type: ignore[index]
+            clean = True
+            return reply
+        except _WorkerFault as fault:
+            return CallFailed(request.request_id, fault.code, fault.reason)  # type: ignore[arg-type]
         finally:
             self.stats.busy -= 1
             if clean:
@@ -245,31 +245,33 @@ class WorkerPool:
                 # worker's state is unknown, so it is killed and replaced.
                 self._discard(worker)
 
-    async def _exchange(self, worker: Worker, request: CallRequest, deadline: float) -> CallOk | CallFailed | str | None:
-        """One request/reply. Returns the reply, or a failure key of _FAILURE, or None on timeout."""
+    async def _exchange(self, worker: Worker, request: CallRequest, deadline: float) -> CallOk | CallFailed:
+        """One request/reply; raises _WorkerFault when the worker must not be used again."""
         with trio.move_on_at(deadline):
             try:
                 await send_frame(worker.sock, request_encoder.encode(request))
                 payload = await recv_frame(worker.sock, reply_cap(request.max_bytes))
             except (EOFError, OSError):
                 self.stats.crashes += 1
-                return "crashed"
+                raise _WorkerFault("WORKER_CRASHED", "the worker died during the call; it has been replaced") from None
             except FrameError:
-                return "too_large"
+                raise _WorkerFault("RESULT_TOO_LARGE",
+                                   "the worker's reply passed the size cap; the worker was replaced") from None
             try:
                 reply = reply_decoder.decode(payload)
             except msgspec.DecodeError:
-                return "garbage"
-            if reply.request_id != request.request_id:
-                return "garbage"
+                reply = None
+            if reply is None or reply.request_id != request.request_id:
+                raise _WorkerFault("INTERNAL_ERROR", "the worker sent a malformed reply; it was killed and replaced")
             return reply
         self.stats.timeouts += 1
-        return None
+        raise _WorkerFault("TIMEOUT", "the call ran past its timeout; the worker was killed and replaced")
 
 
-_FAILURE = {
-    "timeout": ("TIMEOUT", "the call ran past its timeout; the worker was killed and replaced"),
-    "crashed": ("WORKER_CRASHED", "the worker died during the call; it has been replaced"),
-    "too_large": ("RESULT_TOO_LARGE", "the worker's reply passed the size cap; the worker was replaced"),
-    "garbage": ("INTERNAL_ERROR", "the worker sent a malformed reply; it was killed and replaced"),
-}
+class _WorkerFault(Exception):
+    """The worker timed out, died, broke the framing or lied; the code is the supervisor's verdict."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason

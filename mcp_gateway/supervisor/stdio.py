@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import asynccontextmanager
 from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import mcp_types as types

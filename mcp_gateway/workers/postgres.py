@@ -19,6 +19,7 @@ import math
 import os
 import re
 import socket
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -95,6 +96,7 @@ class PostgresConnector(Connector):
         self.settings = config.connectors.postgres
         self._conn: Any = None
         self._type_names: dict[int, str] = {}
+        self._deadline = 0.0
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -325,6 +327,8 @@ class PostgresConnector(Connector):
         conn = self._connection()
         t = max(1, int(limits.timeout_ms))
         stmt_ms = max(1, t - max(50, min(1000, t // 10)))
+        # statement_timeout applies to each FETCH on its own: the whole call is bounded here.
+        self._deadline = time.monotonic() + stmt_ms / 1000
         began = False
         try:
             try:
@@ -354,6 +358,10 @@ class PostgresConnector(Connector):
                     self.close()
             if self._conn is not None and (conn.closed or conn.broken):
                 self.close()
+
+    def _check_deadline(self) -> None:
+        if time.monotonic() > self._deadline:
+            raise ToolError("TIMEOUT", "the call ran past its timeout while fetching rows")
 
     def _map_error(self, e: Any, stmt_ms: int) -> ToolError:
         psycopg = _import_psycopg()
@@ -402,6 +410,7 @@ class PostgresConnector(Connector):
             batch_rows = _FIRST_BATCH_ROWS
             while True:
                 want = min(batch_rows, max_rows + 1 - len(rows))
+                self._check_deadline()
                 batch = cur.fetchmany(want)
                 if not batch:
                     break
@@ -454,6 +463,7 @@ class PostgresConnector(Connector):
             cur.execute(_SCHEMA_SQL, [args.schema, args.table])
             current: dict[str, Any] | None = None
             while True:
+                self._check_deadline()
                 batch = cur.fetchmany(_BATCH_ROWS)
                 if not batch:
                     break

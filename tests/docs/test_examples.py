@@ -171,9 +171,12 @@ def test_prometheus_rules_alert_on_the_denial_rate():
 
 
 def _yaml_blocks(path: Path) -> list[tuple[int, str]]:
+    import textwrap
+
     text = path.read_text(encoding="utf-8")
-    return [(text[: m.start()].count("\n") + 1, m.group(1))
-            for m in re.finditer(r"^```ya?ml\n(.*?)^```", text, re.MULTILINE | re.DOTALL)]
+    # Fences may be indented (inside list items): the block is dedented by the fence's indent.
+    return [(text[: m.start()].count("\n") + 1, textwrap.dedent(m.group(2)))
+            for m in re.finditer(r"^([ \t]*)```ya?ml\n(.*?)^\1```", text, re.MULTILINE | re.DOTALL)]
 
 
 SNIPPETS = [(p, line, block) for p in DOCS if p.exists() for line, block in _yaml_blocks(p)]
