@@ -124,7 +124,8 @@ class Bench:
             cfg = gateway_config(self.ws.root, "fs", fs_root=self.ws.data)
             items.append(Item(
                 "fs", "read a 1 KiB file", scale or (600 if self.opts.quick else 3000), FILE_MARKER,
-                Target("gateway fs.readFile", lambda c=cfg: gateway_server(c), "fs.readFile", {"path": str(self.ws.file)}),
+                Target("gateway fs.readFile", lambda c=cfg: gateway_server(c), "fs.readFile",
+                       {"path": str(self.ws.file)}),
                 self._peer_target(peer, "read_text_file", {"path": str(self.ws.file)},
                                   lambda p=peer: StdioServer(p.name, [*p.argv, str(self.ws.data)], env=base_env()))))
         if "db" in only:
@@ -135,8 +136,9 @@ class Bench:
                 gw = Target("gateway db.query", lambda c=cfg, pw=pw: gateway_server(c, env={"POSTGRES_PASSWORD": pw}),
                             "db.query", {"sql": QUERY})
                 uri = self.db.uri()
-                pt = self._peer_target(peer, "execute_sql", {"sql": QUERY},
-                                       lambda p=peer, u=uri: StdioServer(p.name, p.argv, env=base_env({"DATABASE_URI": u})))
+                pt = self._peer_target(
+                    peer, "execute_sql", {"sql": QUERY},
+                    lambda p=peer, u=uri: StdioServer(p.name, p.argv, env=base_env({"DATABASE_URI": u})))
             else:
                 gw = Target("gateway db.query", None, "db.query", {}, error=self.db_error)
                 pt = Target(peer.name, None, "execute_sql", {}, error=self.db_error)

@@ -105,7 +105,8 @@ def render(r: dict[str, Any]) -> str:
     out.append("| window | layers on calls/s | layers off calls/s | cost | p50 on / off ms | note |")
     out.append("|---:|---:|---:|---:|---|---|")
     for row in r["sandbox"]:
-        out.append(f"| {row['window']} | {_f(row.get('on'))} | {_f(row.get('off'))} | {_f(row.get('cost_pct'), '.1f')} % | "
+        cost = _f(row.get("cost_pct"), ".1f")
+        out.append(f"| {row['window']} | {_f(row.get('on'))} | {_f(row.get('off'))} | {cost} % | "
                    f"{_f(row.get('p50_on'), '.2f')} / {_f(row.get('p50_off'), '.2f')} | {row.get('note', '')} |")
     out.append("")
 

@@ -71,7 +71,7 @@ def _supervisor_guard(spec: ToolSpec, config: GatewayConfig) -> Callable[[Args],
     if spec.name == "db.query":
         from mcp_gateway.guards.sql import check_sql
 
-        return lambda a: check_sql(a.sql)  # type: ignore[attr-defined]
+        return lambda a: check_sql(a.sql, with_params=bool(a.params))  # type: ignore[attr-defined]
     return None
 
 

@@ -11,7 +11,6 @@ agent input); its workers confine themselves right after the fork.
 from __future__ import annotations
 
 import array
-import ctypes
 import os
 import select
 import signal
@@ -19,6 +18,8 @@ import socket
 import struct
 import sys
 import traceback
+
+import prctl
 
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.ipc.frames import send_frame
@@ -31,13 +32,11 @@ PID = struct.Struct(">i")
 SPAWN = b"spawn"
 READY = b"ready"
 WORKER_FD = 3
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def die_with_parent(expected_parent: int) -> None:
     """SIGKILL this process when its parent exits (and now, if that already happened)."""
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    prctl.set_pdeathsig(signal.SIGKILL)
     if os.getppid() != expected_parent:
         os._exit(0)
 

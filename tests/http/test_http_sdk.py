@@ -5,6 +5,7 @@ import pytest
 import trio
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 from tests.gateway_process import audit_lines, sdk_client
 from tests.http.helpers import HttpGateway, http_config, sha256_hex, stdio_variant
@@ -41,6 +42,14 @@ async def _run_calls(client) -> tuple[list[str], list[dict]]:
     return tools, [_normalize(await client.call_tool(name, args)) for name, args in CALLS]
 
 
+def _leaves(exc: BaseException):
+    if isinstance(exc, BaseExceptionGroup):
+        for e in exc.exceptions:
+            yield from _leaves(e)
+    else:
+        yield exc
+
+
 def _http_client(url: str, token: str):
     return Client(streamable_http_client(url, http_client=httpx2.AsyncClient(
         headers={"Authorization": f"Bearer {token}"}, timeout=30)))
@@ -67,8 +76,9 @@ def test_sdk_client_over_http_matches_stdio(gw_dir):
             async with _http_client(gw.url, "not-the-token") as client:
                 await client.list_tools()
 
-        with pytest.raises(BaseException):  # noqa: B017 - the SDK wraps the 401 in its own error types
+        with pytest.raises(BaseException) as refused:  # noqa: B017 - the SDK wraps the 401 in groups
             trio.run(bad_token)
+        assert any(isinstance(e, MCPError) for e in _leaves(refused.value)), refused.value
 
     assert http_tools == stdio_tools == ["fs.listDir", "fs.readFile"]
     assert http_results == stdio_results
