@@ -25,6 +25,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     configure_logging()
+    if config.server.transport == "http":
+        from mcp_gateway.supervisor.http import startup_problem
+
+        problem = startup_problem(config)
+        if problem is not None:  # refuse before forking anything
+            print(f"mcp-gateway: cannot start: {problem}", file=sys.stderr)
+            return 1
     try:
         zygotes = start_zygotes(config)
         if config.server.transport == "http":

@@ -97,7 +97,11 @@ class TokenTable:
     def actor_for(self, token: str) -> str | None:
         if len(token) > MAX_TOKEN_CHARS:
             return None
-        digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+        try:  # ASGI header values are latin-1 decoded bytes: hash the bytes that were sent
+            raw = token.encode("latin-1")
+        except UnicodeEncodeError:
+            raw = token.encode("utf-8", "surrogatepass")
+        digest = hashlib.sha256(raw).digest()
         found: str | None = None
         for expected, actor in self._entries:  # every entry, always: no early exit
             if hmac.compare_digest(digest, expected) and found is None:

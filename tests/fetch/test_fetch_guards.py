@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -13,21 +12,13 @@ from mcp_gateway.config import HttpFetchSettings
 from mcp_gateway.guards import GuardDenied
 from mcp_gateway.guards.addresses import BLOCKED_V4, classify
 from mcp_gateway.guards.urls import check_url, header_dropped, parse_inet_aton, sanitize_headers
+from tests.corpus import load_corpus
 
-ATTACKS = Path("/work/shared/attacks/ssrf_block.txt")
 LISTED = HttpFetchSettings(enabled=True, allowed_domains=["example.com", "*.example.com"])
 STAR = HttpFetchSettings(enabled=True, allowed_domains=["*"])
 
 
-def _cases() -> list[str]:
-    out = []
-    for line in ATTACKS.read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.startswith("#"):
-            out.append(line.replace("⏎", "\n"))
-    return out
-
-
-CASES = _cases()
+CASES = load_corpus("ssrf_block.txt")
 # Public names that only the allowlist refuses: with "*" they are (by definition) allowed
 # hosts, and the worker's resolution check is what stands between them and the network.
 ALLOWLIST_ONLY = {"https://example.com.evil.net/"}

@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.workers.connector import CallLimits, ToolError
 from mcp_gateway.workers.postgres import PostgresConnector
+from tests.corpus import load_corpus  # noqa: F401  (re-exported for the tests)
 from tests.pg_cluster import PgCluster, pg_available
-
-_HERE = Path(__file__).resolve()
-_ATTACK_DIRS = [
-    Path(os.environ["MCPGW_ATTACKS_DIR"]) if os.environ.get("MCPGW_ATTACKS_DIR") else None,
-    _HERE.parents[1] / "attacks",
-    _HERE.parents[2] / "shared" / "attacks",
-    Path("/work/shared/attacks"),
-]
-
-
-def load_corpus(name: str) -> list[str]:
-    """One case a line; '⏎' stands for a newline; '#' lines and blank lines skipped."""
-    for d in _ATTACK_DIRS:
-        if d is not None and (d / name).is_file():
-            lines = (d / name).read_text(encoding="utf-8").splitlines()
-            return [ln.replace("⏎", "\n") for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
-    pytest.skip(f"attack corpus {name} not found")
-
 
 ACCEPT = "sql_accept.txt"
 REJECT = "sql_reject.txt"
