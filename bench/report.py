@@ -48,6 +48,7 @@ def machine(gateway_python: str) -> dict[str, str]:
         "python (gateway)": _cmd([gateway_python, "-VV"]).replace("\n", " "),
         "node": _cmd(["node", "--version"]),
         "postgresql": _cmd(["/usr/lib/postgresql/15/bin/postgres", "--version"]),
+        "load average at start (1/5/15 min)": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
         "user": "root (workers drop to uid 65534)" if os.geteuid() == 0 else f"uid {os.geteuid()}",
     }
 
