@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import msgspec
 import trio
 
-from mcp_gateway.ipc.frames import HEADER, FrameError, check_length, encode_frame
+from mcp_gateway.ipc.frames import FrameError
 from mcp_gateway.ipc.messages import (
     CallFailed,
     CallOk,
@@ -31,6 +31,7 @@ from mcp_gateway.ipc.messages import (
     reply_decoder,
     request_encoder,
 )
+from mcp_gateway.supervisor.worker_socket import WorkerSocket
 from mcp_gateway.workers.runtime import reply_cap
 from mcp_gateway.workers.zygote import PID, SPAWN
 
@@ -53,7 +54,7 @@ class PoolStartError(Exception):
 class Worker:
     pid: int
     pidfd: int
-    sock: trio.socket.SocketType
+    sock: WorkerSocket
     layers: dict[str, str]
     calls: int = 0
 
@@ -66,30 +67,6 @@ class Worker:
             os.close(self.pidfd)
             self.pidfd = -1
         self.sock.close()
-
-
-async def _recv_exactly(sock: trio.socket.SocketType, n: int) -> bytes:
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = await sock.recv_into(view[got:], n - got)
-        if k == 0:
-            raise EOFError("worker closed its socket")
-        got += k
-    return bytes(buf)
-
-
-async def recv_frame(sock: trio.socket.SocketType, cap: int) -> bytes:
-    length = check_length(await _recv_exactly(sock, HEADER.size), cap)
-    return await _recv_exactly(sock, length)
-
-
-async def send_frame(sock: trio.socket.SocketType, payload: bytes) -> None:
-    data = memoryview(encode_frame(payload))
-    while data:
-        sent = await sock.send(data)
-        data = data[sent:]
 
 
 @dataclass
@@ -136,10 +113,10 @@ class WorkerPool:
             if pid <= 0:
                 raise PoolStartError(f"the {self.connector} zygote refused to fork a worker")
             pidfd = os.pidfd_open(pid)
-            sock = trio.socket.from_stdlib_socket(ours)
+            sock = WorkerSocket(ours)
             try:
                 with trio.fail_after(SPAWN_TIMEOUT_S):
-                    hello = hello_decoder.decode(await recv_frame(sock, HELLO_CAP))
+                    hello = hello_decoder.decode(await sock.recv_frame(HELLO_CAP))
             except (trio.TooSlowError, EOFError, FrameError, OSError, msgspec.DecodeError) as e:
                 Worker(pid, pidfd, sock, {}).kill()
                 raise PoolStartError(f"a new {self.connector} worker (pid {pid}) failed to start: {e!r}") from None
@@ -216,13 +193,18 @@ class WorkerPool:
         if self.stats.queued >= self.queue_size:
             raise QueueFull(f"{self.stats.queued} calls already wait for a {self.connector} worker "
                             f"(connectors.{self.connector}.queue_size = {self.queue_size})")
-        worker: Worker | None = None
-        self.stats.queued += 1
         try:
-            with trio.move_on_at(deadline):
-                worker = await self._idle_recv.receive()
-        finally:
-            self.stats.queued -= 1
+            # Succeeds only when nobody is queued: the channel hands a returned worker
+            # straight to the longest waiter, so this does not jump the queue.
+            worker: Worker | None = self._idle_recv.receive_nowait()
+        except trio.WouldBlock:
+            worker = None
+            self.stats.queued += 1
+            try:
+                with trio.move_on_at(deadline):
+                    worker = await self._idle_recv.receive()
+            finally:
+                self.stats.queued -= 1
         if worker is None:
             self.stats.timeouts += 1
             return CallFailed(request.request_id, "TIMEOUT",
@@ -249,8 +231,8 @@ class WorkerPool:
         """One request/reply; raises _WorkerFault when the worker must not be used again."""
         with trio.move_on_at(deadline):
             try:
-                await send_frame(worker.sock, request_encoder.encode(request))
-                payload = await recv_frame(worker.sock, reply_cap(request.max_bytes))
+                await worker.sock.send_frame(request_encoder.encode(request))
+                payload = await worker.sock.recv_frame(reply_cap(request.max_bytes))
             except (EOFError, OSError):
                 self.stats.crashes += 1
                 raise _WorkerFault("WORKER_CRASHED", "the worker died during the call; it has been replaced") from None
