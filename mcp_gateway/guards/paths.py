@@ -22,6 +22,7 @@ lexical answers incomplete.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import NamedTuple
 
@@ -65,8 +66,14 @@ def _beneath(parts: list[str], base: tuple[str, ...]) -> bool:
     return len(parts) >= len(base) and tuple(parts[: len(base)]) == base
 
 
-def _roots(paths: list[Path]) -> list[tuple[Path, tuple[str, ...]]]:
-    return [(Path("/" + "/".join(c)), tuple(c)) for c in (_components(str(p)) for p in paths)]
+def _roots(paths: list[Path]) -> tuple[tuple[Path, tuple[str, ...]], ...]:
+    return _parsed_roots(tuple(paths))
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_roots(paths: tuple[Path, ...]) -> tuple[tuple[Path, tuple[str, ...]], ...]:
+    # Parsed once per configured list: this runs on every call, in the supervisor and the worker.
+    return tuple((Path("/" + "/".join(c)), tuple(c)) for c in (_components(str(p)) for p in paths))
 
 
 def normalise_root(path: Path | str) -> Path:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import sys
-from datetime import UTC, datetime
+import time
 from typing import Any
 
 
@@ -39,9 +39,17 @@ def args_sha256(args: Any) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_second: tuple[int, str] = (-1, "")
+
+
 def timestamp() -> str:
-    now = datetime.now(UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    """UTC, millisecond precision, e.g. 2026-01-15T10:30:00.000Z (the formatted second is cached)."""
+    global _second
+    now = time.time()
+    sec = int(now)
+    if sec != _second[0]:
+        _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+    return f"{_second[1]}.{int((now - sec) * 1000):03d}Z"
 
 
 class AuditLog:

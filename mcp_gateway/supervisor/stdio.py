@@ -28,6 +28,8 @@ PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 READ_CHUNK = 256 * 1024
 DRAIN_LIMIT_S = 3600
+# Fast-path calls in flight per session; beyond it the transport stops reading stdin.
+MAX_IN_FLIGHT = 1024
 
 
 def claim_stdio() -> tuple[int, int]:
@@ -144,7 +146,9 @@ async def stdio_transport(wire_in: int, wire_out: int, max_message_bytes: int, f
                     if fast_path is not None:
                         handler = fast_path.route(obj)
                         if handler is not None:
-                            nursery.start_soon(_answer, handler, out.clone())
+                            # Backpressure: past MAX_IN_FLIGHT calls, stop reading the pipe.
+                            await in_flight.acquire()
+                            nursery.start_soon(_answer, handler, calls_out.send, in_flight)
                             continue
                         if type(obj) is dict and obj.get("method") == "initialize":
                             initialize_ids.add(_request_id(obj))
@@ -181,6 +185,8 @@ async def stdio_transport(wire_in: int, wire_out: int, max_message_bytes: int, f
 
     serialized, written = trio.Event(), trio.Event()
     initialize_ids: set[Any] = set()
+    in_flight = trio.Semaphore(MAX_IN_FLIGHT)
+    calls_out = out_send.clone()
     async with trio.open_nursery() as nursery:
         reading = trio.CancelScope()
 
@@ -200,11 +206,17 @@ async def stdio_transport(wire_in: int, wire_out: int, max_message_bytes: int, f
                 await serialized.wait()
             reading.cancel()
             with trio.move_on_after(DRAIN_LIMIT_S):  # in-flight calls end by their own deadlines
+                for _ in range(MAX_IN_FLIGHT):
+                    await in_flight.acquire()
+                await calls_out.aclose()
                 await written.wait()
             nursery.cancel_scope.cancel()
 
 
 
-async def _answer(handler: Callable[[Send], Awaitable[None]], out: trio.MemorySendChannel[bytes]) -> None:
-    async with out:  # the writer drains until every call has closed its clone
-        await handler(out.send)
+
+async def _answer(handler: Callable[[Send], Awaitable[None]], send: Send, in_flight: trio.Semaphore) -> None:
+    try:
+        await handler(send)
+    finally:
+        in_flight.release()
