@@ -23,6 +23,7 @@ from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 
 from mcp_gateway.supervisor.fastpath import FastPath, Send
+from mcp_gateway.supervisor.pipes import PipeReader, PipeWriter
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -123,23 +124,16 @@ async def stdio_transport(wire_in: int, wire_out: int, max_message_bytes: int, f
     """
     read_send, read_recv = create_context_streams[SessionMessage | Exception](0)
     write_send, write_recv = create_context_streams[SessionMessage](0)
-    out_send, out_recv = trio.open_memory_channel[bytes](256)
-    stdin = trio.lowlevel.FdStream(wire_in)
-    stdout = trio.lowlevel.FdStream(wire_out)
+    stdin = PipeReader(wire_in)
+    stdout = PipeWriter(wire_out)
 
-    async def read_pump(out: trio.MemorySendChannel[bytes]) -> None:
+    async def read_pump() -> None:
         reader = LineReader(max_message_bytes)
-        async with read_send, out:
-            while True:
-                try:
-                    data = await stdin.receive_some(READ_CHUNK)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return
-                if not data:
-                    return
+        async with read_send:
+            while data := await stdin.read(READ_CHUNK):
                 for line in reader.feed(data):
                     if line is None:
-                        await out.send(_error_line(
+                        await stdout.write(_error_line(
                             INVALID_REQUEST, f"Invalid Request: message larger than {max_message_bytes} bytes"))
                         continue
                     obj = parse_line(line)
@@ -148,75 +142,60 @@ async def stdio_transport(wire_in: int, wire_out: int, max_message_bytes: int, f
                         if handler is not None:
                             # Backpressure: past MAX_IN_FLIGHT calls, stop reading the pipe.
                             await in_flight.acquire()
-                            nursery.start_soon(_answer, handler, calls_out.send, in_flight)
+                            nursery.start_soon(_answer, handler, stdout.write, in_flight)
                             continue
                         if type(obj) is dict and obj.get("method") == "initialize":
                             initialize_ids.add(_request_id(obj))
                     item = to_session_message(obj)
                     if isinstance(item, bytes):
-                        await out.send(item)
+                        await stdout.write(item)
                     else:
                         await read_send.send(item)
 
-    async def serialize_pump(out: trio.MemorySendChannel[bytes]) -> None:
-        async with write_recv, out:
+    async def serialize_pump() -> None:
+        async with write_recv:
             async for message in write_recv:
                 if initialize_ids and isinstance(message.message, types.JSONRPCResponse) \
                         and message.message.id in initialize_ids:
                     fast_path.enabled = True  # type: ignore[union-attr]
-                await out.send(
+                await stdout.write(
                     (message.message.model_dump_json(by_alias=True, exclude_unset=True) + "\n").encode())
         serialized.set()
 
-    async def write_pump() -> None:
-        async with out_recv:
-            async for line in out_recv:
-                batch = [line]
-                while True:  # coalesce what is already queued into one write
-                    try:
-                        batch.append(out_recv.receive_nowait())
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                try:
-                    await stdout.send_all(b"".join(batch))
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return
-        written.set()
-
-    serialized, written = trio.Event(), trio.Event()
+    serialized = trio.Event()
     initialize_ids: set[Any] = set()
     in_flight = trio.Semaphore(MAX_IN_FLIGHT)
-    calls_out = out_send.clone()
-    async with trio.open_nursery() as nursery:
-        reading = trio.CancelScope()
+    try:
+        async with trio.open_nursery() as nursery:
+            reading = trio.CancelScope()
 
-        async def reader_task() -> None:
-            with reading:
-                await read_pump(out_send.clone())
+            async def reader_task() -> None:
+                with reading:
+                    await read_pump()
 
-        nursery.start_soon(reader_task)
-        nursery.start_soon(serialize_pump, out_send)
-        nursery.start_soon(write_pump)
-        try:
-            yield read_recv, write_send
-        finally:
-            # Drain: every response the server produced reaches the pipe before we exit.
-            await write_send.aclose()
-            with trio.move_on_after(5):
-                await serialized.wait()
-            reading.cancel()
-            with trio.move_on_after(DRAIN_LIMIT_S):  # in-flight calls end by their own deadlines
-                for _ in range(MAX_IN_FLIGHT):
-                    await in_flight.acquire()
-                await calls_out.aclose()
-                await written.wait()
-            nursery.cancel_scope.cancel()
-
-
+            nursery.start_soon(stdout.run)
+            nursery.start_soon(reader_task)
+            nursery.start_soon(serialize_pump)
+            try:
+                yield read_recv, write_send
+            finally:
+                # Drain: every response the server produced reaches the pipe before we exit.
+                await write_send.aclose()
+                with trio.move_on_after(5):
+                    await serialized.wait()
+                reading.cancel()
+                with trio.move_on_after(DRAIN_LIMIT_S):  # in-flight calls end by their own deadlines
+                    for _ in range(MAX_IN_FLIGHT):
+                        await in_flight.acquire()
+                nursery.cancel_scope.cancel()
+    except* trio.BrokenResourceError:
+        pass  # the client went away: nothing left to answer
 
 
 async def _answer(handler: Callable[[Send], Awaitable[None]], send: Send, in_flight: trio.Semaphore) -> None:
     try:
         await handler(send)
+    except trio.BrokenResourceError:
+        pass  # the client closed stdout; the call itself was audited
     finally:
         in_flight.release()
