@@ -193,61 +193,61 @@ class WorkerPool:
         if self.stats.queued >= self.queue_size:
             raise QueueFull(f"{self.stats.queued} calls already wait for a {self.connector} worker "
                             f"(connectors.{self.connector}.queue_size = {self.queue_size})")
-        try:
-            # Succeeds only when nobody is queued: the channel hands a returned worker
-            # straight to the longest waiter, so this does not jump the queue.
-            worker: Worker | None = self._idle_recv.receive_nowait()
-        except trio.WouldBlock:
-            worker = None
-            self.stats.queued += 1
-            try:
-                with trio.move_on_at(deadline):
-                    worker = await self._idle_recv.receive()
-            finally:
-                self.stats.queued -= 1
-        if worker is None:
-            self.stats.timeouts += 1
-            return CallFailed(request.request_id, "TIMEOUT",
-                              f"no {self.connector} worker became free within the call's timeout")
-        self.stats.busy += 1
+        worker: Worker | None = None
         clean = False
         try:
-            reply = await self._exchange(worker, request, deadline)
-            clean = True
-            return reply
+            with trio.move_on_at(deadline):  # one deadline for the queue wait and the exchange
+                try:
+                    # Succeeds only when nobody is queued: the channel hands a returned worker
+                    # straight to the longest waiter, so this does not jump the queue.
+                    worker = self._idle_recv.receive_nowait()
+                except trio.WouldBlock:
+                    self.stats.queued += 1
+                    try:
+                        worker = await self._idle_recv.receive()
+                    finally:
+                        self.stats.queued -= 1
+                self.stats.busy += 1
+                reply = await self._exchange(worker, request)
+                clean = True
+                return reply
+            self.stats.timeouts += 1
+            if worker is None:
+                return CallFailed(request.request_id, "TIMEOUT",
+                                  f"no {self.connector} worker became free within the call's timeout")
+            return CallFailed(request.request_id, "TIMEOUT",
+                              "the call ran past its timeout; the worker was killed and replaced")
         except _WorkerFault as fault:
             return CallFailed(request.request_id, fault.code, fault.reason)  # type: ignore[arg-type]
         finally:
-            self.stats.busy -= 1
-            if clean:
-                worker.calls += 1
-                self._idle_send.send_nowait(worker)
-            else:
-                # Timed out, crashed, lied, or the call was cancelled mid-exchange: the
-                # worker's state is unknown, so it is killed and replaced.
-                self._discard(worker)
+            if worker is not None:
+                self.stats.busy -= 1
+                if clean:
+                    worker.calls += 1
+                    self._idle_send.send_nowait(worker)
+                else:
+                    # Timed out, crashed, lied, or the call was cancelled mid-exchange: the
+                    # worker's state is unknown, so it is killed and replaced.
+                    self._discard(worker)
 
-    async def _exchange(self, worker: Worker, request: CallRequest, deadline: float) -> CallOk | CallFailed:
+    async def _exchange(self, worker: Worker, request: CallRequest) -> CallOk | CallFailed:
         """One request/reply; raises _WorkerFault when the worker must not be used again."""
-        with trio.move_on_at(deadline):
-            try:
-                await worker.sock.send_frame(request_encoder.encode(request))
-                payload = await worker.sock.recv_frame(reply_cap(request.max_bytes))
-            except (EOFError, OSError):
-                self.stats.crashes += 1
-                raise _WorkerFault("WORKER_CRASHED", "the worker died during the call; it has been replaced") from None
-            except FrameError:
-                raise _WorkerFault("RESULT_TOO_LARGE",
-                                   "the worker's reply passed the size cap; the worker was replaced") from None
-            try:
-                reply = reply_decoder.decode(payload)
-            except msgspec.DecodeError:
-                reply = None
-            if reply is None or reply.request_id != request.request_id:
-                raise _WorkerFault("INTERNAL_ERROR", "the worker sent a malformed reply; it was killed and replaced")
-            return reply
-        self.stats.timeouts += 1
-        raise _WorkerFault("TIMEOUT", "the call ran past its timeout; the worker was killed and replaced")
+        try:
+            await worker.sock.send_frame(request_encoder.encode(request))
+            payload = await worker.sock.recv_frame(reply_cap(request.max_bytes))
+        except (EOFError, OSError):
+            self.stats.crashes += 1
+            raise _WorkerFault("WORKER_CRASHED", "the worker died during the call; it has been replaced") from None
+        except FrameError:
+            raise _WorkerFault("RESULT_TOO_LARGE",
+                               "the worker's reply passed the size cap; the worker was replaced") from None
+        try:
+            reply = reply_decoder.decode(payload)
+        except msgspec.DecodeError:
+            reply = None
+        if reply is None or reply.request_id != request.request_id:
+            raise _WorkerFault("INTERNAL_ERROR", "the worker sent a malformed reply; it was killed and replaced")
+        return reply
 
 
 class _WorkerFault(Exception):
