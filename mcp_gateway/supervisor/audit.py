@@ -15,6 +15,8 @@ import sys
 import time
 from typing import Any
 
+import msgspec
+
 
 class AuditError(Exception):
     """The audit record could not be written; the call must be refused."""
@@ -52,6 +54,15 @@ def timestamp() -> str:
     return f"{_second[1]}.{int((now - sec) * 1000):03d}Z"
 
 
+def encode_record(record: dict[str, Any]) -> bytes:
+    """One JSON line. U+2028/2029 are escaped: some log tools break lines on them."""
+    try:
+        data = msgspec.json.encode(record)
+    except (msgspec.EncodeError, UnicodeEncodeError):  # lone surrogates in a reason
+        data = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
+    return data.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029") + b"\n"
+
+
 class AuditLog:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -83,10 +94,7 @@ class AuditLog:
             self.reopen()
             if self._fd is None:
                 raise AuditError(self.last_error or "audit log is not open")
-        text = json.dumps(record, ensure_ascii=False, separators=(", ", ": "))
-        # U+2028/2029 are line breaks to some log tools: keep one record per line for all of them.
-        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-        line = (text + "\n").encode("utf-8", "backslashreplace")
+        line = encode_record(record)
         try:
             written = os.write(self._fd, line)
             if written != len(line):

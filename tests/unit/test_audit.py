@@ -49,3 +49,16 @@ def test_unopenable_path_is_reported_and_retried(tmp_path):
     target.parent.mkdir()
     log.write({"n": 2})  # healed without a restart
     assert log.healthy and json.loads(target.read_text())["n"] == 2
+
+
+def test_record_encoding_keeps_one_line_and_unicode():
+    from mcp_gateway.supervisor.audit import encode_record
+
+    for reason in ("plain", "é ü", "a\u2028b\u2029c", "nl\nx", "lone \ud800 surrogate"):
+        line = encode_record({"reason": reason, "n": 1})
+        assert line.endswith(b"\n") and line.count(b"\n") == 1
+        assert b"\xe2\x80\xa8" not in line and b"\xe2\x80\xa9" not in line
+        decoded = json.loads(line)
+        assert decoded["n"] == 1
+        if "\ud800" not in reason:
+            assert decoded["reason"] == reason
