@@ -20,7 +20,6 @@ def _load(path: str | None) -> GatewayConfig:
 def cmd_serve(args: argparse.Namespace) -> int:
     import trio
 
-    from mcp_gateway.supervisor.pool import PoolStartError
     from mcp_gateway.supervisor.service import configure_logging, start_zygotes
 
     config = _load(args.config)
@@ -42,12 +41,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         wire_in, wire_out = claim_stdio()
         trio.run(_serve_stdio, config, zygotes, wire_in, wire_out)
-    except (PoolStartError, RuntimeError) as e:
-        print(f"mcp-gateway: cannot start: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:
+        failure = _startup_failure(e)
+        if failure is None:
+            raise
+        print(f"mcp-gateway: cannot start: {failure}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _startup_failure(exc: BaseException) -> BaseException | None:
+    """The PoolStartError behind `exc`, which trio may have wrapped in exception groups."""
+    from mcp_gateway.supervisor.pool import PoolStartError
+
+    if isinstance(exc, PoolStartError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _startup_failure(inner)
+            if found is not None:
+                return found
+    return None
 
 
 async def _serve_stdio(config: GatewayConfig, zygotes, wire_in: int, wire_out: int) -> None:
@@ -106,7 +122,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_call(args: argparse.Namespace) -> int:
     import trio
 
-    from mcp_gateway.supervisor.pool import PoolStartError
     from mcp_gateway.supervisor.service import open_gateway, start_zygotes
 
     config = _load(args.config)
@@ -123,8 +138,11 @@ def cmd_call(args: argparse.Namespace) -> int:
     try:
         zygotes = start_zygotes(config)
         outcome = trio.run(one_call)
-    except (PoolStartError, RuntimeError) as e:
-        print(f"mcp-gateway: cannot start: {e}", file=sys.stderr)
+    except Exception as e:
+        failure = _startup_failure(e)
+        if failure is None:
+            raise
+        print(f"mcp-gateway: cannot start: {failure}", file=sys.stderr)
         return 1
     if outcome.is_error:
         print(json.dumps({"isError": True, **outcome.error_payload()}, ensure_ascii=False, indent=2))

@@ -111,6 +111,8 @@ class RawGateway:
             cwd=str(config.parent))
         self._buf = b""
         self._next_id = 1000
+        self._stderr = b""
+        self.config = config
 
     def send(self, data: bytes) -> None:
         assert self.proc.stdin is not None
@@ -155,11 +157,27 @@ class RawGateway:
     def call(self, tool: str, arguments: dict, timeout: float = 20.0) -> dict:
         return self.request("tools/call", {"name": tool, "arguments": arguments}, timeout)["result"]
 
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until every enabled connector's pool has logged that its workers are ready."""
+        cfg = yaml.safe_load(self.config.read_text())
+        pools = sum(1 for c in (cfg.get("connectors") or {}).values() if c.get("enabled"))
+        assert self.proc.stderr is not None
+        fd = self.proc.stderr.fileno()
+        deadline = time.monotonic() + timeout
+        while self._stderr.count(b"workers ready") < pools:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError(f"workers not ready within {timeout} s; stderr: {self._stderr[-3000:]!r}")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise EOFError(f"gateway exited; stderr: {self._stderr.decode(errors='replace')[-3000:]}")
+            self._stderr += chunk
+
     def stderr_tail(self) -> str:
         if self.proc.poll() is None:
             return "(still running)"
         assert self.proc.stderr is not None
-        return self.proc.stderr.read().decode(errors="replace")[-3000:]
+        return (self._stderr + self.proc.stderr.read()).decode(errors="replace")[-3000:]
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -180,6 +198,7 @@ def raw_gateway(config: Path):
     gw = RawGateway(config)
     try:
         gw.initialize()
+        gw.wait_ready()
         yield gw
     finally:
         gw.close()

@@ -33,12 +33,13 @@ from mcp_gateway.ipc.messages import (
 )
 from mcp_gateway.supervisor.worker_socket import WorkerSocket
 from mcp_gateway.workers.runtime import reply_cap
-from mcp_gateway.workers.zygote import PID, SPAWN
+from mcp_gateway.workers.zygote import PID, READY, SPAWN
 
 log = logging.getLogger("mcp_gateway.pool")
 
 HELLO_CAP = 64 * 1024
 SPAWN_TIMEOUT_S = 15.0
+ZYGOTE_START_TIMEOUT_S = 60.0
 RESPAWN_BACKOFF_S = 1.0
 
 
@@ -161,13 +162,28 @@ class WorkerPool:
         assert self._nursery is not None
         self._nursery.start_soon(self._replace)
 
+    async def _zygote_ready(self) -> None:
+        with trio.move_on_after(ZYGOTE_START_TIMEOUT_S):
+            first = await self._control.recv(4096)
+            if first == READY:
+                return
+            detail = first.removeprefix(b"error:").decode(errors="replace") or "it exited"
+            raise PoolStartError(f"the {self.connector} connector failed to start: {detail}")
+        raise PoolStartError(f"the {self.connector} connector did not start within {ZYGOTE_START_TIMEOUT_S:.0f} s")
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Start the workers, report ready, then own replacements until cancelled."""
+        """Start the workers, report ready, then own replacements until cancelled.
+
+        Calls that arrive before the first worker is up simply queue for it.
+        """
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             try:
+                await self._zygote_ready()
                 for _ in range(self.size):
                     await self._add_worker()
+                log.info("%s: %d workers ready; sandbox: %s", self.connector, self.live_workers,
+                         ", ".join(f"{k}={v}" for k, v in self.stats.layers.items()) or "none")
                 task_status.started()
                 await trio.sleep_forever()
             finally:

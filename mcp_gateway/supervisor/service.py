@@ -56,10 +56,11 @@ async def open_gateway(config: GatewayConfig, zygotes: Zygotes,
         for name, (pid, control) in zygotes.items():
             settings = getattr(config.connectors, name)
             pool = WorkerPool(name, pid, control, settings.workers, settings.queue_size)
-            await nursery.start(pool.run)
+            # Not awaited: the transport answers `initialize` while workers start; a
+            # call that comes first queues for its worker, and a pool that cannot
+            # start (a required sandbox layer is missing) stops the whole gateway.
+            nursery.start_soon(pool.run)
             pools[name] = pool
-            log.info("%s: %d workers ready; sandbox: %s", name, pool.live_workers,
-                     ", ".join(f"{k}={v}" for k, v in pool.stats.layers.items()) or "none")
         nursery.start_soon(_reopen_audit_on_sighup, audit)
         try:
             yield Gateway(config, pools, audit, observer)

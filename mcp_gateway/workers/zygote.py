@@ -173,7 +173,8 @@ def zygote_main(name: str, config: GatewayConfig, control: socket.socket, superv
 
 
 def fork_zygote(name: str, config: GatewayConfig) -> tuple[int, socket.socket]:
-    """Fork the zygote of one connector (call before any thread exists). Returns (pid, control)."""
+    """Fork the zygote of one connector (call before any thread exists). Returns (pid, control)
+    at once; the zygote then sends READY, or "error:<why>", on the control socket."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     parent = os.getpid()
     sys.stdout.flush()
@@ -189,15 +190,6 @@ def fork_zygote(name: str, config: GatewayConfig) -> tuple[int, socket.socket]:
         finally:
             os._exit(code)
     theirs.close()
-    ours.settimeout(60)
-    try:
-        first = ours.recv(4096)
-    except TimeoutError:
-        first = b"error:the zygote did not become ready within 60 s"
-    ours.settimeout(None)
-    if first != READY:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        detail = first.removeprefix(b"error:").decode(errors="replace") or "it exited"
-        raise RuntimeError(f"the {name} connector failed to start: {detail}")
+    # The zygote warms up (imports, CA bundles...) while the supervisor goes on starting;
+    # its first message, READY or "error:...", is read by the worker pool.
     return pid, ours

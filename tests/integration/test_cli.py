@@ -45,3 +45,21 @@ def test_default_config_path_falls_back_to_the_bundled_deny_all(gw_dir):
     out = _run("check-config", cwd=gw_dir)
     assert out.returncode == 0
     assert "default_config.yaml" in out.stdout and "tools exposed to local-user: none" in out.stdout
+
+
+def test_a_required_layer_that_cannot_apply_stops_the_gateway(gw_dir):
+    import os
+
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("the uid switch is only attempted as root")
+    config = fs_config(gw_dir, sandbox={"user": "no-such-user-mcpgw", "layers": {"user": "required"}})
+    out = _run("call", "--config", str(config), "fs.readFile", '{"path": "hello.txt"}')
+    assert out.returncode == 1
+    assert "cannot start" in out.stderr and "no-such-user-mcpgw" in out.stderr
+    served = subprocess.run([sys.executable, "-m", "mcp_gateway", "serve", "--config", str(config)],
+                            input="", capture_output=True, text=True, env=gateway_env(), timeout=60)
+    assert served.returncode == 1 and "cannot start" in served.stderr
+    # The one-shot call was already accepted when the pool failed: it still has its audit line.
+    assert [x["error_code"] for x in audit_lines(gw_dir)] == ["TIMEOUT"]
