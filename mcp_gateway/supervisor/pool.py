@@ -14,6 +14,7 @@ import array
 import logging
 import math
 import os
+import select
 import signal
 import socket
 from dataclasses import dataclass, field
@@ -58,6 +59,15 @@ class Worker:
     sock: WorkerSocket
     layers: dict[str, str]
     calls: int = 0
+    _poll: select.poll | None = None
+
+    def idle_and_alive(self) -> bool:
+        """An idle worker has nothing to say: any event on its socket (EOF, hang-up, stray
+        bytes) means it died or misbehaved while idle, and it must not get a call."""
+        if self._poll is None:
+            self._poll = select.poll()
+            self._poll.register(self.sock.fileno(), select.POLLIN | select.POLLPRI)
+        return not self._poll.poll(0)
 
     def kill(self) -> None:
         if self.pidfd >= 0:
@@ -223,6 +233,13 @@ class WorkerPool:
                         worker = await self._idle_recv.receive()
                     finally:
                         self.stats.queued -= 1
+                while not worker.idle_and_alive():
+                    # Died while idle (killed from outside, OOM...): replace it and take the
+                    # next one, so the failure costs no call.
+                    self.stats.crashes += 1
+                    self._discard(worker)
+                    worker = None
+                    worker = await self._idle_recv.receive()
                 self.stats.busy += 1
                 reply = await self._exchange(worker, request)
                 clean = True

@@ -142,3 +142,13 @@ def test_a_full_queue_refuses_at_once(gw_dir):
         assert rest[200]["structuredContent"]["error_code"] == "TIMEOUT"
         # The queued call waited inside its own deadline; the replacement may serve it in time.
         assert rest[201]["structuredContent"].get("error_code") in ("TIMEOUT", None)
+
+
+def test_worker_killed_while_idle_costs_no_call(gw_dir):
+    with raw_gateway(_one_worker_config(gw_dir, timeout_ms=5000)) as gw:
+        (worker,) = _wait_for(lambda: worker_pids(gw.proc.pid))
+        os.kill(worker, signal.SIGKILL)
+        _wait_for(lambda: not _alive(worker))
+        result = gw.call("fs.readFile", {"path": "hello.txt"})
+        assert not result["isError"], result
+    assert [x["error_code"] for x in audit_lines(gw_dir)] == [None]
