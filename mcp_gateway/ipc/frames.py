@@ -30,26 +30,52 @@ def check_length(header: bytes, cap: int) -> int:
     return length
 
 
-def _recv_exactly(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = sock.recv_into(view[got:], n - got)
-        if k == 0:
-            raise EOFError("peer closed the socket")
-        got += k
-    return bytes(buf)
+class FrameBuffer:
+    """Bytes received so far, cut into frames; shared by the blocking and the trio readers."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def __len__(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def next_frame(self, cap: int) -> bytes | None:
+        """A complete frame, or None until more bytes arrive. FrameError over the cap."""
+        buf = self._buf
+        if len(buf) < HEADER.size:
+            return None
+        length = check_length(bytes(buf[: HEADER.size]), cap)
+        end = HEADER.size + length
+        if len(buf) < end:
+            return None
+        frame = bytes(buf[HEADER.size:end])
+        del buf[:end]
+        return frame
 
 
-def recv_frame(sock: socket.socket, cap: int) -> bytes:
-    """Blocking read of one frame (worker side). EOFError on a clean close between frames."""
-    header = _recv_exactly(sock, HEADER.size)
-    length = check_length(header, cap)
-    try:
-        return _recv_exactly(sock, length)
-    except EOFError:
-        raise FrameError("peer closed the socket in the middle of a frame") from None
+RECV_CHUNK = 256 * 1024
+
+
+class FrameReader:
+    """Blocking frame reader (the worker side): usually one recv per frame."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = FrameBuffer()
+
+    def recv_frame(self, cap: int) -> bytes:
+        """One frame; EOFError on a clean close between frames, FrameError on a bad one."""
+        while (frame := self.buffer.next_frame(cap)) is None:
+            chunk = self.sock.recv(RECV_CHUNK)
+            if not chunk:
+                if len(self.buffer):
+                    raise FrameError("peer closed the socket in the middle of a frame")
+                raise EOFError("peer closed the socket")
+            self.buffer.feed(chunk)
+        return frame
 
 
 def send_frame(sock: socket.socket, payload: bytes) -> None:

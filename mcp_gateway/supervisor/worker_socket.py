@@ -12,16 +12,14 @@ import socket
 
 import trio
 
-from mcp_gateway.ipc.frames import HEADER, check_length, encode_frame
-
-RECV_CHUNK = 256 * 1024
+from mcp_gateway.ipc.frames import RECV_CHUNK, FrameBuffer, encode_frame
 
 
 class WorkerSocket:
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self.sock = sock
-        self._buf = bytearray()
+        self._buffer = FrameBuffer()
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -41,22 +39,13 @@ class WorkerSocket:
 
     async def recv_frame(self, cap: int) -> bytes:
         """One frame of at most `cap` bytes; EOFError when the worker closed, FrameError over the cap."""
-        buf = self._buf
-        need = HEADER.size
-        length = -1
-        while True:
-            if length < 0 and len(buf) >= HEADER.size:
-                length = check_length(bytes(buf[: HEADER.size]), cap)
-                need = HEADER.size + length
-            if length >= 0 and len(buf) >= need:
-                frame = bytes(buf[HEADER.size:need])
-                del buf[:need]
-                return frame
+        while (frame := self._buffer.next_frame(cap)) is None:
             try:
-                chunk = self.sock.recv(max(RECV_CHUNK, need - len(buf)))
+                chunk = self.sock.recv(RECV_CHUNK)
             except BlockingIOError:
                 await trio.lowlevel.wait_readable(self.sock)
                 continue
             if not chunk:
                 raise EOFError("worker closed its socket")
-            buf += chunk
+            self._buffer.feed(chunk)
+        return frame

@@ -9,7 +9,7 @@ import traceback
 
 import msgspec
 
-from mcp_gateway.ipc.frames import FrameError, recv_frame, send_frame
+from mcp_gateway.ipc.frames import FrameError, FrameReader, send_frame
 from mcp_gateway.ipc.messages import CallFailed, CallOk, CallRequest, reply_encoder, request_decoder
 from mcp_gateway.tools import TOOLS
 from mcp_gateway.workers.connector import CallLimits, Connector, ToolError
@@ -54,9 +54,10 @@ def handle(connector: Connector, req: CallRequest) -> CallOk | CallFailed:
 
 def serve(sock: socket.socket, connector: Connector) -> None:
     """Answer requests until the supervisor closes the socket; never returns."""
+    reader = FrameReader(sock)
     while True:
         try:
-            req = request_decoder.decode(recv_frame(sock, REQUEST_CAP))
+            req = request_decoder.decode(reader.recv_frame(REQUEST_CAP))
         except (EOFError, FrameError, OSError, msgspec.DecodeError):
             # The supervisor went away or spoke garbage: a worker has nothing to save.
             os._exit(0)

@@ -26,7 +26,8 @@ def test_bundled_default_denies_everything():
     [
         ("polcy: {}\n", "polcy"),
         ("policy:\n  default_deny: true\n  alow_tools: []\n", "policy.alow_tools"),
-        ("connectors:\n  filesystem:\n    enabled: true\n    allowed_path: [/tmp]\n", "connectors.filesystem.allowed_path"),
+        ("connectors:\n  filesystem:\n    enabled: true\n    allowed_path: [/tmp]\n",
+         "connectors.filesystem.allowed_path"),
         ("server:\n  http:\n    auth:\n      bearer_tokens: [{actor: a, sha256: abc, extra: 1}]\n",
          "server.http.auth.bearer_tokens.0"),
     ],

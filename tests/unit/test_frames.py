@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mcp_gateway.ipc.frames import FrameError, encode_frame, recv_frame
+from mcp_gateway.ipc.frames import FrameError, FrameReader, encode_frame
 from mcp_gateway.ipc.messages import (
     CallFailed,
     CallOk,
@@ -16,6 +16,10 @@ from mcp_gateway.ipc.messages import (
     request_decoder,
     request_encoder,
 )
+
+
+def recv_frame(sock, cap):
+    return FrameReader(sock).recv_frame(cap)
 
 
 def test_request_and_reply_round_trip():
@@ -74,8 +78,9 @@ def test_frames_survive_fragmentation_and_eof_mid_frame():
 
     t = threading.Thread(target=dribble)
     t.start()
-    assert recv_frame(b, 1 << 20) == payload
+    reader = FrameReader(b)
+    assert reader.recv_frame(1 << 20) == payload
     with pytest.raises(FrameError, match="middle of a frame"):
-        recv_frame(b, 1 << 20)
+        reader.recv_frame(1 << 20)
     t.join()
     b.close()
