@@ -208,6 +208,12 @@ class SandboxLayers(Strict):
     landlock: LayerMode = "required"
     seccomp: LayerMode = "required"
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _yaml_off(cls, v: Any) -> Any:
+        # YAML 1.1 reads an unquoted `off` as false; that is what the operator meant.
+        return "off" if v is False else v
+
 
 class ConnectorLimits(Strict):
     memory_mb: Annotated[int, Field(ge=32, le=65536)] = 512

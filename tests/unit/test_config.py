@@ -78,3 +78,10 @@ def test_enabled_filesystem_needs_a_root(tmp_path):
 def test_bundled_default_writes_its_audit_log_in_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert load_config(DEFAULT_CONFIG).audit.path == str(tmp_path / "audit.jsonl")
+
+
+def test_unquoted_yaml_off_means_off_and_on_is_refused(tmp_path):
+    cfg = parse_config("sandbox:\n  layers: {seccomp: off, landlock: best_effort}\n", tmp_path / "c.yaml")
+    assert cfg.sandbox.layers.seccomp == "off" and cfg.sandbox.layers.landlock == "best_effort"
+    with pytest.raises(ConfigError, match="sandbox.layers.user"):
+        parse_config("sandbox:\n  layers: {user: on}\n", tmp_path / "c.yaml")
