@@ -67,16 +67,35 @@ def _startup_failure(exc: BaseException) -> BaseException | None:
 
 
 async def _serve_stdio(config: GatewayConfig, zygotes, wire_in: int, wire_out: int) -> None:
+    import trio
+
     from mcp_gateway.supervisor.fastpath import FastPath
     from mcp_gateway.supervisor.mcp_server import build_server
     from mcp_gateway.supervisor.service import open_gateway, stdio_actor
     from mcp_gateway.supervisor.stdio import stdio_transport
 
-    async with open_gateway(config, zygotes) as gateway:
+    async with open_gateway(config, zygotes) as gateway, trio.open_nursery() as nursery:
         server = build_server(gateway, stdio_actor(config))
         fast_path = FastPath(gateway, config.server.actor)
-        async with stdio_transport(wire_in, wire_out, config.server.max_message_bytes, fast_path) as (read, write):
-            await server.run(read, write, server.create_initialization_options())
+        stop = trio.Event()
+        nursery.start_soon(_stop_on_sigterm, stop)
+        async with stdio_transport(wire_in, wire_out, config.server.max_message_bytes, fast_path, stop) as (r, w):
+            await server.run(r, w, server.create_initialization_options())
+        nursery.cancel_scope.cancel()
+
+
+async def _stop_on_sigterm(stop) -> None:
+    """SIGTERM drains: no new requests are read; calls in flight finish, are audited and answered."""
+    import logging
+    import signal
+
+    import trio
+
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async for _ in signals:
+            logging.getLogger("mcp_gateway").info("SIGTERM: finishing the calls in flight, then exiting")
+            stop.set()
+            return
 
 
 def describe(config: GatewayConfig) -> str:

@@ -6,6 +6,8 @@ own pipeline and a worker round trip together. Once the SDK has completed the
 `initialize` handshake, plain `tools/call`, `tools/list` and `ping` requests (no `_meta`,
 no extra params) are answered here with the same result shapes (a unit test holds the two
 paths equal); everything else, including anything malformed, still goes to the SDK.
+A `notifications/cancelled` naming a fast-path call does not stop it: the call ends by its
+own deadline and is answered and audited like any other.
 """
 
 from __future__ import annotations

@@ -117,10 +117,13 @@ def to_session_message(obj: Any) -> SessionMessage | bytes:
 
 
 @asynccontextmanager
-async def stdio_transport(wire_in: int, wire_out: int, max_message_bytes: int, fast_path: FastPath | None = None):
+async def stdio_transport(wire_in: int, wire_out: int, max_message_bytes: int, fast_path: FastPath | None = None,
+                          stop_reading: trio.Event | None = None):
     """Yields (read_stream, write_stream) for `Server.run`, pumping the pipes with trio.
 
     With a `fast_path`, the hot methods of an initialized session bypass the SDK (see fastpath.py).
+    Setting `stop_reading` (SIGTERM) ends input as if stdin had closed: calls in flight finish
+    and are answered, then the server returns.
     """
     read_send, read_recv = create_context_streams[SessionMessage | Exception](0)
     write_send, write_recv = create_context_streams[SessionMessage](0)
@@ -173,8 +176,14 @@ async def stdio_transport(wire_in: int, wire_out: int, max_message_bytes: int, f
                 with reading:
                     await read_pump()
 
+            async def stop_watch() -> None:
+                if stop_reading is not None:
+                    await stop_reading.wait()
+                    reading.cancel()
+
             nursery.start_soon(stdout.run)
             nursery.start_soon(reader_task)
+            nursery.start_soon(stop_watch)
             nursery.start_soon(serialize_pump)
             try:
                 yield read_recv, write_send

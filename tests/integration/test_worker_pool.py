@@ -152,3 +152,18 @@ def test_worker_killed_while_idle_costs_no_call(gw_dir):
         result = gw.call("fs.readFile", {"path": "hello.txt"})
         assert not result["isError"], result
     assert [x["error_code"] for x in audit_lines(gw_dir)] == [None]
+
+
+def test_sigterm_drains_calls_in_flight(gw_dir):
+    with raw_gateway(_one_worker_config(gw_dir, timeout_ms=1500)) as gw:
+        (worker,) = _wait_for(lambda: worker_pids(gw.proc.pid))
+        os.kill(worker, signal.SIGSTOP)
+        gw.send_json({"jsonrpc": "2.0", "id": 300, "method": "tools/call",
+                      "params": {"name": "fs.readFile", "arguments": {"path": "hello.txt"}}})
+        time.sleep(0.2)
+        gw.proc.send_signal(signal.SIGTERM)
+        reply = gw.read()  # answered (at its deadline), not lost
+        assert reply["id"] == 300
+        assert reply["result"]["structuredContent"]["error_code"] == "TIMEOUT"
+        assert gw.proc.wait(10) == 0
+    assert [x["error_code"] for x in audit_lines(gw_dir)] == ["TIMEOUT"]
