@@ -112,7 +112,11 @@ def describe(config: GatewayConfig) -> str:
              f"audit log: {config.audit.path}",
              f"default deny: {'on' if p.default_deny else 'OFF'}",
              f"connectors enabled: {', '.join(enabled_connectors(config)) or 'none'}"]
-    actors = [config.server.actor, *[a for a in p.actors if a != config.server.actor]]
+    if config.server.transport == "http" and config.server.http.auth.bearer_tokens:
+        callers = [t.actor for t in config.server.http.auth.bearer_tokens]
+    else:
+        callers = [config.server.actor]
+    actors = list(dict.fromkeys([*callers, *p.actors]))
     for actor in actors:
         tools = policy.exposed_tools(actor)
         lines.append(f"tools exposed to {actor}: {', '.join(tools) or 'none'}")
