@@ -47,9 +47,10 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 WORKDIR /src
 # Dependencies are pinned exactly in pyproject.toml; the package is installed (not editable).
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
+RUN /opt/venv/bin/pip install --no-cache-dir -r requirements.lock
 COPY mcp_gateway ./mcp_gateway
-RUN /opt/venv/bin/pip install --no-cache-dir . \
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps . \
  && /opt/venv/bin/mcp-gateway check-config --config /dev/null >/dev/null
 
 # --- runtime: only the shared libraries the wheels load -------------------------------------

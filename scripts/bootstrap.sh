@@ -38,16 +38,18 @@ elif [ "$(id -u)" != 0 ]; then
   dpkg -s libcap-dev >/dev/null 2>&1 || echo "bootstrap: note: libcap-dev may be missing (not root: not installing)"
 fi
 
-extras=""
-[ "$mode" = test ] && extras="[test]"
-stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${mode}"
+lock=requirements.lock
+[ "$mode" = test ] && lock=requirements-test.lock
+digest=$(cat pyproject.toml requirements.lock requirements-test.lock | sha256sum | cut -c1-16)
+stamp=".venv/.installed-${digest}-${mode}"
 if [ ! -f "$stamp" ]; then
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
-  echo "bootstrap: installing Python dependencies into .venv (pinned in pyproject.toml)"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}"
+  echo "bootstrap: installing the locked Python dependencies ($lock) into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r "$lock"
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
   rm -f .venv/.installed-*
   touch "$stamp"
-  [ "$mode" = test ] && touch ".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-run"
+  [ "$mode" = test ] && touch ".venv/.installed-${digest}-run"
 fi
 
 # The official MCP conformance suite, for tests/http (skipped there, loudly, without node).

@@ -78,12 +78,15 @@ def test_multi_stage_on_the_pinned_python_base():
     assert BUILD.name == "build"
 
 
-def test_build_stage_has_the_compilers_and_installs_the_package_into_opt_venv():
+def test_build_stage_has_the_compilers_and_installs_the_locked_dependencies_into_opt_venv():
     packages = _installs(BUILD).split()
     assert "gcc" in packages and "libcap-dev" in packages
     runs = " ".join(BUILD.args("RUN"))
     assert "python -m venv /opt/venv" in runs
-    assert re.search(r"/opt/venv/bin/pip install --no-cache-dir \.(\s|$)", runs)
+    # Every transitive dependency from the lock, then the package itself without resolving again.
+    assert "/opt/venv/bin/pip install --no-cache-dir -r requirements.lock" in runs
+    assert re.search(r"/opt/venv/bin/pip install --no-cache-dir --no-deps \.(\s|$)", runs)
+    assert any("requirements.lock" in c for c in BUILD.args("COPY"))
 
 
 def test_runtime_stage_has_runtime_libraries_only():
