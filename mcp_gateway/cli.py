@@ -44,12 +44,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as e:
-        failure = _startup_failure(e)
-        if failure is None:
-            raise
-        print(f"mcp-gateway: cannot start: {failure}", file=sys.stderr)
-        return 1
+        return _report_startup_failure(e)
     return 0
+
+
+def _report_startup_failure(exc: Exception) -> int:
+    """Exit code 1 with the operator's message for a failed start; anything else is re-raised."""
+    failure = _startup_failure(exc)
+    if failure is None:
+        raise exc
+    print(f"mcp-gateway: cannot start: {failure}", file=sys.stderr)
+    return 1
 
 
 def _startup_failure(exc: BaseException) -> BaseException | None:
@@ -162,11 +167,7 @@ def cmd_call(args: argparse.Namespace) -> int:
         zygotes = start_zygotes(config)
         outcome = trio.run(one_call)
     except Exception as e:
-        failure = _startup_failure(e)
-        if failure is None:
-            raise
-        print(f"mcp-gateway: cannot start: {failure}", file=sys.stderr)
-        return 1
+        return _report_startup_failure(e)
     if outcome.is_error:
         print(json.dumps({"isError": True, **outcome.error_payload()}, ensure_ascii=False, indent=2))
         return 1

@@ -246,10 +246,34 @@ def _read_quoted(sql: str, i: int, *, backslash: bool) -> tuple[str, int]:
         i = nxt
 
 
+class _SurrogatePairs:
+    """Joins escaped UTF-16 surrogate halves (\\uD83D\\uDE00) into one code point, as PostgreSQL does."""
+
+    def __init__(self) -> None:
+        self.high: int | None = None
+
+    def join(self, cp: int) -> int | None:
+        """The code point, or None while the low half is still to come."""
+        if 0xD800 <= cp <= 0xDBFF:
+            self.expect_none()
+            self.high = cp
+            return None
+        if 0xDC00 <= cp <= 0xDFFF:
+            if self.high is None:
+                raise _deny("could not parse the SQL: invalid Unicode surrogate pair")
+            cp = 0x10000 + ((self.high - 0xD800) << 10) + (cp - 0xDC00)
+            self.high = None
+        return cp
+
+    def expect_none(self) -> None:
+        if self.high is not None:
+            raise _deny("could not parse the SQL: invalid Unicode surrogate pair")
+
+
 def _decode_e_string(raw: str) -> str:
     buf = bytearray()
     i, n = 0, len(raw)
-    pending_high: int | None = None
+    pairs = _SurrogatePairs()
 
     def put_cp(cp: int) -> None:
         if cp == 0 or 0xD800 <= cp <= 0xDFFF or cp > 0x10FFFF:
@@ -259,8 +283,7 @@ def _decode_e_string(raw: str) -> str:
     while i < n:
         c = raw[i]
         if c != "\\":
-            if pending_high is not None:
-                raise _deny("could not parse the SQL: invalid Unicode surrogate pair")
+            pairs.expect_none()
             buf.extend(c.encode("utf-8"))
             i += 1
             continue
@@ -272,21 +295,11 @@ def _decode_e_string(raw: str) -> str:
             if len(h) != width or not all(ch in "0123456789abcdefABCDEF" for ch in h):
                 raise _deny("could not parse the SQL: invalid Unicode escape in string literal")
             i += width
-            cp = int(h, 16)
-            if 0xD800 <= cp <= 0xDBFF:
-                if pending_high is not None:
-                    raise _deny("could not parse the SQL: invalid Unicode surrogate pair")
-                pending_high = cp
-                continue
-            if 0xDC00 <= cp <= 0xDFFF:
-                if pending_high is None:
-                    raise _deny("could not parse the SQL: invalid Unicode surrogate pair")
-                cp = 0x10000 + ((pending_high - 0xD800) << 10) + (cp - 0xDC00)
-                pending_high = None
-            put_cp(cp)
+            joined = pairs.join(int(h, 16))
+            if joined is not None:
+                put_cp(joined)
             continue
-        if pending_high is not None:
-            raise _deny("could not parse the SQL: invalid Unicode surrogate pair")
+        pairs.expect_none()
         if d in "01234567":
             k = i - 1
             m = k
@@ -302,8 +315,7 @@ def _decode_e_string(raw: str) -> str:
             i = m
         else:
             buf.extend({"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}.get(d, d).encode("utf-8"))
-    if pending_high is not None:
-        raise _deny("could not parse the SQL: invalid Unicode surrogate pair")
+    pairs.expect_none()
     if 0 in buf:
         raise _deny("could not parse the SQL: string literal contains a NUL character")
     try:
@@ -315,12 +327,11 @@ def _decode_e_string(raw: str) -> str:
 def _decode_unicode_escapes(raw: str, esc: str) -> str:
     out: list[str] = []
     i, n = 0, len(raw)
-    pending_high: int | None = None
+    pairs = _SurrogatePairs()
     while i < n:
         c = raw[i]
         if c != esc:
-            if pending_high is not None:
-                raise _deny("could not parse the SQL: invalid Unicode surrogate pair")
+            pairs.expect_none()
             out.append(c)
             i += 1
             continue
@@ -336,22 +347,13 @@ def _decode_unicode_escapes(raw: str, esc: str) -> str:
             width = 4
         if len(h) != width or not all(ch in "0123456789abcdefABCDEF" for ch in h):
             raise _deny("could not parse the SQL: invalid Unicode escape")
-        cp = int(h, 16)
-        if 0xD800 <= cp <= 0xDBFF:
-            if pending_high is not None:
-                raise _deny("could not parse the SQL: invalid Unicode surrogate pair")
-            pending_high = cp
+        cp = pairs.join(int(h, 16))
+        if cp is None:
             continue
-        if 0xDC00 <= cp <= 0xDFFF:
-            if pending_high is None:
-                raise _deny("could not parse the SQL: invalid Unicode surrogate pair")
-            cp = 0x10000 + ((pending_high - 0xD800) << 10) + (cp - 0xDC00)
-            pending_high = None
         if cp == 0 or cp > 0x10FFFF or 0xD800 <= cp <= 0xDFFF:
             raise _deny("could not parse the SQL: invalid Unicode escape")
         out.append(chr(cp))
-    if pending_high is not None:
-        raise _deny("could not parse the SQL: invalid Unicode surrogate pair")
+    pairs.expect_none()
     return "".join(out)
 
 
