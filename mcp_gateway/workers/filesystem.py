@@ -256,9 +256,12 @@ class FilesystemConnector(Connector):
             head, _, name = path.rpartition("/")
             if name in ("", ".", ".."):
                 self._dir_then_refuse(root, path, shown)
-            parent = self._open(root.fd, head or ".", _PATH_DIR, shown)
+            # A name directly beneath the root needs no second directory fd: the root's own
+            # O_PATH fd is the parent, and it is the root by construction.
+            parent = self._open(root.fd, head, _PATH_DIR, shown) if head else root.fd
             try:
-                self._check_location(parent, root, shown)
+                if parent != root.fd:
+                    self._check_location(parent, root, shown)
                 pfd = self._open(parent, name, _PATH_ANY, shown)
                 try:
                     pst = os.fstat(pfd)
@@ -296,7 +299,8 @@ class FilesystemConnector(Connector):
                     raise ToolError("SECURITY_ERROR", f"{shown} changed while it was being opened; refused")
                 return fd
             finally:
-                os.close(parent)
+                if parent != root.fd:
+                    os.close(parent)
         raise ToolError("SECURITY_ERROR", f"{shown}: too many levels of symlinks")
 
     def _dir_then_refuse(self, root: _Root, path: str, shown: str) -> None:
