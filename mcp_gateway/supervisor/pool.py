@@ -267,7 +267,7 @@ class WorkerPool:
         """One request/reply; raises _WorkerFault when the worker must not be used again."""
         try:
             await worker.sock.send_frame(request_encoder.encode(request))
-            payload = await worker.sock.recv_frame(reply_cap(request.max_bytes))
+            payload = await worker.sock.recv_frame(reply_cap(request.max_bytes), reply=True)
         except (EOFError, OSError):
             self.stats.crashes += 1
             raise _WorkerFault("WORKER_CRASHED", "the worker died during the call; it has been replaced") from None

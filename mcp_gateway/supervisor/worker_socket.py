@@ -37,8 +37,14 @@ class WorkerSocket:
                 continue
             data = data[sent:]
 
-    async def recv_frame(self, cap: int) -> bytes:
-        """One frame of at most `cap` bytes; EOFError when the worker closed, FrameError over the cap."""
+    async def recv_frame(self, cap: int, *, reply: bool = False) -> bytes:
+        """One frame of at most `cap` bytes; EOFError when the worker closed, FrameError over the cap.
+
+        `reply`: a request was just sent, so nothing can have arrived yet; wait for readiness
+        first instead of spending a recv that can only say EAGAIN.
+        """
+        if reply and not len(self._buffer):
+            await trio.lowlevel.wait_readable(self.sock)
         while (frame := self._buffer.next_frame(cap)) is None:
             try:
                 chunk = self.sock.recv(RECV_CHUNK)
