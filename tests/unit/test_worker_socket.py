@@ -46,8 +46,6 @@ def test_cap_eof_and_send():
         with pytest.raises(FrameError):
             await ws.recv_frame(1000)
         a.close()
-        ws2 = WorkerSocket(socket.socketpair()[0])
-        ws2.close()
 
     _run(main)
     b.close()
