@@ -49,11 +49,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _report_startup_failure(exc: Exception) -> int:
-    """Exit code 1 with the operator's message for a failed start; anything else is re-raised."""
+    """Exit code 1 with the operator's message when a pool cannot start or its zygote died;
+    anything else is re-raised."""
+    from mcp_gateway.supervisor.pool import ZygoteGone
+
     failure = _startup_failure(exc)
     if failure is None:
         raise exc
-    print(f"mcp-gateway: cannot start: {failure}", file=sys.stderr)
+    print(f"mcp-gateway: {'stopped' if isinstance(failure, ZygoteGone) else 'cannot start'}: {failure}",
+          file=sys.stderr)
     return 1
 
 

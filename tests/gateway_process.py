@@ -177,7 +177,8 @@ class RawGateway:
         if self.proc.poll() is None:
             return "(still running)"
         assert self.proc.stderr is not None
-        return (self._stderr + self.proc.stderr.read()).decode(errors="replace")[-3000:]
+        self._stderr += self.proc.stderr.read()
+        return self._stderr.decode(errors="replace")[-3000:]
 
     def close(self) -> None:
         if self.proc.poll() is None:

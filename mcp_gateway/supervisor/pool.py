@@ -52,6 +52,10 @@ class PoolStartError(Exception):
     """The pool could not start its workers (a required sandbox layer failed, the zygote died...)."""
 
 
+class ZygoteGone(PoolStartError):
+    """The zygote died: the pool can never replace a worker again, so the gateway stops."""
+
+
 @dataclass(eq=False)
 class Worker:
     pid: int
@@ -119,7 +123,8 @@ class WorkerPool:
                     answer = await self._control.recv(16)
             theirs.close()
             if len(answer) != PID.size:
-                raise PoolStartError(f"the {self.connector} zygote is gone (answered {answer!r})")
+                raise ZygoteGone(f"the {self.connector} zygote is gone: no new {self.connector} worker can be "
+                                 "started; restart the gateway (and check the log and dmesg for why it died)")
             (pid,) = PID.unpack(answer)
             if pid <= 0:
                 raise PoolStartError(f"the {self.connector} zygote refused to fork a worker")
@@ -160,6 +165,8 @@ class WorkerPool:
                 await self._add_worker()
                 self.broken = None
                 return
+            except ZygoteGone:
+                raise  # fail loudly (the process exits 1) rather than time out every call from now on
             except (PoolStartError, OSError) as e:
                 self.broken = str(e)
                 log.error("%s pool: cannot replace a worker: %s; retrying in %.0f s",
@@ -181,6 +188,14 @@ class WorkerPool:
             raise PoolStartError(f"the {self.connector} connector failed to start: {detail}")
         raise PoolStartError(f"the {self.connector} connector did not start within {ZYGOTE_START_TIMEOUT_S:.0f} s")
 
+    async def _zygote_exit(self) -> None:
+        """Returns when the zygote has exited (its pidfd turns readable)."""
+        pidfd = os.pidfd_open(self.zygote_pid)
+        try:
+            await trio.lowlevel.wait_readable(pidfd)
+        finally:
+            os.close(pidfd)
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Start the workers, report ready, then own replacements until cancelled.
 
@@ -195,7 +210,10 @@ class WorkerPool:
                 log.info("%s: %d workers ready; sandbox: %s", self.connector, self.live_workers,
                          ", ".join(f"{k}={v}" for k, v in self.stats.layers.items()) or "none")
                 task_status.started()
-                await trio.sleep_forever()
+                await self._zygote_exit()
+                raise ZygoteGone(f"the {self.connector} zygote (pid {self.zygote_pid}) exited: no new "
+                                 f"{self.connector} worker could ever be started; restart the gateway "
+                                 "(and check the log and dmesg for why it died)")
             finally:
                 self.close()
 

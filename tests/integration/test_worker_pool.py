@@ -167,3 +167,11 @@ def test_sigterm_drains_calls_in_flight(gw_dir):
         assert reply["result"]["structuredContent"]["error_code"] == "TIMEOUT"
         assert gw.proc.wait(10) == 0
     assert [x["error_code"] for x in audit_lines(gw_dir)] == ["TIMEOUT"]
+
+
+def test_the_gateway_stops_loudly_when_a_zygote_dies(gw_dir):
+    with raw_gateway(fs_config(gw_dir)) as gw:
+        (zygote,) = children(gw.proc.pid)
+        os.kill(zygote, signal.SIGKILL)
+        assert gw.proc.wait(10) == 1
+        assert "zygote" in gw.stderr_tail() and "restart the gateway" in gw.stderr_tail()
