@@ -110,7 +110,6 @@ async def _stop_on_sigterm(stop) -> None:
 def describe(config: GatewayConfig) -> str:
     """The effective policy, as an operator reads it."""
     from mcp_gateway.supervisor.policy import Policy
-    from mcp_gateway.supervisor.service import enabled_connectors
 
     policy = Policy(config)
     p = config.policy
@@ -120,7 +119,7 @@ def describe(config: GatewayConfig) -> str:
                 f" (actor {config.server.actor})"),
              f"audit log: {config.audit.path}",
              f"default deny: {'on' if p.default_deny else 'OFF'}",
-             f"connectors enabled: {', '.join(enabled_connectors(config)) or 'none'}"]
+             f"connectors enabled: {', '.join(config.enabled_connectors()) or 'none'}"]
     if config.server.transport == "http" and config.server.http.auth.bearer_tokens:
         callers = [t.actor for t in config.server.http.auth.bearer_tokens]
     else:

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-TOOL_NAMES = ("fs.readFile", "fs.listDir", "web.fetch", "db.query", "db.schema")
 
 MiB = 1024 * 1024
 
@@ -79,6 +77,7 @@ class AuditSettings(Strict):
 # --- policy -------------------------------------------------------------------------------
 
 ToolName = Literal["fs.readFile", "fs.listDir", "web.fetch", "db.query", "db.schema"]
+TOOL_NAMES: tuple[str, ...] = get_args(ToolName)
 
 
 class ToolLimits(Strict):
@@ -235,6 +234,9 @@ class SandboxSettings(Strict):
 # --- root ---------------------------------------------------------------------------------
 
 
+CONNECTOR_NAMES = ("filesystem", "http_fetch", "postgres")
+
+
 class GatewayConfig(Strict):
     server: ServerSettings = ServerSettings()
     audit: AuditSettings = AuditSettings()
@@ -243,6 +245,9 @@ class GatewayConfig(Strict):
     sandbox: SandboxSettings = SandboxSettings()
     # Where the config came from (not a YAML key).
     source: Path | None = Field(default=None, exclude=True)
+
+    def enabled_connectors(self) -> list[str]:
+        return [name for name in CONNECTOR_NAMES if getattr(self.connectors, name).enabled]
 
 
 DEFAULT_CONFIG = Path(__file__).with_name("default_config.yaml")

@@ -20,15 +20,7 @@ from typing import TextIO
 from mcp_gateway.config import TOOL_NAMES, GatewayConfig
 from mcp_gateway.sandbox import LAYERS, SandboxError, apply, host_support
 from mcp_gateway.sandbox.profile import SandboxProfile
-
-TOOL_CONNECTOR = {
-    "fs.readFile": "filesystem",
-    "fs.listDir": "filesystem",
-    "web.fetch": "http_fetch",
-    "db.query": "postgres",
-    "db.schema": "postgres",
-}
-CONNECTORS = ("filesystem", "http_fetch", "postgres")
+from mcp_gateway.tools import TOOLS
 
 
 @dataclass
@@ -125,7 +117,7 @@ def check_sandbox(config: GatewayConfig, rep: Report) -> None:
                 f"sandbox layer {layer} is off: set sandbox.layers.{layer} to required unless "
                 "this host cannot provide it.",
             )
-    enabled = [c for c in CONNECTORS if getattr(config.connectors, c).enabled]
+    enabled = config.enabled_connectors()
     targets: list[tuple[str, SandboxProfile | None, str]] = []
     for name in enabled:
         try:
@@ -258,7 +250,7 @@ def check_policy(config: GatewayConfig, rep: Report) -> None:
     effective = [t for t in p.allow_tools if t not in p.deny_tools]
     if not p.default_deny:
         effective = [t for t in TOOL_NAMES if t not in p.deny_tools]
-    dead = sorted({t for t in effective if not getattr(config.connectors, TOOL_CONNECTOR[t]).enabled})
+    dead = sorted({t for t in effective if TOOLS[t].connector not in config.enabled_connectors()})
     if dead:
         rep.line(
             "WARN",

@@ -21,17 +21,11 @@ class Decision:
     max_bytes: int = 0
 
 
-def _enabled_connectors(config: GatewayConfig) -> set[str]:
-    c = config.connectors
-    return {name for name, s in (("filesystem", c.filesystem), ("http_fetch", c.http_fetch),
-                                 ("postgres", c.postgres)) if s.enabled}
-
-
 class Policy:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.policy = config.policy
-        self.enabled_connectors = _enabled_connectors(config)
+        self.enabled_connectors = set(config.enabled_connectors())
 
     def _tool_refusal(self, tool: str, actor: str) -> str | None:
         """Why `tool` is not available to `actor`, or None when it is."""

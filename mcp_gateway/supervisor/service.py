@@ -30,16 +30,10 @@ def configure_logging() -> None:
     )
 
 
-def enabled_connectors(config: GatewayConfig) -> list[str]:
-    c = config.connectors
-    return [name for name, s in (("filesystem", c.filesystem), ("http_fetch", c.http_fetch),
-                                 ("postgres", c.postgres)) if s.enabled]
-
-
 def start_zygotes(config: GatewayConfig) -> Zygotes:
     """Fork one zygote per enabled connector. Must run before trio (or anything) starts a thread."""
     zygotes: Zygotes = {}
-    for name in enabled_connectors(config):
+    for name in config.enabled_connectors():
         zygotes[name] = fork_zygote(name, config)
     return zygotes
 

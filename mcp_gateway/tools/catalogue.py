@@ -202,8 +202,3 @@ TOOLS: dict[str, ToolSpec] = {
         ),
     )
 }
-
-CONNECTOR_TOOLS: dict[str, tuple[str, ...]] = {}
-for _spec in TOOLS.values():
-    CONNECTOR_TOOLS.setdefault(_spec.connector, ())
-    CONNECTOR_TOOLS[_spec.connector] += (_spec.name,)

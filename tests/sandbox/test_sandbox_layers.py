@@ -24,7 +24,6 @@ from sandbox_probe import (
     raw_syscall,
     run_child,
     settings,
-    world_readable_tree,
 )
 
 import mcp_gateway.sandbox as sandbox
@@ -42,18 +41,6 @@ from mcp_gateway.sandbox.landlock import abi_version
 from mcp_gateway.sandbox.profile import SandboxProfile
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def tree() -> str:
-    return world_readable_tree()
-
-
-@pytest.fixture
-def sleeper():
-    s = Sleeper()
-    yield s
-    s.stop()
 
 
 def try_fork() -> None:

@@ -30,7 +30,6 @@ from sandbox_probe import (
     raw_syscall,
     run_child,
     settings,
-    world_readable_tree,
 )
 
 from mcp_gateway.sandbox import apply
@@ -86,18 +85,6 @@ def exhaust_fds(path: str) -> str:
         for fd in fds:
             os.close(fd)
     return "ok"
-
-
-@pytest.fixture(scope="module")
-def tree() -> str:
-    return world_readable_tree()
-
-
-@pytest.fixture
-def sleeper():
-    s = Sleeper()
-    yield s
-    s.stop()
 
 
 # --- filesystem worker ------------------------------------------------------------------

@@ -85,3 +85,11 @@ def test_unquoted_yaml_off_means_off_and_on_is_refused(tmp_path):
     assert cfg.sandbox.layers.seccomp == "off" and cfg.sandbox.layers.landlock == "best_effort"
     with pytest.raises(ConfigError, match="sandbox.layers.user"):
         parse_config("sandbox:\n  layers: {user: on}\n", tmp_path / "c.yaml")
+
+
+def test_the_config_knows_exactly_the_catalogue_tools():
+    from mcp_gateway.config import TOOL_NAMES
+    from mcp_gateway.tools import TOOLS
+
+    assert set(TOOL_NAMES) == set(TOOLS)
+    assert {spec.connector for spec in TOOLS.values()} == {"filesystem", "http_fetch", "postgres"}
