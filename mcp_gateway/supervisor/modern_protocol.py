@@ -1,0 +1,129 @@
+"""What the gateway adds to the SDK for protocol revision 2026-07-28 ("modern" in the SDK).
+
+The SDK (mcp 2.3) already serves the revision on both transports: `server/discover`,
+`resultType`, the `_meta` envelope, and on HTTP the `Mcp-Method`/`Mcp-Name` headers checked
+against the body (`HeaderMismatch`, -32020). Two things are the gateway's own:
+
+- **Caching hints**: `tools/list` and `server/discover` are answered per actor (policy filters
+  the tools), so their results say `cacheScope: private` and `ttlMs: 0`, explicitly rather than
+  by the SDK's default: a shared cache must never hand one actor's tool list to another, and a
+  pinned tool withheld after a change must disappear at once.
+- **Ambiguous JSON keys**: a message with a duplicate key, or two keys that differ only in case
+  (`name` / `Name`), at any depth, is refused before anything reads it. Parsers disagree on
+  such objects (first copy, last copy, case-insensitive match), so a proxy, a header check or
+  an audit reader could see another method, tool or argument than the one the gateway runs.
+  This holds for every message and every protocol version, on both transports.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mcp.server.caching import CacheHint
+
+INVALID_REQUEST = -32600
+
+LIST_CACHE_HINTS = {
+    "tools/list": CacheHint(ttl_ms=0, scope="private"),
+    "server/discover": CacheHint(ttl_ms=0, scope="private"),
+}
+
+
+class _AmbiguousKey(Exception):
+    def __init__(self, first: str, second: str) -> None:
+        self.keys = (first, second)
+
+
+def _unambiguous_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, str] = {}
+    for key, _ in pairs:
+        folded = key.casefold()
+        if folded in seen:
+            raise _AmbiguousKey(seen[folded], key)
+        seen[folded] = key
+    return dict(pairs)
+
+
+def ambiguous_keys(raw: bytes | str) -> tuple[str, str] | None:
+    """The first pair of keys that make an object of `raw` ambiguous, or None.
+
+    None too when `raw` is not JSON at all: refusing that is the transport's job (-32700).
+    """
+    try:
+        json.loads(raw, object_pairs_hook=_unambiguous_object)
+    except _AmbiguousKey as e:
+        return e.keys
+    except (ValueError, RecursionError):
+        return None
+    return None
+
+
+class _Pairs(list):
+    pass
+
+
+def _top_level_id(raw: bytes | str) -> Any:
+    """The message's id for the error, when the top level is an object with exactly one (else null)."""
+    try:
+        obj = json.loads(raw, object_pairs_hook=_Pairs)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(obj, _Pairs):
+        return None
+    ids = [v for k, v in obj if k.casefold() == "id"]
+    if len(ids) == 1 and type(ids[0]) in (str, int):
+        return ids[0]
+    return None
+
+
+def refusal(raw: bytes | str) -> bytes | None:
+    """The JSON-RPC error (-32600) for a message with ambiguous keys, or None if it has none."""
+    keys = ambiguous_keys(raw)
+    if keys is None:
+        return None
+    first, second = keys
+    what = f"duplicate key {first!r}" if first == second else f"keys {first!r} and {second!r} differ only in case"
+    return json.dumps({"jsonrpc": "2.0", "id": _top_level_id(raw), "error": {
+        "code": INVALID_REQUEST,
+        "message": f"Invalid Request: {what}; every key must appear once, in one spelling"}}).encode()
+
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+async def screen_http_body(receive: Receive, max_body: int) -> tuple[bytes | None, Receive]:
+    """Read a POST body (at most `max_body` bytes); return (the refusal to send, or None) and a
+    `receive` that replays the body to the app, then passes on what follows (the disconnect that
+    cancels the call)."""
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":  # the client left: let the app see it
+            return None, _replay(b"".join(chunks), receive, first=message)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_body:  # the app refuses it with 413; no need to hold more
+            chunks.append(chunk)
+            return None, _replay(b"".join(chunks), receive, more_body=True)
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    body = b"".join(chunks)
+    return refusal(body), _replay(body, receive)
+
+
+def _replay(body: bytes, receive: Receive, first: dict[str, Any] | None = None,
+            more_body: bool = False) -> Receive:
+    pending: list[dict[str, Any]] = [{"type": "http.request", "body": body, "more_body": more_body}]
+    if first is not None:
+        pending.append(first)
+
+    async def replayed() -> dict[str, Any]:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replayed
