@@ -49,6 +49,7 @@ from mcp_gateway.supervisor.http_auth import (
 )
 from mcp_gateway.supervisor.mcp_server import build_server
 from mcp_gateway.supervisor.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
+from mcp_gateway.supervisor.modern_protocol import screen_http_body
 from mcp_gateway.supervisor.service import Zygotes, open_gateway
 
 log = logging.getLogger("mcp_gateway")
@@ -193,6 +194,12 @@ class GatewayApp:
                 self.metrics.http_rejected.labels("body_too_large").inc()
                 await _error(send, 413, "payload_too_large",
                              f"request body over {self.max_body} bytes (server.http.max_body_bytes)")
+                return
+
+        if method == "POST":
+            refused, receive = await screen_http_body(receive, self.max_body)
+            if refused is not None:
+                await _respond(send, 400, refused)
                 return
 
         scope = dict(scope)

@@ -15,6 +15,7 @@ from mcp.server.lowlevel import Server
 
 from mcp_gateway import __version__
 from mcp_gateway.supervisor.gateway import Gateway, Outcome
+from mcp_gateway.supervisor.modern_protocol import LIST_CACHE_HINTS
 from mcp_gateway.tools import ToolSpec
 
 ActorOf = Callable[[ServerRequestContext[Any]], str]
@@ -73,6 +74,7 @@ def build_server(gateway: Gateway, actor_of: ActorOf) -> Server[Any]:
         version=__version__,
         instructions="Read-only tools behind a policy gateway. Every call is audited; refusals come back "
                      "as tool errors whose text starts with an error code.",
+        cache_hints=LIST_CACHE_HINTS,
         on_list_tools=on_list_tools,
         on_call_tool=on_call_tool,
     )

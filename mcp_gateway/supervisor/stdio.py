@@ -23,6 +23,7 @@ from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 
 from mcp_gateway.supervisor.fastpath import FastPath, Send
+from mcp_gateway.supervisor.modern_protocol import refusal as key_refusal
 from mcp_gateway.supervisor.pipes import PipeReader, PipeWriter
 
 PARSE_ERROR = -32700
@@ -138,6 +139,10 @@ async def stdio_transport(wire_in: int, wire_out: int, max_message_bytes: int, f
                     if line is None:
                         await stdout.write(_error_line(
                             INVALID_REQUEST, f"Invalid Request: message larger than {max_message_bytes} bytes"))
+                        continue
+                    refused = key_refusal(line)
+                    if refused is not None:
+                        await stdout.write(refused + b"\n")
                         continue
                     obj = parse_line(line)
                     if fast_path is not None:

@@ -34,9 +34,6 @@ from tests.node_clients import INSPECTOR, node_env
 
 pytestmark = pytest.mark.integration
 
-TRANSPORTS = ["stdio", "http"]
-
-
 class Inspector:
     """`mcp-inspector --cli` against one target: the gateway's command line, or its URL."""
 
@@ -93,9 +90,10 @@ def test_inspector_cli_over_stdio(node, client_dir, stall):
     exercise(Inspector(node, client_dir, target), client_dir, stall)
 
 
-def test_inspector_cli_over_http(node, client_dir, stall):
+@pytest.mark.parametrize("stateless", [False, True], ids=["stateful", "stateless"])
+def test_inspector_cli_over_http(node, client_dir, stall, stateless):
     config = clients_config(client_dir, stall, server={
-        "transport": "http", "http": {"host": "127.0.0.1", "port": 0, "shutdown_grace_s": 1}})
+        "transport": "http", "http": {"host": "127.0.0.1", "port": 0, "stateless": stateless, "shutdown_grace_s": 1}})
     with HttpGateway(config) as gw:
         inspector = Inspector(node, client_dir, [gw.url])
         exercise(inspector, client_dir, stall)
