@@ -28,7 +28,7 @@ from tests.clients.helpers import (
     clients_config,
     wait_for,
 )
-from tests.gateway_process import REPO
+from tests.gateway_process import gateway_env
 from tests.http.helpers import HttpGateway
 from tests.node_clients import INSPECTOR, node_env
 
@@ -42,7 +42,6 @@ class Inspector:
         self.base = [str(node), str(INSPECTOR), "--cli", "--format", "json", "-q"]
         self.target = target
         self.env = node_env(directory)
-        self.env["PYTHONPATH"] = str(REPO)
 
     def argv(self, *args: str) -> list[str]:
         return [*self.base, *args, *self.target]
@@ -86,7 +85,10 @@ def exercise(inspector: Inspector, directory: Path, stall: StallServer) -> None:
 
 def test_inspector_cli_over_stdio(node, client_dir, stall):
     config = clients_config(client_dir, stall)
-    target = ["--cwd", str(client_dir), "--", sys.executable, "-m", "mcp_gateway", "serve", "--config", str(config)]
+    # The Inspector gives a stdio server only a default environment (HOME, PATH...) plus -e.
+    env = [arg for key, value in gateway_env().items() for arg in ("-e", f"{key}={value}")]
+    target = [*env, "--cwd", str(client_dir), "--",
+              sys.executable, "-m", "mcp_gateway", "serve", "--config", str(config)]
     exercise(Inspector(node, client_dir, target), client_dir, stall)
 
 
