@@ -187,6 +187,12 @@ class PostgresSettings(WorkerPoolSettings):
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
     connect_timeout_s: Annotated[int, Field(ge=1, le=120)] = 5
     default_max_rows: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    # Relations of system schemas db.query may read beyond the reviewed introspection set
+    # ("pg_catalog.pg_stat_user_tables", "information_schema.foo"; a bare name means pg_catalog).
+    allow_relations: list[str] = []
+    # Functions db.query may call beyond the catalog's own rule ("name" or "schema.name"):
+    # functions outside pg_catalog / information_schema run only when listed here.
+    allow_functions: list[str] = []
 
 
 class ConnectorsSettings(Strict):

@@ -69,9 +69,10 @@ def _supervisor_guard(spec: ToolSpec, config: GatewayConfig) -> Callable[[Args],
 
         return lambda a: check_url(a.url, c.http_fetch)  # type: ignore[attr-defined]
     if spec.name == "db.query":
-        from mcp_gateway.guards.sql import check_sql
+        from mcp_gateway.guards.sql import precheck_sql
 
-        return lambda a: check_sql(a.sql, with_params=bool(a.params))  # type: ignore[attr-defined]
+        # Bounded and linear: the full parse runs in the worker, under the call's deadline.
+        return lambda a: precheck_sql(a.sql)  # type: ignore[attr-defined]
     return None
 
 
