@@ -24,7 +24,7 @@ import prctl
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.ipc.frames import send_frame
 from mcp_gateway.ipc.messages import WorkerAbort, WorkerReady, hello_encoder
-from mcp_gateway.sandbox import SandboxError, apply
+from mcp_gateway.sandbox import SandboxError, apply, check_identities
 from mcp_gateway.workers.registry import connector_class
 from mcp_gateway.workers.runtime import serve
 
@@ -163,6 +163,7 @@ def zygote_main(name: str, config: GatewayConfig, control: socket.socket, superv
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
+        check_identities(config.sandbox)
         connector = connector_class(name)(config)
         connector.warm()
     except Exception as e:

@@ -226,6 +226,8 @@ class ConfinedSibling:
     """A second process confined under the same profile (a sibling worker): a target for
     prlimit/signal attacks. It waits until stopped; every wait has a deadline."""
 
+    _open_go: set[int] = set()  # other siblings' stop pipes: a new sibling must not hold them
+
     def __init__(self, profile: SandboxProfile, sandbox: SandboxSettings, timeout: float = 15.0) -> None:
         from mcp_gateway.sandbox import apply
 
@@ -236,6 +238,8 @@ class ConfinedSibling:
             try:
                 os.close(ready_r)
                 os.close(self._go_w)
+                for fd in ConfinedSibling._open_go:
+                    os.close(fd)
                 apply(profile, sandbox)
                 os.write(ready_w, b"1")
                 select.select([self._go_r], [], [], 60)
@@ -243,6 +247,7 @@ class ConfinedSibling:
                 os._exit(0)
         os.close(ready_w)
         os.close(self._go_r)
+        ConfinedSibling._open_go.add(self._go_w)
         try:
             if not select.select([ready_r], [], [], timeout)[0] or os.read(ready_r, 1) != b"1":
                 self.stop()
@@ -255,10 +260,9 @@ class ConfinedSibling:
         return done == 0
 
     def stop(self) -> None:
-        try:
+        if self._go_w in ConfinedSibling._open_go:
+            ConfinedSibling._open_go.discard(self._go_w)
             os.close(self._go_w)
-        except OSError:
-            pass
         deadline = time.monotonic() + 10
         try:
             while os.waitpid(self.pid, os.WNOHANG) == (0, 0):
