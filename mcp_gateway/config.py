@@ -130,6 +130,11 @@ class FilesystemSettings(WorkerPoolSettings):
     enabled: bool = False
     allowed_paths: list[Path] = []
     denied_paths: list[Path] = []
+    # Follow lookups across mount points inside an allowed root (bind mounts, overlays,
+    # volumes). Off: such a path is refused (RESOLVE_NO_XDEV). On: a denied directory is then
+    # still recognised when mounted itself, not when a mount shows only part of it
+    # (docs/FILESYSTEM.md "Mount points").
+    cross_mounts: bool = False
 
     @model_validator(mode="after")
     def _roots(self) -> FilesystemSettings:

@@ -65,12 +65,14 @@ def _become_worker_identity(settings: SandboxSettings) -> str:
     return drop_privileges(settings.user, settings.group)
 
 
-def _steps(profile: SandboxProfile, settings: SandboxSettings) -> list[tuple[str, Callable[[], str]]]:
+def _steps(
+    profile: SandboxProfile, settings: SandboxSettings, anchors: _landlock.ReadAnchors
+) -> list[tuple[str, Callable[[], str]]]:
     return [
         ("user", lambda: _become_worker_identity(settings)),
         ("prctl", apply_prctl),
         ("rlimits", lambda: apply_rlimits(profile.memory_mb, profile.cpu_s, profile.nofile)),
-        ("landlock", lambda: _landlock.apply_landlock(profile.read_paths, profile.connect_ports)),
+        ("landlock", lambda: _landlock.apply_landlock(anchors, profile.connect_ports)),
         ("seccomp", lambda: _seccomp.apply_seccomp(profile.connector, profile.socket_families)),
     ]
 
@@ -78,8 +80,19 @@ def _steps(profile: SandboxProfile, settings: SandboxSettings) -> list[tuple[str
 def apply(profile: SandboxProfile, settings: SandboxSettings) -> dict[str, str]:
     """Confine the calling (freshly forked, single-threaded) worker. Returns layer -> status."""
     profile = with_limits(profile, settings)
+    # Opened before the uid drop: see ReadAnchors.
+    anchors = _landlock.ReadAnchors(profile.read_paths if settings.layers.landlock != "off" else ())
+    try:
+        return _apply_layers(profile, settings, anchors)
+    finally:
+        anchors.close()
+
+
+def _apply_layers(
+    profile: SandboxProfile, settings: SandboxSettings, anchors: _landlock.ReadAnchors
+) -> dict[str, str]:
     report: dict[str, str] = {}
-    for layer, step in _steps(profile, settings):
+    for layer, step in _steps(profile, settings, anchors):
         mode = getattr(settings.layers, layer)
         if mode == "off":
             report[layer] = "off"
