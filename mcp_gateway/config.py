@@ -130,6 +130,11 @@ class FilesystemSettings(WorkerPoolSettings):
     enabled: bool = False
     allowed_paths: list[Path] = []
     denied_paths: list[Path] = []
+    # Follow lookups across mount points inside an allowed root (bind mounts, overlays,
+    # volumes). Off: such a path is refused (RESOLVE_NO_XDEV). On: a denied directory is then
+    # still recognised when mounted itself, not when a mount shows only part of it
+    # (docs/FILESYSTEM.md "Mount points").
+    cross_mounts: bool = False
 
     @model_validator(mode="after")
     def _roots(self) -> FilesystemSettings:
@@ -226,8 +231,19 @@ class ConnectorLimits(Strict):
     nofile: Annotated[int, Field(ge=16, le=65536)] = 64
 
 
+# 0x70000000: above /etc/subuid delegations (login.defs SUB_UID_MAX 600100000) and systemd's
+# container range (524288-1879048191), below its foreign range (0x7FFE0000) and 2^31.
+DEFAULT_UID_RANGE = (1_879_048_192, 65_536)
+
+
 class SandboxSettings(Strict):
-    # Used only when the gateway runs as root: workers switch to this uid/gid.
+    # As root: [first uid, count]; each worker takes a uid (and the same gid) of this range
+    # that no account, delegation or other process uses, unique across gateways on the host.
+    # null: every worker shares `user`/`group` instead (weaker; doctor warns).
+    uid_range: tuple[Annotated[int, Field(ge=1000)], Annotated[int, Field(ge=1, le=1 << 20)]] | None = (
+        DEFAULT_UID_RANGE
+    )
+    # Used only as root with uid_range null (kept so older configs stay valid).
     user: int | str = 65534
     group: int | str = 65534
     layers: SandboxLayers = SandboxLayers()
@@ -235,6 +251,13 @@ class SandboxSettings(Strict):
 
     def limits_for(self, connector: str) -> ConnectorLimits:
         return self.limits.get(connector, ConnectorLimits())  # type: ignore[call-overload]
+
+    @field_validator("uid_range")
+    @classmethod
+    def _uid_range_fits(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and v[0] + v[1] > 1 << 31:
+            raise ValueError("uid_range must end below 2^31 (larger uids break signed uid_t users)")
+        return v
 
 
 # --- root ---------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import TextIO
 
 from mcp_gateway.config import TOOL_NAMES, GatewayConfig
 from mcp_gateway.sandbox import LAYERS, SandboxError, apply, host_support
+from mcp_gateway.sandbox.landlock import abi_version as landlock_abi
 from mcp_gateway.sandbox.profile import SandboxProfile
 from mcp_gateway.tools import TOOLS
 
@@ -105,10 +106,29 @@ def probe_sandbox(profile: SandboxProfile, config: GatewayConfig, timeout: float
             time.sleep(0.01)
 
 
+def _check_landlock_scoping(config: GatewayConfig, rep: Report) -> None:
+    """Landlock ABI < 6 has no signal or abstract-socket scoping: say what covers it instead."""
+    abi = landlock_abi()
+    if abi >= 6 or config.sandbox.layers.landlock == "off":
+        return
+    unix = config.connectors.postgres.enabled and config.connectors.postgres.host.startswith("/")
+    rep.line(
+        "WARN",
+        f"Landlock ABI {abi} (< 6) cannot scope signals or abstract UNIX sockets. Signals: covered by "
+        "seccomp (kill/tgkill/tkill only towards the worker itself; F_SETOWN, F_SETSIG, the owner and "
+        "TIOCSTI ioctls, sigqueue and pidfd signals refused). Abstract sockets: the filesystem worker "
+        "has no sockets and http_fetch only inet ones"
+        + ("; the postgres worker may create UNIX sockets (its host is a socket directory) and so "
+           "reach other processes' abstract sockets: use a TCP host, or a kernel >= 6.12."
+           if unix else "; postgres over TCP has none either."),
+    )
+
+
 def check_sandbox(config: GatewayConfig, rep: Report) -> None:
     rep.section("sandbox: host support")
     for key, value in host_support().items():
         rep.info(f"{key}: {value}")
+    _check_landlock_scoping(config, rep)
     for layer in LAYERS:
         mode = getattr(config.sandbox.layers, layer)
         if mode == "off":
@@ -163,8 +183,15 @@ def check_sandbox(config: GatewayConfig, rep: Report) -> None:
                 rep.line("WARN", f"/proc/<worker>/status {key} is {got} (layer off or unavailable).")
         uid = status.get("Uid", "?").split()
         if root:
-            if uid and uid[0] not in ("0", "?"):
-                rep.line("PASS", f"workers run as uid {uid[0]} (not root)")
+            uid_range = config.sandbox.uid_range
+            if uid and uid[0] not in ("0", "?") and uid_range is not None:
+                first, count = uid_range
+                rep.line("PASS", f"workers run as uids of their own (sandbox.uid_range {first}-"
+                                 f"{first + count - 1}; this one {uid[0]})")
+            elif uid and uid[0] not in ("0", "?"):
+                rep.line("WARN", f"workers share uid {uid[0]} (sandbox.uid_range is null): a subverted "
+                                 "worker can signal or change the limits of the others and of every "
+                                 "process of that uid. Set sandbox.uid_range.")
             elif msg["layers"].get("user") == "off":
                 rep.line(
                     "FAIL",
