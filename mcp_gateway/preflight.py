@@ -28,10 +28,8 @@ from pathlib import Path
 from typing import Literal
 
 from mcp_gateway.config import GatewayConfig
+from mcp_gateway.supervisor.audit import MIN_FREE_BYTES, free_bytes
 
-# Below this much free space on the audit log's filesystem the log counts as full: a record
-# is a few hundred bytes, and a filesystem at its last blocks refuses writes in whole blocks.
-AUDIT_MIN_FREE_BYTES = 64 * 1024
 # The path-probe child answers within this, or the check fails.
 PROBE_TIMEOUT_S = 20.0
 
@@ -155,21 +153,9 @@ def _create_probe(path: Path) -> str | None:
 
 def _space_problem(fd: int, what: str) -> str | None:
     free = free_bytes(fd)
-    if free is not None and free < AUDIT_MIN_FREE_BYTES:
-        return f"the filesystem of {what} is full ({free} bytes free)"
+    if free is not None and free < MIN_FREE_BYTES:
+        return f"{what} is on a full filesystem ({free} bytes free)"
     return None
-
-
-def free_bytes(fd: int) -> int | None:
-    """Bytes this process may still write on fd's filesystem (root may use the reserved blocks)."""
-    try:
-        vfs = os.fstatvfs(fd)
-    except OSError:
-        return None
-    if vfs.f_blocks == 0:  # pseudo filesystems report no size at all
-        return None
-    blocks = vfs.f_bfree if os.geteuid() == 0 else vfs.f_bavail
-    return blocks * vfs.f_frsize
 
 
 # --- HTTP -----------------------------------------------------------------------------------
