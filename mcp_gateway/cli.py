@@ -23,6 +23,10 @@ def _load(path: str | None, host: bool = True) -> GatewayConfig:
     except ConfigError as e:
         print(e, file=sys.stderr)
         raise SystemExit(1) from None
+    except Exception as e:  # noqa: BLE001 - a config file gets one line, never a traceback
+        print(f"{path or default_config_path()}: cannot load config ({type(e).__name__}: {e}); "
+              "this is a gateway bug, please report it with the file", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def _preflight_refusal(config: GatewayConfig, http: str) -> int | None:

@@ -30,6 +30,7 @@ class Strict(BaseModel):
 
 # A token taken from the environment shorter than this is refused (guessable).
 MIN_ENV_TOKEN_CHARS = 16
+NEW_TOKEN_COMMAND = "python3 -c 'import secrets; print(secrets.token_hex(32))'"  # noqa: S105 - a command, not a secret
 
 
 class BearerToken(Strict):
@@ -387,11 +388,12 @@ def read_config_text(p: Path) -> str:
         fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as e:
         raise ConfigError(f"{p}: cannot read config: {e.strerror}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise ConfigError(f"{p}: cannot read config: it is {kind}")
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-            raise ConfigError(f"{p}: cannot read config: it is {kind}")
         try:
             data = f.read(MAX_CONFIG_BYTES + 1)
         except OSError as e:
@@ -425,10 +427,10 @@ def resolve_env_tokens(config: GatewayConfig, environ: Mapping[str, str]) -> Gat
             key = f"server.http.auth.bearer_tokens.{i}.token_env"
             if not value:
                 raise ConfigError(f"{config.source}: {key}: the environment variable {t.token_env} is not set; "
-                                  f"export it with the token (e.g. export {t.token_env}=$(openssl rand -hex 32))")
+                                  f"export it with the token (e.g. export {t.token_env}=$({NEW_TOKEN_COMMAND}))")
             if len(value) < MIN_ENV_TOKEN_CHARS:
                 raise ConfigError(f"{config.source}: {key}: the token in {t.token_env} is shorter than "
-                                  f"{MIN_ENV_TOKEN_CHARS} characters: use a random one (openssl rand -hex 32)")
+                                  f"{MIN_ENV_TOKEN_CHARS} characters: use a random one ({NEW_TOKEN_COMMAND})")
             t = t.model_copy(update={"sha256": hashlib.sha256(value.encode()).hexdigest()})
         resolved.append(t)
     http = config.server.http

@@ -216,7 +216,7 @@ def find_secrets(text: str) -> list[str]:
                 not empty
                 and not _HASH.match(value)
                 and not value.startswith("${")
-                and key not in ("max_tokens",)
+                and key not in ("max_tokens", "token_env")  # token_env names a variable
             ):
                 found.append(f"line {n}: key {m.group('key')!r} has a literal value")
                 continue
