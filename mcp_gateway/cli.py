@@ -41,9 +41,19 @@ def _preflight_refusal(config: GatewayConfig, http: str) -> int | None:
 
 def _forget_env_tokens(config: GatewayConfig) -> None:
     """The hashes are kept; the tokens themselves leave the environment before any process
-    (zygote, worker, upstream server) is forked from this one."""
+    (zygote, worker, upstream server) is forked from this one. unsetenv() alone would leave
+    the bytes in the process's initial environment block (/proc/<pid>/environ, and every
+    forked copy): they are overwritten first."""
+    import ctypes
+
+    getenv = ctypes.CDLL(None).getenv
+    getenv.restype = ctypes.c_void_p
+    getenv.argtypes = [ctypes.c_char_p]
     for t in config.server.http.auth.bearer_tokens:
         if t.token_env:
+            value = getenv(t.token_env.encode())
+            if value:
+                ctypes.memset(value, 0, len(ctypes.string_at(value)))
             os.environ.pop(t.token_env, None)
 
 

@@ -361,13 +361,25 @@ def _check_shape(raw: Any, source: Path) -> None:
             stack.extend((v, depth + 1) for v in value)
 
 
+def _check_nesting(text: str, source: Path) -> None:
+    """Measure nesting on the event stream first (the parser keeps its own stack; the
+    composer and constructor that follow recurse once per level)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_StrictLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_CONFIG_DEPTH:
+                raise ConfigError(f"{source}: nested more than {MAX_CONFIG_DEPTH} levels deep")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
 def parse_config(text: str, source: Path, base: Path | None = None) -> GatewayConfig:
     try:
+        _check_nesting(text, source)
         raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         raise ConfigError(f"{source}: not valid YAML: {_yaml_error_line(e)}") from None
-    except RecursionError:
-        raise ConfigError(f"{source}: nested too deeply to be a config") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
