@@ -243,7 +243,7 @@ def find_secrets(text: str) -> list[str]:
                 not empty
                 and not _HASH.match(value)
                 and not value.startswith("${")
-                and key not in ("max_tokens",)
+                and key not in ("max_tokens", "token_env")  # token_env names a variable
             ):
                 found.append(f"line {n}: key {m.group('key')!r} has a literal value")
                 continue
@@ -324,32 +324,14 @@ def check_secrets(config: GatewayConfig, rep: Report) -> None:
         rep.line("PASS", "no secrets found in the config file")
 
 
-def check_audit(config: GatewayConfig, rep: Report) -> None:
-    path = config.audit.path
-    if path == "stderr":
-        rep.line("PASS", "audit records go to stderr: make sure the process's stderr is collected and kept.")
-        return
-    p = Path(path)
-    if p.exists():
-        try:
-            with open(p, "ab"):
-                pass
-        except OSError as e:
-            rep.line(
-                "FAIL",
-                f"audit log {p} is not writable ({e.strerror}): every call would be refused; fix "
-                "its permissions or audit.path.",
-            )
-            return
-        rep.line("PASS", f"audit log {p} is writable")
-    elif p.parent.is_dir() and os.access(p.parent, os.W_OK | os.X_OK):
-        rep.line("PASS", f"audit log {p} will be created (its directory is writable)")
-    else:
-        rep.line(
-            "FAIL",
-            f"audit log {p} cannot be created (directory {p.parent} missing or not writable): "
-            "every call would be refused; fix audit.path.",
-        )
+def check_preflight(config: GatewayConfig, rep: Report) -> None:
+    """The checks `serve` runs before it starts (one implementation: mcp_gateway.preflight):
+    a FAIL here is a gateway that would not start, or would refuse calls."""
+    from mcp_gateway.preflight import preflight
+
+    rep.section("preflight: what serve checks at start (paths as the worker identity, audit log, TLS, port, actors)")
+    for finding in preflight(config):
+        rep.line("PASS" if finding.ok else "FAIL", finding.text)
 
 
 def check_http(config: GatewayConfig, rep: Report) -> None:
@@ -473,9 +455,9 @@ def run_doctor(config: GatewayConfig, out: TextIO = sys.stdout) -> int:
     check_sandbox(config, rep)
     check_policy(config, rep)
     check_secrets(config, rep)
-    check_audit(config, rep)
     check_http(config, rep)
     check_postgres(config, rep)
+    check_preflight(config, rep)
     fails, warns = rep.results.count("FAIL"), rep.results.count("WARN")
     print(f"\n{fails} failed, {warns} warning(s), {rep.results.count('PASS')} passed", file=out)
     return 1 if rep.failed else 0
