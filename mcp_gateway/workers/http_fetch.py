@@ -240,7 +240,7 @@ class HttpFetchConnector(Connector):
         budget_s = max(0.001, limits.timeout_ms / 1000 * DEADLINE_FRACTION - DEADLINE_MARGIN_S)
         budget = FetchBudget(started + budget_s)
         try:
-            headers, _dropped = sanitize_headers(dict(args.headers))
+            headers, _dropped = sanitize_headers(dict(args.headers), self.settings.request_headers)
         except GuardDenied as e:
             raise ToolError("VALIDATION_ERROR", e.reason) from None
         headers["User-Agent"] = self.settings.user_agent

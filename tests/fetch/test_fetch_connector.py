@@ -28,26 +28,36 @@ def refused(conn, url, code="SECURITY_ERROR", limits=LIMITS, headers=None):
 
 def test_simple_get_and_header_policy(server):
     conn = make_connector(server.port)
-    r = fetch(conn, server.url("/echo"), headers={
+    sent = {
         "AuThOrIzAtIoN": "Bearer s3cret", "cookie": "sid=1", "X-aPi-KeY": "k", "x_auth_token": "t",
         "Proxy-Authorization": "Basic x", "User-Agent": "evil-agent", "Accept": "application/json",
-        "X-Forwarded-For": "127.0.0.1", "X-Custom": "kept", "Connection": "Upgrade", "Upgrade": "h2c",
-        "X-Http-Method-Override": "DELETE",
-    })
+        "X-Forwarded-For": "127.0.0.1", "X-Custom": "dropped", "Connection": "Upgrade", "Upgrade": "h2c",
+        "X-Http-Method-Override": "DELETE", "X-Original-Host": "internal", "Client-IP": "10.0.0.1",
+        "X-Remote-Addr": "10.0.0.1", "Via": "1.1 trusted-proxy", "X-Envoy-Internal": "true",
+        "DPoP": "eyJ", "X-Client-Cert": "MII", "X-SSL-Client-Cert": "MII", "If-None-Match": '"abc"',
+    }
+    r = fetch(conn, server.url("/echo"), headers=sent)
     assert r["status"] == 200 and r["encoding"] == "text"
     assert r["url"] == server.url("/echo")
     seen = json.loads(r["body"])
     assert seen["method"] == "GET"
     names = {k.lower(): v for k, v in seen["headers"]}
-    for gone in ("authorization", "cookie", "x-api-key", "x_auth_token", "proxy-authorization",
-                 "x-forwarded-for", "upgrade", "x-http-method-override"):
-        assert gone not in names
+    # Exactly the allowlisted caller headers arrive, plus what the gateway itself sets.
+    assert set(names) == {"host", "accept", "if-none-match", "user-agent", "accept-encoding", "connection"}, names
     assert names["user-agent"] == conn.settings.user_agent
     assert names["accept"] == "application/json"
-    assert names["x-custom"] == "kept"
     assert names["host"] == f"127.0.0.1:{server.port}"
     assert "s3cret" not in r["body"]
     assert conn.last_backend.connects[0].address == "127.0.0.1"
+
+
+@pytest.mark.parametrize("value", [" application/json", "application/json ", "\tx"])
+def test_spaced_header_value_refused_before_connecting(server, value):
+    conn = make_connector(server.port)
+    reason = refused(conn, server.url("/echo"), code="VALIDATION_ERROR", headers={"Accept": value})
+    assert "whitespace" in reason
+    assert conn.last_backend is None
+    assert server.stats.requests == []
 
 
 def test_literal_refused_without_dns_or_connection(server):
@@ -282,7 +292,7 @@ def test_wrong_tool_and_bad_header_value(server):
     with pytest.raises(ToolError) as e:
         conn.call("fs.readFile", FetchArgs(url=server.url("/")), LIMITS)
     assert e.value.code == "VALIDATION_ERROR"
-    refused(conn, server.url("/echo"), code="VALIDATION_ERROR", headers={"X-A": "a\r\nHost: evil"})
+    refused(conn, server.url("/echo"), code="VALIDATION_ERROR", headers={"Accept": "a\r\nHost: evil"})
 
 
 def test_sandbox_profile():
