@@ -14,6 +14,7 @@ import base64
 import codecs
 import ctypes
 import ctypes.util
+import logging
 import os
 import pkgutil
 import re
@@ -164,13 +165,21 @@ class HttpFetchConnector(Connector):
 
     def _ssl(self) -> ssl.SSLContext:
         if self._ssl_context is None:
-            ctx = ssl.create_default_context(cafile=certifi.where())
+            # Built by hand, not with ssl.create_default_context(), which would honour
+            # SSLKEYLOGFILE and write every session key of every fetch to that file.
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            ctx.load_verify_locations(cafile=certifi.where())
             self._ssl_context = ctx
         return self._ssl_context
 
     def warm(self) -> None:
         """Load everything a call needs while the filesystem is still open (before the sandbox)."""
+        # Runs in the zygote: its workers inherit neither the key-log setting nor, below,
+        # httpx's per-request INFO lines (the audit log records every call, without its URL).
+        os.environ.pop("SSLKEYLOGFILE", None)
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         import email.charset  # noqa: F401
         import encodings
 
