@@ -163,6 +163,12 @@ class FilesystemSettings(WorkerPoolSettings):
         return self
 
 
+def _default_request_headers() -> tuple[str, ...]:
+    from mcp_gateway.guards.urls import DEFAULT_REQUEST_HEADERS
+
+    return DEFAULT_REQUEST_HEADERS
+
+
 class HttpFetchSettings(WorkerPoolSettings):
     enabled: bool = False
     allowed_domains: list[Annotated[str, Field(min_length=1, max_length=253)]] = []
@@ -171,6 +177,21 @@ class HttpFetchSettings(WorkerPoolSettings):
     allowed_ports: list[Annotated[int, Field(ge=1, le=65535)]] = [80, 443]
     max_redirects: Annotated[int, Field(ge=0, le=5)] = 5
     user_agent: str = "mcp-gateway/0.1 (+web.fetch)"
+    request_headers: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=lambda: list(_default_request_headers()),
+        description="Request headers an agent may set (case-insensitive); any other is dropped. Credential, "
+                    "client-address, proxy and hop-by-hop headers are refused here (see docs/WEB_FETCH.md).")
+
+    @field_validator("request_headers")
+    @classmethod
+    def _request_headers(cls, v: list[str]) -> list[str]:
+        from mcp_gateway.guards.urls import header_never_sent
+
+        for name in v:
+            if header_never_sent(name):
+                raise ValueError(f"request_headers entry {name!r} is a header web.fetch never sends "
+                                 "(credential, client address, proxy or hop-by-hop)")
+        return [name.lower() for name in v]
 
     @field_validator("allowed_domains")
     @classmethod

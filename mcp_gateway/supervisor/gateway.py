@@ -153,11 +153,12 @@ class Gateway:
             text = spec.render_text(reply.result)
             if not isinstance(text, str):
                 raise TypeError(type(text).__name__)
+            structured = spec.structured(reply.result)
         except (KeyError, TypeError) as e:
             log.error("request %s (%s): worker result has the wrong shape (%r)", request_id, tool, e)
             return Outcome(request_id, tool, error_code="INTERNAL_ERROR",
                            reason="the worker returned a malformed result")
-        return Outcome(request_id, tool, result=reply.result, text=text)
+        return Outcome(request_id, tool, result=structured, text=text)
 
     def _audit(self, outcome: Outcome, actor: str, arguments: Any, started: float) -> Outcome:
         duration_ms = round((time.monotonic() - started) * 1000)

@@ -32,8 +32,11 @@ class ToolSpec:
     description: str
     output_schema: dict[str, Any]
     open_world: bool
-    # Text content shown to the model, derived from the structured result.
+    # Text content shown to the model, derived from the worker's result.
     render_text: Callable[[dict[str, Any]], str]
+    # The structured content: the worker's result, less what render_text already carries
+    # when that would be sent twice (web.fetch's body).
+    structured: Callable[[dict[str, Any]], dict[str, Any]] = lambda r: r
 
     def input_schema(self) -> dict[str, Any]:
         return _inline_schema(self.args_type)
@@ -128,8 +131,11 @@ TOOLS: dict[str, ToolSpec] = {
             args_type=FetchArgs,
             title="Fetch a web page",
             description=(
-                "HTTP GET of a URL on an allowed public host. Credential headers are stripped; redirects "
-                "are followed (each hop re-checked); text bodies come back decoded, binary ones as base64."
+                "HTTP GET of a URL on an allowed public host. Only content-negotiation, caching, conditional "
+                "and range request headers are sent (others are dropped); redirects are followed (each hop "
+                "re-checked). The body is the text content: decoded text, or base64 for binary bodies and "
+                "bodies that would grow as JSON text (see `encoding`); status, final URL, response headers "
+                "and the body's size in bytes are the structured content."
             ),
             output_schema=_obj(
                 {
@@ -137,12 +143,15 @@ TOOLS: dict[str, ToolSpec] = {
                     "url": _STR,
                     "headers": {"type": "object", "additionalProperties": _STR},
                     "encoding": {"type": "string", "enum": ["text", "base64"]},
-                    "body": _STR,
+                    "size": _INT,
+                    "lossy": {"type": "boolean", "const": True,
+                              "description": "present when bytes invalid in the charset became U+FFFD"},
                 },
-                ["status", "url", "headers", "encoding", "body"],
+                ["status", "url", "headers", "encoding", "size"],
             ),
             open_world=True,
             render_text=lambda r: r["body"],
+            structured=lambda r: {k: v for k, v in r.items() if k != "body"},
         ),
         ToolSpec(
             name="db.query",

@@ -112,6 +112,17 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/gzip-bomb":
             self._send(200, gzip.compress(b"\0" * (20 * 1024 * 1024)), "application/octet-stream",
                        {"Content-Encoding": "gzip"})
+        elif path == "/bytes":
+            # ?kind=controls|invalid|mostly-text&n=<bytes>&ctype=<Content-Type>
+            n = int(q.get("n", "1000"))
+            kind = q.get("kind", "controls")
+            if kind == "controls":
+                body = (bytes(range(1, 32)) * (n // 31 + 1))[:n]
+            elif kind == "invalid":
+                body = b"\xff" * n
+            else:
+                body = (b"plain text with one bad byte \xe9 here. " * (n // 30 + 1))[:n]
+            self._send(200, body, q.get("ctype", "text/plain; charset=utf-8"))
         elif path == "/garbage":
             self.wfile.write(b"NOT HTTP AT ALL\r\n\r\n")
             self.close_connection = True
