@@ -65,7 +65,19 @@ class HttpSettings(Strict):
     allowed_hosts: list[str] = []
     stateless: bool = False
     max_body_bytes: Annotated[int, Field(ge=1024)] = 4 * MiB
+    # A request whose body has not fully arrived this long after its headers gets 408.
+    body_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
     shutdown_grace_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    # Open stateful sessions: overall, per actor (one token's flood never locks out the
+    # others), and how long an unused one lives.
+    max_sessions: Annotated[int, Field(ge=1, le=1_000_000)] = 1024
+    max_sessions_per_actor: Annotated[int, Field(ge=1, le=1_000_000)] = 256
+    session_idle_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 900.0
+    # Open TCP connections: overall and per client address (refused at accept beyond).
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 1024
+    max_connections_per_client: Annotated[int, Field(ge=1, le=1_000_000)] = 256
+    # HTTP/2 (h2 over TLS, h2c in clear): off unless asked for.
+    http2: bool = False
 
     @model_validator(mode="after")
     def _tls_pair(self) -> HttpSettings:
@@ -139,8 +151,9 @@ class PolicySettings(Strict):
 
 class WorkerPoolSettings(Strict):
     workers: Annotated[int, Field(ge=1, le=64)] = 2
-    # Calls waiting for a free worker beyond this are refused at once.
-    queue_size: Annotated[int, Field(ge=0, le=10_000)] = 64
+    # Calls waiting for a free worker beyond this are refused at once (UNAVAILABLE). A waiting
+    # call costs a few KB; the default covers server.http.max_connections (docs/HTTP.md).
+    queue_size: Annotated[int, Field(ge=0, le=10_000)] = 1024
 
 
 class FilesystemSettings(WorkerPoolSettings):

@@ -145,8 +145,8 @@ class Gateway:
         try:
             reply = await pool.call(
                 CallRequest(request_id, tool, args_dict, decision.timeout_ms, decision.max_bytes), deadline)
-        except QueueFull as e:
-            raise Refused("RATE_LIMITED", f"the gateway is at capacity: {e}") from None
+        except QueueFull as e:  # capacity, not the caller's fault: not a denial
+            raise Refused("UNAVAILABLE", f"the gateway is at capacity, retry later: {e}") from None
         if isinstance(reply, CallFailed):
             return Outcome(request_id, tool, error_code=reply.error_code, reason=reply.reason)
         try:
