@@ -60,8 +60,13 @@ def test_queries_in_a_sandboxed_worker(pg_gateway_config, gw_dir, pg_cluster):
         assert _code(slow) == "TIMEOUT"
         again = _ok(gw.call("db.query", {"sql": "SELECT 42"}))
         assert again["rows"] == [[42]]
+        gw.proc.send_signal(signal.SIGTERM)  # drains and exits: then its whole stderr is readable
+        gw.proc.wait(20)
         stderr = gw.stderr_tail()
     assert pg_cluster.password not in stderr
+    # connected as a superuser: serve says so at start, with the fix
+    assert "SECURITY WARNING: database role pgadmin is not read-only" in stderr
+    assert 'ALTER ROLE "pgadmin" NOSUPERUSER' in stderr
     lines = audit_lines(gw_dir)
     assert [x["decision"] for x in lines].count("deny") == 2
     assert all(pg_cluster.password not in str(x) for x in lines)
