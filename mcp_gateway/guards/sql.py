@@ -614,7 +614,11 @@ def _pg_operators(run: str) -> list[str]:
 
 
 def _readable_setting(solid: list[_Tok], i: int) -> bool:
-    """current_setting('<reviewed name>'[, true|false]) with literal arguments."""
+    """current_setting('<reviewed name>'[, true|false]) with literal arguments, unqualified
+    or qualified by pg_catalog (a function of that name elsewhere is not the built-in)."""
+    if i >= 1 and solid[i - 1].text == ".":
+        if i < 2 or solid[i - 2].kind not in ("ident", "qident") or solid[i - 2].value != "pg_catalog":
+            return False
     t = solid[i + 1 : i + 6]
     if len(t) < 3 or t[0].text != "(" or t[1].kind != "string":
         return False
@@ -631,6 +635,14 @@ def _readable_setting(solid: list[_Tok], i: int) -> bool:
     )
 
 
+def _truncated(name: str, limit: int) -> str:
+    """The identifier as PostgreSQL stores it: cut to `limit` bytes, at a character boundary."""
+    raw = name.encode("utf-8")
+    if len(raw) <= limit:
+        return name
+    return raw[:limit].decode("utf-8", errors="ignore")
+
+
 def _check_names(toks: list[_Tok], catalog: SqlCatalog) -> None:
     """Every identifier and operator the statement contains, against the catalog's refusals.
 
@@ -639,9 +651,10 @@ def _check_names(toks: list[_Tok], catalog: SqlCatalog) -> None:
     cast target, qualified or quoted) is refused when it names a function, type or system
     relation that may not run or be read here."""
     solid = [t for t in toks if t.kind != "ws"]
+    limit = catalog.max_identifier_length
     for i, t in enumerate(solid):
         if t.kind in ("ident", "qident"):
-            for name in {t.value, t.value.lower()}:
+            for name in {_truncated(t.value, limit), _truncated(t.value.lower(), limit)}:
                 if name in catalog.functions and not (name == "current_setting" and _readable_setting(solid, i)):
                     raise _deny(f'function "{name}" is not allowed')
                 if name in catalog.types:
