@@ -574,9 +574,16 @@ def _check_call(node: exp.Anonymous, catalog: SqlCatalog) -> None:
     """A call sqlglot does not know by name: the name must be one this server allows (a name
     PostgreSQL does not know at all is refused too: the guard cannot tell what it is)."""
     this = node.this
+    if isinstance(this, str) and this.lower() in _KEYWORD_FORMS:
+        return
     name = _ident(this) if isinstance(this, exp.Expression) else str(this).lower()
     if name is None or (name not in catalog.callable and name != "current_setting"):
         raise _deny(f'function "{name}" is not allowed')
+
+
+#: Grammar constructs of PostgreSQL written like calls (keywords, never pg_proc names when
+#: unquoted) that sqlglot leaves as anonymous calls.
+_KEYWORD_FORMS = frozenset({"xmlparse", "xmlserialize", "xmlroot", "xmlpi", "xmlexists", "xmlconcat", "xmlforest"})
 
 
 def _check_relation(node: exp.Table, catalog: SqlCatalog) -> None:
@@ -678,7 +685,8 @@ _SQLGLOT_OPERATORS = frozenset(
 def _structural_text(toks: list[_Tok]) -> str:
     """The text sqlglot parses: the statement with constructs sqlglot cannot read replaced by
     ones of the same shape (any other operator -> "-", ``collation for (`` -> a call,
-    ``ORDER BY x USING <op>`` -> ``ORDER BY x``, a trailing ``FOR READ ONLY`` dropped). Only
+    ``ORDER BY x USING <op>`` -> ``ORDER BY x``, a trailing ``FOR READ ONLY`` dropped,
+    the ``DOCUMENT`` / ``CONTENT`` of ``XMLPARSE`` / ``XMLSERIALIZE`` dropped). Only
     for the structure check; PostgreSQL runs the normalised text and every name and operator
     was checked on the real tokens."""
     out: list[_Tok] = []
@@ -694,6 +702,16 @@ def _structural_text(toks: list[_Tok]) -> str:
                 calls.add(id(t))
             elif t.value == "for" and [x.value for x in solid[i + 1 :]] == ["read", "only"]:
                 end = i
+        elif (
+            t.kind == "ident"
+            and t.value in ("xmlparse", "xmlserialize")
+            and nxt is not None
+            and nxt.text == "("
+            and i + 2 < len(solid)
+            and solid[i + 2].kind == "ident"
+            and solid[i + 2].value in ("document", "content")
+        ):
+            skip.add(id(solid[i + 2]))  # XMLPARSE(DOCUMENT x) -> xmlparse(x)
         elif t.kind == "ident" and t.value == "using" and nxt is not None and nxt.kind == "op":
             skip.update((id(t), id(nxt)))
     cut = {id(t) for t in solid[end:]}

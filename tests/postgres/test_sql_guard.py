@@ -1,3 +1,4 @@
+# ruff: noqa: S608  (this file builds hostile SQL on purpose)
 """The SQL guard on its own (against the catalog of the real throwaway cluster, read as a
 worker reads it at connect): corpora, reasons, lexer edge cases, every name form, properties."""
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from mcp_gateway.guards import GuardDenied
 from mcp_gateway.guards import sql as sqlguard
 from mcp_gateway.guards.sql_catalog import SqlCatalog
-from tests.postgres.conftest import ACCEPT, REJECT, load_corpus
+from tests.postgres.conftest import ACCEPT, GOOD_SQL_SQLGLOT_CANNOT_READ, REJECT, load_corpus
 
 ACCEPTED = load_corpus(ACCEPT)
 REJECTED = load_corpus(REJECT)
@@ -256,6 +257,7 @@ def test_refused(sql):
         "SELECT 10 % 3",
         "SELECT count(*) FROM generate_series(1, 10)",
         'SELECT lower(name), "left"(name, 1), lpad(name, 3) FROM users',
+        *GOOD_SQL_SQLGLOT_CANNOT_READ,
     ],
 )
 def test_accepted(sql):
