@@ -588,3 +588,37 @@ def test_readable_settings_only_by_literal():
         "SELECT current_setting('TimeZone', current_setting('app.secret') IS NULL)",
     ):
         assert "is not allowed" in reason(sql), sql
+
+
+# --- the supervisor's precheck ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM users",
+        "  /* a /* nested */ b */ -- c\n ((  delete FROM users",
+        "COPY users TO STDOUT",
+        "set statement_timeout = 0",
+        "SELECT " + "1," * 50_000 + "1",  # longer than the cap
+    ],
+)
+def test_precheck_refuses(sql):
+    with pytest.raises(GuardDenied):
+        sqlguard.precheck_sql(sql)
+
+
+@pytest.mark.parametrize("sql", [*ACCEPTED, "EXPLAIN SELECT 1", "SELECT pg_read_file('x')", "/* unterminated"])
+def test_precheck_passes_queries_on(sql):
+    """Everything that starts like a query goes on to the worker's full check."""
+    sqlguard.precheck_sql(sql)
+
+
+@given(st.text(max_size=300))
+def test_precheck_never_crashes_and_agrees_with_the_guard(text):
+    """The precheck refuses only what the full guard refuses too."""
+    try:
+        sqlguard.precheck_sql(text)
+    except GuardDenied:
+        with pytest.raises(GuardDenied):
+            check_sql(text)
