@@ -156,6 +156,11 @@ DESCRIPTIONS: dict[tuple[str, str], tuple[str, Any]] = {
         ["/data"]),
     ("FilesystemSettings", "denied_paths"): ("Directories or files under the allowed paths that are refused.",
                                              ["/data/secrets"]),
+    ("FilesystemSettings", "cross_mounts"): (
+        "Let lookups cross mount points inside an allowed root (bind mounts, overlays, volumes). Off "
+        "(default): such paths are refused (`RESOLVE_NO_XDEV`). On: a mount of a denied directory itself "
+        "is still refused, a mount showing part of one is not; see "
+        "[FILESYSTEM.md](FILESYSTEM.md#mount-points).", True),
     ("HttpFetchSettings", "enabled"): ("Serve `web.fetch` (GET only).", True),
     ("HttpFetchSettings", "allowed_domains"): (
         "Host names agents may fetch: exact names, `*.example.com` (subdomains), or `*` alone (any "
@@ -178,10 +183,16 @@ DESCRIPTIONS: dict[tuple[str, str], tuple[str, Any]] = {
     ("PostgresSettings", "connect_timeout_s"): ("Connection timeout.", 5),
     ("PostgresSettings", "default_max_rows"): ("Row cap of `db.query` when the call gives no `max_rows`.", 500),
     # sandbox
+    ("SandboxSettings", "uid_range"): (
+        "As root: `[first uid, count]`. Each worker runs under a uid (and the same gid) of its own from "
+        "this block, one no account, group, /etc/subuid delegation or other process uses, unique across "
+        "every gateway on the host (checked at start: the gateway refuses a range that is taken). "
+        "`null`: all workers share `user`/`group` (weaker; `doctor` warns). See "
+        "[SANDBOX.md](SANDBOX.md#one-identity-per-worker).", [1879048192, 65536]),
     ("SandboxSettings", "user"): (
-        "Used only when the gateway runs as root: workers switch to this uid (number or name). "
-        "Must not be 0.", "nobody"),
-    ("SandboxSettings", "group"): ("Used only when the gateway runs as root: workers' gid (number or name).",
+        "Only as root with `uid_range: null`: the uid every worker shares (number or name). Must not be "
+        "0. Kept so older configs stay valid; ignored while `uid_range` is set.", "nobody"),
+    ("SandboxSettings", "group"): ("Only as root with `uid_range: null`: the workers' shared gid.",
                                    "nogroup"),
     ("SandboxSettings", "layers"): ("Per sandbox layer: `required`, `best_effort` or `off`. See "
                                     "[SANDBOX.md](SANDBOX.md).", None),
