@@ -9,9 +9,10 @@ scripts/bootstrap.sh test
 export PYTHONDONTWRITEBYTECODE=1
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 
-copy_checkout() {  # copy_checkout DIR: this checkout (with its .venv, without .git and caches) into DIR
-  tar --exclude=./.git --exclude='*/__pycache__' --exclude=./.cache --exclude=./bench/results -cf - . \
-    | tar -xf - -C "$1"
+copy_checkout() {  # copy_checkout DIR [TAR-OPTION...]: this checkout with its .venv, without .git or make run's audit log
+  local dir=$1
+  shift
+  tar --exclude=./.git --exclude='*/__pycache__' --exclude=./audit.jsonl "$@" -cf - . | tar -xf - -C "$dir"
 }
 
 if [ "$(id -u)" = 0 ] && [ $# -eq 0 ]; then
@@ -22,7 +23,7 @@ if [ "$(id -u)" = 0 ] && [ $# -eq 0 ]; then
   echo "== again as root from a copy under a 0700 directory: the tests that start every connector's workers =="
   chmod 0700 "$private"
   mkdir "$private/checkout"
-  copy_checkout "$private/checkout"
+  copy_checkout "$private/checkout" --exclude=./.cache  # .cache: node and the npm test tools, not needed here
   (cd "$private/checkout" && .venv/bin/python -m pytest -q -p no:cacheprovider \
     tests/docs/test_examples.py tests/sandbox/test_sandbox_probes.py tests/integration/test_filesystem_gateway.py \
     tests/integration/test_fetch_gateway.py tests/postgres/test_postgres_gateway.py)
