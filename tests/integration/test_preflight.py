@@ -187,18 +187,25 @@ def test_check_config_into_a_closed_pipe_exits_quietly():
 
 
 def test_ctrl_c_stops_serve_quietly_with_130(gw_dir):
+    """`make run` typed into a terminal: it says what it waits for, and Ctrl-C ends it."""
+    import pty
+
+    terminal, stdin = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "mcp_gateway", "serve", "--config", str(fs_config(gw_dir))],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=gateway_env(), start_new_session=True)
+    os.close(stdin)
     err = b""
     deadline = time.monotonic() + 30
     while b"workers ready" not in err:
         assert time.monotonic() < deadline and proc.poll() is None, err
         err += os.read(proc.stderr.fileno(), 65536)
-    assert b"waiting for an MCP client on stdin" in err
+    assert b"serving MCP on stdio" in err and b"waiting for an MCP client on stdin" in err
+    assert b'stdin is a terminal, not an MCP client' in err and b'"Connect a client"' in err
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
     rest = proc.stderr.read()
     assert proc.wait(20) == 130
+    os.close(terminal)
     assert b"Traceback" not in rest and len(rest.splitlines()) <= 2, rest.decode()
 
 
