@@ -152,10 +152,12 @@ DESCRIPTIONS: dict[tuple[str, str], tuple[str, Any]] = {
     ("FilesystemSettings", "enabled"): ("Serve `fs.readFile` and `fs.listDir`.", True),
     ("FilesystemSettings", "allowed_paths"): (
         "Directories served read-only (relative paths resolve against the config file's directory). "
-        "Relative tool paths resolve against the first one. Need not exist at `check-config` time.",
+        "Relative tool paths resolve against the first one. Each must exist and be readable by the "
+        "worker identity when the gateway starts (checked by `serve`, `check-config`, `doctor`).",
         ["/data"]),
-    ("FilesystemSettings", "denied_paths"): ("Directories or files under the allowed paths that are refused.",
-                                             ["/data/secrets"]),
+    ("FilesystemSettings", "denied_paths"): ("Directories or files under the allowed paths that are refused. "
+                                             "Each must exist at start (a denied path that names nothing "
+                                             "is most likely a typo).", ["/data/secrets"]),
     ("FilesystemSettings", "cross_mounts"): (
         "Let lookups cross mount points inside an allowed root (bind mounts, overlays, volumes). Off "
         "(default): such paths are refused (`RESOLVE_NO_XDEV`). On: a mount of a denied directory itself "
