@@ -160,7 +160,7 @@ def test_allow_internal_cidrs_opens_literals_but_not_metadata():
     ("192.0.0.8", "IETF"), ("192.0.2.1", "documentation"), ("192.88.99.1", "6to4 relay"),
     ("192.168.0.1", "private"), ("198.19.0.1", "benchmarking"), ("198.51.100.1", "documentation"),
     ("203.0.113.9", "documentation"), ("224.0.0.1", "multicast"), ("250.1.1.1", "reserved"),
-    ("255.255.255.255", "reserved"),
+    ("255.255.255.255", "broadcast"),
     ("::", "unspecified"), ("::1", "loopback"), ("fd00::1", "unique local"), ("fe80::1", "link-local"),
     ("fec0::1", "site-local"), ("ff02::1", "multicast"), ("2001:db8::1", "documentation"),
     ("100::1", "discard"), ("::ffff:10.0.0.1", "private"), ("::10.0.0.1", "IPv4-compatible"),
