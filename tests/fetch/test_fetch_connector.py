@@ -359,3 +359,14 @@ def test_answer_bounded_at_every_size_near_the_cap(server, kind):
             assert e.code == "RESULT_TOO_LARGE", e.reason
             continue
         assert answer_size(r) <= cap, (kind, n)
+
+
+@pytest.mark.parametrize("to", ["http://[::ffff:169.254.169.254]/latest/meta-data/", "http://[::ffff:a9fe:a9fe]/",
+                                "http://[64:ff9b::a9fe:a9fe]/", "http://[::ffff:10.0.0.5]/",
+                                "http://[2002:a9fe:a9fe::1]/", "http://[::ffff:100.100.100.200]/"])
+def test_redirect_to_mapped_internal_refused_with_ipv6_all_open(server, to):
+    from urllib.parse import quote
+    conn = make_connector(server.port, allow_internal_cidrs=["127.0.0.1/32", "::/0"])
+    reason = refused(conn, server.url("/redirect?to=" + quote(to, safe="")))
+    assert "redirect" in reason and ("metadata" in reason or "private" in reason), reason
+    assert len(server.stats.requests) == 1

@@ -389,3 +389,19 @@ def test_check_url_never_crashes(junk):
         assert t.scheme in ("http", "https")
         if t.ip is not None:
             assert classify(t.ip, ()) is None
+
+
+V6_OPEN = HttpFetchSettings(enabled=True, allowed_domains=["*"], allow_internal_cidrs=["::/0"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(host=ipv6_spellings(), scheme=st.sampled_from(["http", "https"]))
+def test_carried_internal_ipv4_refused_with_ipv6_all_open(host, scheme):
+    from ipaddress import IPv6Address
+
+    from mcp_gateway.guards.addresses import embedded_ipv4
+    addr = IPv6Address(host[1:-1])
+    if embedded_ipv4(addr) is None:
+        return  # a native IPv6 address: "::/0" opens the internal ones, as the operator asked
+    with pytest.raises(GuardDenied):
+        check_url(f"{scheme}://{host}/", V6_OPEN)
