@@ -99,8 +99,14 @@ DESCRIPTIONS: dict[tuple[str, str], tuple[str, Any]] = {
         "Hash a token with `printf %s \"$TOKEN\" | sha256sum`.", None),
     ("BearerToken", "actor"): ("Actor name for requests carrying this token (audit log, `policy.actors`).",
                                "ai-agent-1"),
-    ("BearerToken", "sha256"): ("Hex SHA-256 of the token. The token itself never goes in the file.",
+    ("BearerToken", "sha256"): ("Hex SHA-256 of the token. The token itself never goes in the file. "
+                                "Give this or `token_env`.",
                                 "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
+    ("BearerToken", "token_env"): (
+        "Name of an environment variable holding the token itself (at least 16 characters): the "
+        "gateway hashes it at start and removes it from its environment before forking any worker. "
+        "For a config that runs as is (examples/local-http.yaml); give this or `sha256`. "
+        "`check-config --schema-only` does not need it set.", "MCP_GATEWAY_TOKEN"),
     # audit
     ("AuditSettings", "path"): (
         "Audit log file (one JSON line per `tools/call`, opened O_APPEND, reopened on SIGHUP), or "

@@ -45,6 +45,10 @@ class Connector(abc.ABC):
     def warm(self) -> None:  # noqa: B027 - optional hook
         """Import and initialise everything the worker needs, before any sandbox layer."""
 
+    def inherited_fds(self) -> tuple[int, ...]:
+        """Descriptors `warm()` opened (as the trusted zygote) that every worker keeps."""
+        return ()
+
     @abc.abstractmethod
     def sandbox_profile(self) -> SandboxProfile:
         """What this connector's workers may touch."""

@@ -25,21 +25,21 @@ def test_a_burst_over_the_rate_is_rate_limited_and_audited(gw_dir):
                          http={"auth": {"bearer_tokens": [{"actor": "bursty", "sha256": sha256_hex(token)}]}},
                          policy={"rate_limit": {"per_actor": {"rate_per_s": 0.05, "burst": 3}}})
     with HttpGateway(config) as gw, McpHttp(gw.url, token) as c:
-        c.initialize()
+        c.initialize()  # opening the session takes one token of the burst
         results = [c.call("fs.readFile", {"path": "hello.txt"}) for _ in range(8)]
         codes = [r["structuredContent"].get("error_code") if r["isError"] else None for r in results]
-        assert codes == [None] * 3 + ["RATE_LIMITED"] * 5
-        assert all(r["content"][0]["text"].startswith("RATE_LIMITED") for r in results[3:])
+        assert codes == [None] * 2 + ["RATE_LIMITED"] * 6
+        assert all(r["content"][0]["text"].startswith("RATE_LIMITED") for r in results[2:])
         metrics = scrape(gw.base, token)
-        assert metrics[("mcp_gateway_rate_limited_total", ())] == 5
+        assert metrics[("mcp_gateway_rate_limited_total", ())] == 6
         assert metrics[("mcp_gateway_calls_total", (("decision", "deny"), ("error_code", "RATE_LIMITED"),
-                                                    ("tool", "fs.readFile")))] == 5
+                                                    ("tool", "fs.readFile")))] == 6
     lines = audit_lines(gw_dir)
     assert len(lines) == 8
     limited = [x for x in lines if x["error_code"] == "RATE_LIMITED"]
-    assert len(limited) == 5
+    assert len(limited) == 6
     assert all(x["decision"] == "deny" and x["actor"] == "bursty" for x in limited)
-    assert {x["request_id"] for x in limited} == {r["structuredContent"]["request_id"] for r in results[3:]}
+    assert {x["request_id"] for x in limited} == {r["structuredContent"]["request_id"] for r in results[2:]}
 
 
 def _serve(config, timeout=20):

@@ -26,6 +26,17 @@ def pg_cluster():
         cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def sql_catalog(pg_cluster):
+    """The guard's catalog as a worker reads it from the session cluster at connect."""
+    import psycopg
+
+    from mcp_gateway.guards.sql_catalog import load_catalog
+
+    with psycopg.connect(autocommit=True, **pg_cluster.conninfo()) as conn, conn.cursor() as cur:
+        return load_catalog(cur)
+
+
 def make_config(cluster: PgCluster, **overrides) -> GatewayConfig:
     return GatewayConfig.model_validate({"connectors": {"postgres": cluster.postgres_settings(**overrides)}})
 

@@ -32,6 +32,7 @@ from sandbox_probe import (
     settings,
 )
 
+from mcp_gateway.config import DEFAULT_UID_RANGE
 from mcp_gateway.sandbox import apply
 from mcp_gateway.sandbox._common import PR_GET_DUMPABLE, PR_GET_NO_NEW_PRIVS, PR_GET_SECCOMP, prctl
 
@@ -383,9 +384,10 @@ def test_proc_status_of_a_confined_worker(tree: str, connector: str) -> None:
         if IS_ROOT:
             assert status["CapBnd"].strip() == "0000000000000000"
             uids = status["Uid"].split()
-            assert all(u == "65534" for u in uids), uids
-            assert all(g == "65534" for g in status["Gid"].split())
-            assert status["Groups"].strip() in ("", "65534")
+            first, count = DEFAULT_UID_RANGE
+            assert len(set(uids)) == 1 and first <= int(uids[0]) < first + count, uids
+            assert status["Gid"].split() == uids
+            assert status["Groups"].strip() in ("", uids[0])
     finally:
         os.close(go_w)
         deadline = time.monotonic() + 10
