@@ -20,6 +20,7 @@ import functools
 import ipaddress
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import NamedTuple
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
@@ -43,8 +44,8 @@ BLOCKED_V4: tuple[tuple[IPv4Network, str], ...] = (
     (_V4("198.51.100.0/24"), "documentation (TEST-NET-2)"),
     (_V4("203.0.113.0/24"), "documentation (TEST-NET-3)"),
     (_V4("224.0.0.0/4"), "multicast"),
-    (_V4("240.0.0.0/4"), "reserved"),
     (_V4("255.255.255.255/32"), "limited broadcast"),
+    (_V4("240.0.0.0/4"), "reserved"),
 )
 
 BLOCKED_V6: tuple[tuple[IPv6Network, str], ...] = (
@@ -120,22 +121,39 @@ def _networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
     return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
 
 
-def _covered(ip: IPAddress, nets: Iterable[IPNetwork]) -> bool:
-    # An IPv4 address is only ever opened by an IPv4 network, an IPv6 one by an IPv6 network.
-    return any(ip.version == n.version and ip in n for n in nets)
+# Rules no allow_internal_cidrs entry lifts: not unicast hosts at all.
+NEVER_OPENED = frozenset({"multicast", "limited broadcast"})
+LOOPBACK_NETS = {4: _V4("127.0.0.0/8"), 6: _V6("::1/128")}
 
 
-def _table_rule(ip: IPAddress) -> str | None:
-    if isinstance(ip, IPv4Address):
-        for net, name in BLOCKED_V4:
-            if ip in net:
-                return f"{name} {net}"
-        return None
-    for net, name in BLOCKED_V6:
+def _opened(ip: IPAddress, rule: str, nets: Iterable[IPNetwork]) -> bool:
+    """Whether allow_internal_cidrs lifts `rule` for `ip`.
+
+    An IPv4 address is only ever opened by an IPv4 network, an IPv6 one by an IPv6 network.
+    Loopback is opened only by a network inside the loopback range (127.0.0.1/32, ::1/128):
+    a wide entry ("0.0.0.0/0", "::/0") meant for internal networks never exposes the
+    gateway host's own services.
+    """
+    if rule in NEVER_OPENED:
+        return False
+    loopback = LOOPBACK_NETS[ip.version] if rule == "loopback" else None
+    return any(ip.version == n.version and ip in n
+               and (loopback is None or n.subnet_of(loopback))  # type: ignore[arg-type]
+               for n in nets)
+
+
+class Refusal(NamedTuple):
+    rule: str    # the rule's name, safe to tell anyone ("private", "cloud metadata")
+    detail: str  # with the network and address, for whoever sent the address or the operator
+
+
+def _table_rule(ip: IPAddress) -> Refusal | None:
+    table = BLOCKED_V4 if isinstance(ip, IPv4Address) else BLOCKED_V6
+    for net, name in table:
         if ip in net:
-            return f"{name} {net}"
-    if ip not in GLOBAL_UNICAST_V6:
-        return "not IPv6 global unicast (outside 2000::/3)"
+            return Refusal(name, f"{name} {net}")
+    if isinstance(ip, IPv6Address) and ip not in GLOBAL_UNICAST_V6:
+        return Refusal("not IPv6 global unicast", "not IPv6 global unicast (outside 2000::/3)")
     return None
 
 
@@ -173,17 +191,17 @@ def parse_ip(value: str | IPAddress) -> IPAddress:
     return ipaddress.ip_address(value)
 
 
-def _classify_v4(v4: IPv4Address, nets: tuple[IPNetwork, ...]) -> str | None:
+def _refusal_v4(v4: IPv4Address, nets: tuple[IPNetwork, ...]) -> Refusal | None:
     if v4 in METADATA_ADDRESSES:
-        return f"cloud metadata address {v4}; never allowed"
+        return Refusal("cloud metadata", f"cloud metadata address {v4}; never allowed")
     if v4 in UNSPECIFIED:
-        return "unspecified address 0.0.0.0 (the local host); never allowed"
+        return Refusal("unspecified", "unspecified address 0.0.0.0 (the local host); never allowed")
     rule = _table_rule(v4)
-    return None if rule is None or _covered(v4, nets) else rule
+    return None if rule is None or _opened(v4, rule.rule, nets) else rule
 
 
-def classify(ip: str | IPAddress, allow_internal_cidrs: Iterable[str] = ()) -> str | None:
-    """The rule that forbids connecting to `ip` (e.g. 'loopback 127.0.0.0/8'), or None if allowed.
+def refusal(ip: str | IPAddress, allow_internal_cidrs: Iterable[str] = ()) -> Refusal | None:
+    """Why connecting to `ip` is forbidden, or None if it is allowed.
 
     `ip` is a canonical address (an `ipaddress` object or the text of one, as a resolver
     returns it); odd spellings are the URL guard's business. A scoped IPv6 address
@@ -192,31 +210,40 @@ def classify(ip: str | IPAddress, allow_internal_cidrs: Iterable[str] = ()) -> s
     try:
         addr = parse_ip(ip)
     except ValueError:
-        return f"not an IP address: {str(ip)[:64]!r}"
+        return Refusal("not an IP address", f"not an IP address: {str(ip)[:64]!r}")
     nets = _networks(tuple(allow_internal_cidrs))
     if isinstance(addr, IPv4Address):
-        return _classify_v4(addr, nets)
+        return _refusal_v4(addr, nets)
     if addr.scope_id:
-        return "scoped IPv6 address"
+        return Refusal("scoped IPv6 address", "scoped IPv6 address")
     carried = embedded_ipv4(addr)
     if carried is not None:
         form, v4s = carried
+        name = form.split(" ", 1)[0] if not form.startswith("local-use") else "local-use NAT64"
         if not v4s:
-            return f"{form} with an embedding other than /96 (the translator's reading is unknown)"
+            return Refusal(f"{name} with an unknown embedding",
+                           f"{form} with an embedding other than /96 (the translator's reading is unknown)")
         # Metadata first, for every carried address, before any other rule.
         for v4 in v4s:
             if v4 in METADATA_ADDRESSES:
-                return f"cloud metadata address {v4} (embedded in {form}); never allowed"
+                return Refusal(f"cloud metadata (in {name})",
+                               f"cloud metadata address {v4} (embedded in {form}); never allowed")
         for v4 in v4s:
-            rule = _classify_v4(v4, nets)
-            if rule is not None:
-                return f"{rule} ({v4} embedded in {form})"
+            inner = _refusal_v4(v4, nets)
+            if inner is not None:
+                return Refusal(f"{inner.rule} (in {name})", f"{inner.detail} ({v4} embedded in {form})")
         if form in DEPRECATED_FORMS:
-            return f"{form} (deprecated; carries {', '.join(map(str, v4s))})"
+            return Refusal(f"{name} (deprecated)", f"{form} (deprecated; carries {', '.join(map(str, v4s))})")
         return None
     if addr in METADATA_ADDRESSES:
-        return f"cloud metadata address {addr}; never allowed"
+        return Refusal("cloud metadata", f"cloud metadata address {addr}; never allowed")
     if addr in UNSPECIFIED:
-        return "unspecified address :: (the local host); never allowed"
+        return Refusal("unspecified", "unspecified address :: (the local host); never allowed")
     rule = _table_rule(addr)
-    return None if rule is None or _covered(addr, nets) else rule
+    return None if rule is None or _opened(addr, rule.rule, nets) else rule
+
+
+def classify(ip: str | IPAddress, allow_internal_cidrs: Iterable[str] = ()) -> str | None:
+    """The detailed rule that forbids connecting to `ip` (e.g. 'loopback 127.0.0.0/8'), or None."""
+    r = refusal(ip, allow_internal_cidrs)
+    return None if r is None else r.detail

@@ -21,10 +21,13 @@ from mcp_gateway.tools.arguments import Args
 class ToolError(Exception):
     """A refusal or failure with one of DESIGN.md's error codes and an operator-readable reason."""
 
-    def __init__(self, code: WorkerErrorCode, reason: str) -> None:
+    def __init__(self, code: WorkerErrorCode, reason: str, log_detail: str = "") -> None:
         super().__init__(f"{code}: {reason}")
         self.code: WorkerErrorCode = code
         self.reason = reason
+        # For the operator's log only (with the request id), never for the agent: e.g. the
+        # internal address a name resolved to.
+        self.log_detail = log_detail
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import base64
 import codecs
-import ctypes
-import ctypes.util
 import logging
 import os
 import pkgutil
 import re
-import socket
 import ssl
 import time
 import zlib
@@ -42,8 +39,8 @@ from mcp_gateway.workers.pinned_transport import (
     PinnedBackend,
     PinnedTransport,
     Resolver,
-    system_resolver,
 )
+from mcp_gateway.workers.resolver import HOSTS_FILE, RESOLV_CONF, DnsResolver, warm_resolver
 
 _ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -56,9 +53,6 @@ DEADLINE_FRACTION = 0.95
 # with the request id): measured at about 150 bytes; this leaves room.
 ANSWER_ENVELOPE = 512
 
-RESOLVER_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf",
-                  "/etc/host.conf")
-
 TEXT_TYPES = frozenset({
     "application/json", "application/xml", "application/javascript", "application/ecmascript",
     "application/x-javascript", "application/xhtml+xml", "application/rss+xml", "application/atom+xml",
@@ -66,31 +60,6 @@ TEXT_TYPES = frozenset({
     "application/toml", "application/graphql", "application/sql", "application/x-ndjson",
     "image/svg+xml",
 })
-
-
-def _nss_host_modules() -> list[str]:
-    """Paths of libnss_*.so.2 modules glibc would dlopen for `hosts:` lookups (files/dns are built in)."""
-    try:
-        with open("/etc/nsswitch.conf", encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return []
-    services: list[str] = []
-    for line in lines:
-        line = line.split("#", 1)[0].strip()
-        if line.startswith("hosts:"):
-            for word in line[len("hosts:"):].split():
-                if not word.startswith("[") and word not in ("files", "dns"):
-                    services.append(word)
-    paths = []
-    for svc in services:
-        for libdir in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64",
-                       "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib", "/usr/lib"):
-            p = os.path.join(libdir, f"libnss_{svc}.so.2")
-            if os.path.exists(p):
-                paths.append(os.path.realpath(p))
-                break
-    return paths
 
 
 def is_text_type(media_type: str) -> bool:
@@ -153,11 +122,9 @@ class HttpFetchConnector(Connector):
     def __init__(self, config: GatewayConfig, resolver: Resolver | None = None) -> None:
         super().__init__(config)
         self.settings: HttpFetchSettings = config.connectors.http_fetch
-        # Injectable for tests: (ASCII host, port) -> address strings. Called once per connection.
-        self.resolver: Resolver = resolver or system_resolver
+        # Injectable for tests: (ASCII host, port, seconds left) -> address strings.
+        self.resolver: Resolver = resolver or DnsResolver()
         self._ssl_context: ssl.SSLContext | None = None
-        self._nss_modules: list[str] = []
-        self._preloaded: list[ctypes.CDLL] = []
         # The backend of the most recent call (tests inspect its connect records).
         self.last_backend: PinnedBackend | None = None
 
@@ -205,17 +172,8 @@ class HttpFetchConnector(Connector):
         "exämple.com".encode("idna")
         # TLS: the CA bundle is read now, never again.
         self._ssl()
-        # Resolver: glibc parses nsswitch/resolv.conf and dlopens any NSS module now.
-        for path in _nss_host_modules():
-            try:
-                self._preloaded.append(ctypes.CDLL(path))
-            except OSError:
-                pass
-        self._nss_modules = _nss_host_modules()
-        try:
-            socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
-        except OSError:
-            pass
+        # Resolver: dnspython's lazily imported pieces (no glibc lookup is ever made).
+        warm_resolver()
         # One request through the whole client stack, against an in-memory server, so that
         # every lazily imported piece of httpx/httpcore/h11 is loaded.
         self._warm_request()
@@ -243,8 +201,7 @@ class HttpFetchConnector(Connector):
 
     def sandbox_profile(self) -> SandboxProfile:
         paths = [certifi.where()]
-        paths += [p for p in RESOLVER_FILES if os.path.exists(p)]
-        paths += self._nss_modules or _nss_host_modules()
+        paths += [p for p in (RESOLV_CONF, HOSTS_FILE) if os.path.exists(p)]
         limits = self.config.sandbox.limits_for(self.name)
         return SandboxProfile(
             connector=self.name,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +15,9 @@ import pytest
 from mcp_gateway.config import ConnectorsSettings, GatewayConfig, HttpFetchSettings
 from mcp_gateway.workers.connector import CallLimits
 from mcp_gateway.workers.http_fetch import HttpFetchConnector
+
+# Collected only inside the namespaces test_fetch_netns.py creates (it sets MCPGW_IN_NETNS).
+collect_ignore = [] if os.environ.get("MCPGW_IN_NETNS") == "1" else ["test_fetch_in_netns.py"]
 
 
 class Stats:
@@ -158,7 +162,7 @@ def server():
         srv.server_close()
 
 
-def no_dns(host: str, port: int) -> list[str]:
+def no_dns(host: str, port: int, timeout_s: float) -> list[str]:
     raise AssertionError(f"unexpected DNS lookup of {host!r}")
 
 
@@ -169,7 +173,8 @@ class RecordingResolver:
         self.answers = answers
         self.calls: list[tuple[str, int]] = []
 
-    def __call__(self, host: str, port: int) -> list[str]:
+    def __call__(self, host: str, port: int, timeout_s: float) -> list[str]:
+        assert 0 < timeout_s <= 60, timeout_s
         self.calls.append((host, port))
         seq = self.answers.get(host)
         if seq is None:

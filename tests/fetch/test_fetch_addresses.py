@@ -81,7 +81,7 @@ def covering_v6(addr: IPv6Address, draw) -> list[str]:
     return nets
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(v4=ipv4(), form=st.sampled_from(FORMS), noise=st.integers(0, 2**80 - 1), v4nets=v4_networks(),
        data=st.data())
 def test_carried_ipv4_judged_only_as_ipv4(v4, form, noise, v4nets, data):
@@ -104,7 +104,7 @@ def test_carried_ipv4_judged_only_as_ipv4(v4, form, noise, v4nets, data):
             assert str(v4) in verdict
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(v4=ipv4(), form=st.sampled_from(FORMS), noise=st.integers(0, 2**80 - 1), data=st.data())
 def test_internal_embedded_refused_under_every_v6_allowance(v4, form, noise, data):
     # The case: an operator opened "internal IPv6" (::/0 and friends) only.
@@ -162,3 +162,21 @@ def test_embed_helper_is_right():
     assert embed(IPv4Address("1.2.3.4"), "nat64", 0) == ipaddress.ip_address("64:ff9b::1.2.3.4")
     assert embed(IPv4Address("1.2.3.4"), "6to4", 0) == ipaddress.ip_address("2002:102:304::")
     assert embed(IPv4Address("1.2.3.4"), "translated", 0) == ipaddress.ip_address("::ffff:0:1.2.3.4")
+
+
+@pytest.mark.parametrize("ip,wide", [("127.0.0.1", "0.0.0.0/0"), ("127.0.0.1", "64.0.0.0/2"), ("::1", "::/0"),
+                                     ("::1", "::/96"), ("::ffff:127.0.0.1", "0.0.0.0/0")])
+def test_loopback_not_opened_by_a_wide_network(ip, wide):
+    assert "loopback" in classify(ip, [wide])
+
+
+def test_loopback_opened_by_a_loopback_network():
+    assert classify("127.0.0.1", ["127.0.0.1/32"]) is None
+    assert classify("127.1.2.3", ["127.0.0.0/8"]) is None
+    assert classify("::1", ["::1/128"]) is None
+    assert classify("::ffff:127.0.0.1", ["127.0.0.0/8"]) is None
+
+
+@pytest.mark.parametrize("ip", ["224.0.0.1", "239.1.2.3", "255.255.255.255", "ff02::1", "ff0e::1"])
+def test_multicast_and_broadcast_never_opened(ip):
+    assert classify(ip, ["0.0.0.0/0", "::/0"]) is not None

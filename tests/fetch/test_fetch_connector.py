@@ -197,40 +197,16 @@ def test_name_not_found():
     assert res.calls == [("nx.example.com", 80)]
 
 
-def test_system_resolver_not_found_mapping(monkeypatch):
-    from mcp_gateway.workers import pinned_transport
-
-    def fake(*a, **k):
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-    monkeypatch.setattr(pinned_transport.socket, "getaddrinfo", fake)
-    with pytest.raises(ToolError) as e:
-        pinned_transport.system_resolver("nx.example.com", 80)
-    assert e.value.code == "NOT_FOUND"
-
-    def again(*a, **k):
-        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
-    monkeypatch.setattr(pinned_transport.socket, "getaddrinfo", again)
-    with pytest.raises(ToolError) as e:
-        pinned_transport.system_resolver("x.example.com", 80)
-    assert e.value.code == "UPSTREAM_ERROR"
-
-    seen = []
-
-    def ok(host, port, **k):
-        seen.append(host)
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
-                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
-    monkeypatch.setattr(pinned_transport.socket, "getaddrinfo", ok)
-    assert pinned_transport.system_resolver("a.example.com", 80) == ["127.0.0.1"]
-    assert seen == ["a.example.com."]  # fully qualified: no search-domain expansion
-
-
 def test_mixed_answers_refused_before_connecting(server):
     res = RecordingResolver({"mixed.example.com": [["93.184.215.14", "127.0.0.1"]]})
     conn = make_connector(server.port, resolver=res, allowed_domains=["*.example.com"],
                           allow_internal_cidrs=[])
-    reason = refused(conn, f"http://mixed.example.com:{server.port}/echo")
-    assert "127.0.0.1" in reason and "loopback" in reason
+    with pytest.raises(ToolError) as e:
+        fetch(conn, f"http://mixed.example.com:{server.port}/echo")
+    # The agent learns the rule, never what the name resolves to (no DNS oracle); the log does.
+    assert e.value.code == "SECURITY_ERROR"
+    assert "loopback" in e.value.reason and "127.0.0.1" not in e.value.reason
+    assert "93.184.215.14, 127.0.0.1" in e.value.log_detail and "loopback 127.0.0.0/8" in e.value.log_detail
     assert res.calls == [("mixed.example.com", server.port)]
     assert conn.last_backend.connects[0].address is None
     assert server.stats.requests == []
@@ -264,8 +240,9 @@ def test_dns_rebinding_resolves_once_and_connects_to_checked_address(server):
     conn2 = make_connector(server.port, resolver=res2, allowed_domains=["rebind.example.com"])
     from urllib.parse import quote
     url = f"http://rebind.example.com:{server.port}/redirect?close=1&to=" + quote("/echo", safe="")
-    reason = refused(conn2, url)
-    assert "127.0.0.2" in reason
+    with pytest.raises(ToolError) as e:
+        fetch(conn2, url)
+    assert e.value.code == "SECURITY_ERROR" and "127.0.0.2" in e.value.log_detail
     assert len(res2.calls) == 2
     assert [c.address for c in conn2.last_backend.connects] == ["127.0.0.1", None]
 
@@ -307,7 +284,7 @@ def test_sandbox_profile():
 
 def test_no_dns_helper_really_fails():
     with pytest.raises(AssertionError):
-        no_dns("x", 1)
+        no_dns("x", 1, 1.0)
 
 
 # --- the answer: body carried once, bounded by max_bytes after JSON encoding -------------
@@ -382,3 +359,14 @@ def test_answer_bounded_at_every_size_near_the_cap(server, kind):
             assert e.code == "RESULT_TOO_LARGE", e.reason
             continue
         assert answer_size(r) <= cap, (kind, n)
+
+
+@pytest.mark.parametrize("to", ["http://[::ffff:169.254.169.254]/latest/meta-data/", "http://[::ffff:a9fe:a9fe]/",
+                                "http://[64:ff9b::a9fe:a9fe]/", "http://[::ffff:10.0.0.5]/",
+                                "http://[2002:a9fe:a9fe::1]/", "http://[::ffff:100.100.100.200]/"])
+def test_redirect_to_mapped_internal_refused_with_ipv6_all_open(server, to):
+    from urllib.parse import quote
+    conn = make_connector(server.port, allow_internal_cidrs=["127.0.0.1/32", "::/0"])
+    reason = refused(conn, server.url("/redirect?to=" + quote(to, safe="")))
+    assert "redirect" in reason and ("metadata" in reason or "private" in reason), reason
+    assert len(server.stats.requests) == 1

@@ -160,7 +160,7 @@ def test_allow_internal_cidrs_opens_literals_but_not_metadata():
     ("192.0.0.8", "IETF"), ("192.0.2.1", "documentation"), ("192.88.99.1", "6to4 relay"),
     ("192.168.0.1", "private"), ("198.19.0.1", "benchmarking"), ("198.51.100.1", "documentation"),
     ("203.0.113.9", "documentation"), ("224.0.0.1", "multicast"), ("250.1.1.1", "reserved"),
-    ("255.255.255.255", "reserved"),
+    ("255.255.255.255", "broadcast"),
     ("::", "unspecified"), ("::1", "loopback"), ("fd00::1", "unique local"), ("fe80::1", "link-local"),
     ("fec0::1", "site-local"), ("ff02::1", "multicast"), ("2001:db8::1", "documentation"),
     ("100::1", "discard"), ("::ffff:10.0.0.1", "private"), ("::10.0.0.1", "IPv4-compatible"),
@@ -389,3 +389,19 @@ def test_check_url_never_crashes(junk):
         assert t.scheme in ("http", "https")
         if t.ip is not None:
             assert classify(t.ip, ()) is None
+
+
+V6_OPEN = HttpFetchSettings(enabled=True, allowed_domains=["*"], allow_internal_cidrs=["::/0"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(host=ipv6_spellings(), scheme=st.sampled_from(["http", "https"]))
+def test_carried_internal_ipv4_refused_with_ipv6_all_open(host, scheme):
+    from ipaddress import IPv6Address
+
+    from mcp_gateway.guards.addresses import embedded_ipv4
+    addr = IPv6Address(host[1:-1])
+    if embedded_ipv4(addr) is None:
+        return  # a native IPv6 address: "::/0" opens the internal ones, as the operator asked
+    with pytest.raises(GuardDenied):
+        check_url(f"{scheme}://{host}/", V6_OPEN)
