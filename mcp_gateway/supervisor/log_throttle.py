@@ -31,7 +31,7 @@ class LogThrottle(logging.Filter):
             dropped = int(window[2]) if window is not None else 0
             self._windows[kind] = [now, 1, 0]
             if dropped:
-                record.msg = f"{record.msg} ({dropped} similar line(s) left out in the last minute)"
+                record.msg = f"{record.msg} ({dropped} similar line(s) left out before this one)"
             return True
         if window[1] < self.burst:
             window[1] += 1
