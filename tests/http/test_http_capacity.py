@@ -24,8 +24,10 @@ def test_128_concurrent_clients_get_no_capacity_refusal_at_the_defaults(gw_dir):
 
         def run(i: int) -> None:
             try:
+                # All start together, and never leave a keep-alive connection idle long enough
+                # for the server's keep-alive timeout to close it under the client's feet.
+                start.wait(60)
                 clients[i].initialize()
-                start.wait(30)  # every client holds its session before the first call
                 results[i] = [clients[i].call("fs.readFile", {"path": "hello.txt"}) for _ in range(CALLS_EACH)]
             except Exception as e:  # noqa: BLE001
                 results[i] = e
