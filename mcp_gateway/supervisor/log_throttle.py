@@ -22,8 +22,6 @@ class LogThrottle(logging.Filter):
         self._windows: dict[tuple[str, int], list[float | int]] = {}  # kind -> [start, passed, dropped]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR:
-            return True  # errors are the gateway's own faults, never client-driven floods
         kind = (record.pathname, record.lineno)  # the call site (messages may be f-strings)
         now = time.monotonic()
         window = self._windows.get(kind)

@@ -67,7 +67,7 @@ class HttpGateway:
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
 
-    def wait_ready(self, timeout: float = 20.0) -> None:
+    def wait_ready(self, timeout: float = 60.0) -> None:  # bounded; generous for a loaded CI box
         deadline = time.monotonic() + timeout
         while not self.url:
             m = SERVING.search(self.stderr())
