@@ -94,6 +94,21 @@ DESCRIPTIONS: dict[tuple[str, str], tuple[str, Any]] = {
     ("HttpSettings", "max_body_bytes"): ("Largest HTTP request body accepted.", 1048576),
     ("HttpSettings", "shutdown_grace_s"): (
         "On SIGTERM, how long in-flight requests may finish before the server stops.", 10),
+    ("HttpSettings", "body_timeout_s"): (
+        "The whole request body must arrive within this many seconds after the headers, else 408 "
+        "(a trickled body cannot hold a connection).", 10),
+    ("HttpSettings", "max_sessions"): (
+        "Open stateful sessions at most, over all actors (beyond: 503).", 4096),
+    ("HttpSettings", "max_sessions_per_actor"): (
+        "Open stateful sessions at most per actor (beyond: 429), so one token cannot take them all.", 32),
+    ("HttpSettings", "session_idle_timeout_s"): (
+        "A session without any request for this long is closed (its id then answers 404).", 3600),
+    ("HttpSettings", "max_connections"): (
+        "Open TCP connections at most; more are closed at accept. Keep it below the open-file limit.", 4096),
+    ("HttpSettings", "max_connections_per_client"): (
+        "Open TCP connections at most from one client address (a proxy in front counts as one).", 64),
+    ("HttpSettings", "http2"): (
+        "Serve HTTP/2 too (h2 by ALPN over TLS, h2c upgrade in clear); HTTP/1.1 only otherwise.", True),
     ("HttpAuth", "bearer_tokens"): (
         "Accepted bearer tokens, stored as hashes; each maps to an actor. "
         "Hash a token with `printf %s \"$TOKEN\" | sha256sum`.", None),
@@ -148,7 +163,8 @@ DESCRIPTIONS: dict[tuple[str, str], tuple[str, Any]] = {
     ("WorkerPoolSettings", "workers"): (
         "Pre-forked, sandboxed workers for this connector (= calls served in parallel).", 4),
     ("WorkerPoolSettings", "queue_size"): (
-        "Calls waiting for a free worker beyond this are refused at once (`RATE_LIMITED`).", 32),
+        "Calls waiting for a free worker beyond this are refused at once (`UNAVAILABLE`, "
+        "decision allow); each waits at most its timeout.", 256),
     ("FilesystemSettings", "enabled"): ("Serve `fs.readFile` and `fs.listDir`.", True),
     ("FilesystemSettings", "allowed_paths"): (
         "Directories served read-only (relative paths resolve against the config file's directory). "
