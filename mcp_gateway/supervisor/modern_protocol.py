@@ -18,7 +18,6 @@ against the body (`HeaderMismatch`, -32020). Two things are the gateway's own:
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mcp.server.caching import CacheHint
@@ -88,42 +87,3 @@ def refusal(raw: bytes | str) -> bytes | None:
     return json.dumps({"jsonrpc": "2.0", "id": _top_level_id(raw), "error": {
         "code": INVALID_REQUEST,
         "message": f"Invalid Request: {what}; every key must appear once, in one spelling"}}).encode()
-
-
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-
-
-async def screen_http_body(receive: Receive, max_body: int) -> tuple[bytes | None, Receive]:
-    """Read a POST body (at most `max_body` bytes); return (the refusal to send, or None) and a
-    `receive` that replays the body to the app, then passes on what follows (the disconnect that
-    cancels the call)."""
-    chunks: list[bytes] = []
-    size = 0
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] != "http.request":  # the client left: let the app see it
-            return None, _replay(b"".join(chunks), receive, first=message)
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > max_body:  # the app refuses it with 413; no need to hold more
-            chunks.append(chunk)
-            return None, _replay(b"".join(chunks), receive, more_body=True)
-        chunks.append(chunk)
-        more = message.get("more_body", False)
-    body = b"".join(chunks)
-    return refusal(body), _replay(body, receive)
-
-
-def _replay(body: bytes, receive: Receive, first: dict[str, Any] | None = None,
-            more_body: bool = False) -> Receive:
-    pending: list[dict[str, Any]] = [{"type": "http.request", "body": body, "more_body": more_body}]
-    if first is not None:
-        pending.append(first)
-
-    async def replayed() -> dict[str, Any]:
-        if pending:
-            return pending.pop(0)
-        return await receive()
-
-    return replayed

@@ -1,14 +1,13 @@
-"""modern_protocol: ambiguous JSON keys found at any depth, and the HTTP body replayed intact."""
+"""modern_protocol: ambiguous JSON keys found at any depth, and the refusal they get."""
 
 from __future__ import annotations
 
 import json
 
-import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mcp_gateway.supervisor.modern_protocol import ambiguous_keys, refusal, screen_http_body
+from mcp_gateway.supervisor.modern_protocol import ambiguous_keys, refusal
 
 # A JSON tree whose objects are lists of pairs, so duplicates can be written down.
 KEYS = st.sampled_from(["id", "ID", "Id", "name", "Name", "method", "path", "PATH", "ß", "ss", "\u212a", "k", "é", "É"])
@@ -52,28 +51,3 @@ def test_refusal_is_an_invalid_request_with_the_id_when_unambiguous():
     assert reply["id"] is None and "duplicate key 'id'" in reply["error"]["message"]
     assert refusal(b'{"jsonrpc":"2.0","id":3,"method":"ping"}') is None
     assert refusal(b"not json") is None  # the transport's -32700, not ours
-
-
-def test_http_body_is_replayed_then_the_disconnect_passes_through():
-    async def main():
-        messages = [{"type": "http.request", "body": b'{"a":', "more_body": True},
-                    {"type": "http.request", "body": b"1}", "more_body": False},
-                    {"type": "http.disconnect"}]
-
-        async def receive():
-            return messages.pop(0)
-
-        refused, replay = await screen_http_body(receive, 1024)
-        assert refused is None
-        assert await replay() == {"type": "http.request", "body": b'{"a":1}', "more_body": False}
-        assert await replay() == {"type": "http.disconnect"}
-
-        dup = [{"type": "http.request", "body": b'{"a":1,"A":2}', "more_body": False}]
-
-        async def receive_dup():
-            return dup.pop(0)
-
-        refused, _ = await screen_http_body(receive_dup, 1024)
-        assert refused is not None and json.loads(refused)["error"]["code"] == -32600
-
-    trio.run(main)
