@@ -18,11 +18,13 @@ against the body (`HeaderMismatch`, -32020). Two things are the gateway's own:
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from mcp.server.caching import CacheHint
 
 INVALID_REQUEST = -32600
+log = logging.getLogger("mcp_gateway")
 
 LIST_CACHE_HINTS = {
     "tools/list": CacheHint(ttl_ms=0, scope="private"),
@@ -84,6 +86,9 @@ def refusal(raw: bytes | str) -> bytes | None:
         return None
     first, second = keys
     what = f"duplicate key {first!r}" if first == second else f"keys {first!r} and {second!r} differ only in case"
-    return json.dumps({"jsonrpc": "2.0", "id": _top_level_id(raw), "error": {
+    request_id = _top_level_id(raw)
+    # Not a tool call (nothing was read), so no audit line: the operator learns of it here.
+    log.warning("refused a JSON-RPC message (id %r) with ambiguous keys: %s", request_id, what)
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "error": {
         "code": INVALID_REQUEST,
         "message": f"Invalid Request: {what}; every key must appear once, in one spelling"}}).encode()
