@@ -29,6 +29,12 @@ from tests.node_clients import NODE_MODULES, node_env
 pytestmark = pytest.mark.integration
 
 SCRIPT = Path(__file__).with_name("ts_sdk_client.mjs")
+REFUSALS = [  # (tool, arguments, the code the client must read)
+    ("fs.readFile", {"path": "/etc/passwd"}, "SECURITY_ERROR"),
+    ("fs.readFile", {"path": "secrets/key.txt"}, "SECURITY_ERROR"),
+    ("fs.readFile", {"path": 5}, "VALIDATION_ERROR"),
+    ("db.query", {"sql": "SELECT 1"}, "POLICY_DENIED"),
+]
 
 
 def run_client(node: Path, directory: Path, transport: dict, stall: StallServer, cancel: bool = True) -> dict:
@@ -36,7 +42,7 @@ def run_client(node: Path, directory: Path, transport: dict, stall: StallServer,
         "sdk": str(NODE_MODULES / "@modelcontextprotocol" / "sdk"),
         "transport": transport,
         "good": {"name": "fs.readFile", "arguments": {"path": "hello.txt"}},
-        "refused": {"name": "fs.readFile", "arguments": {"path": "/etc/passwd"}},
+        "refused": [{"name": name, "arguments": arguments} for name, arguments, _ in REFUSALS],
     }
     if cancel:
         plan["cancel"] = {"name": "web.fetch", "arguments": {"url": stall.url}, "startedFile": str(stall.started)}
@@ -49,7 +55,8 @@ def run_client(node: Path, directory: Path, transport: dict, stall: StallServer,
 
 def check(result: dict, directory: Path, stall: StallServer, cancel: bool = True) -> None:
     assert result["list"] == ["fs.readFile", "fs.listDir", "web.fetch"], result["list"]
-    assert_refusal(result["refused"], "SECURITY_ERROR", directory)
+    for refused, (_, _, code) in zip(result["refused"], REFUSALS, strict=True):
+        assert_refusal(refused, code, directory)
     assert_good_read(result["good"], directory)
     if not cancel:
         return

@@ -1,9 +1,9 @@
 // A real client on the TypeScript SDK (@modelcontextprotocol/sdk, from .cache/node), driven by
 // tests/clients/test_ts_sdk.py. argv[2] is a JSON plan:
 //   {sdk, transport: {stdio: {command, args, cwd, env}} | {http: url},
-//    good: {name, arguments}, refused: {name, arguments},
+//    good: {name, arguments}, refused: [{name, arguments}, ...],
 //    cancel: {name, arguments, startedFile}}
-// It lists the tools, makes the good and the refused call, then starts the cancel call, aborts
+// It lists the tools, makes the good call and the refused ones, then starts the cancel call, aborts
 // it (the SDK sends notifications/cancelled) once startedFile exists (the upstream saw the
 // request), and makes the good call again. It prints one JSON object: each step's result, or
 // the error the SDK threw ({thrown: {code, message}}).
@@ -45,7 +45,8 @@ await client.connect(await transport());
 const out = {};
 out.list = await step(async () => (await client.listTools()).tools.map((t) => t.name));
 out.good = await step(() => client.callTool(plan.good));
-out.refused = await step(() => client.callTool(plan.refused));
+out.refused = [];
+for (const call of plan.refused) out.refused.push(await step(() => client.callTool(call)));
 if (plan.cancel) {
   const abort = new AbortController();
   const call = step(() => client.callTool(plan.cancel, undefined, { signal: abort.signal, timeout: 120000 }));
