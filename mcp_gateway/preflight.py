@@ -231,7 +231,8 @@ def _listen_problem(host: str, port: int) -> str | None:
                     "need root or CAP_NET_BIND_SERVICE): use a port of 1024 or more")
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
-                return f"server.http.port {port}: {host}:{port} is already in use by another process"
+                return (f"server.http.port {port}: {host}:{port} is already in use by another process "
+                        "(a gateway already serving it?)")
             return f"server.http.host {host!r}: cannot listen on {host}:{port}: {e.strerror}"
     return None
 
