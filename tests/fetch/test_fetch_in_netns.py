@@ -293,7 +293,7 @@ def _real_root() -> bool:
 def test_sandboxed_worker_resolves_in_the_deadline_and_honours_hosts(tmp_path, server, system_dns):
     from tests.gateway_process import audit_lines, fs_config, raw_gateway
 
-    extra = {} if _real_root() else {"sandbox": {"layers": {"user": "best_effort"}}}  # a user namespace's root
+    extra = {} if _real_root() else {"sandbox": {"layers": {"user": "off"}}}  # user-namespace root: no uid to drop to
     config = fs_config(tmp_path, policy={"allow_tools": ["web.fetch"],
                                          "per_tool": {"web.fetch": {"timeout_ms": 3000}}},
                        connectors={"http_fetch": {"enabled": True, "allowed_domains": ["*.example.com"],
@@ -329,7 +329,7 @@ def test_sandboxed_worker_resolves_in_the_deadline_and_honours_hosts(tmp_path, s
 def test_corpus_through_the_real_gateway(tmp_path, system_dns, name):
     from tests.gateway_process import audit_lines, fs_config, raw_gateway
 
-    extra = {} if _real_root() else {"sandbox": {"layers": {"user": "best_effort"}}}
+    extra = {} if _real_root() else {"sandbox": {"layers": {"user": "off"}}}
     config = fs_config(tmp_path, policy={"allow_tools": ["web.fetch"]},
                        connectors={"http_fetch": {"enabled": True, **SETTINGS[name]}}, **extra)
     system_dns.records["example.com.evil.net"] = ["10.9.9.9"]
