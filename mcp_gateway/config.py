@@ -68,8 +68,7 @@ class HttpSettings(Strict):
     # A request whose body has not fully arrived this long after its headers gets 408.
     body_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
     shutdown_grace_s: Annotated[float, Field(gt=0, le=600)] = 30.0
-    # Open stateful sessions: overall, per actor (one token's flood never locks out the
-    # others), and how long an unused one lives.
+    # Open stateful sessions: overall, per actor (one token's flood never locks out the others).
     max_sessions: Annotated[int, Field(ge=1, le=1_000_000)] = 1024
     max_sessions_per_actor: Annotated[int, Field(ge=1, le=1_000_000)] = 256
     session_idle_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 900.0

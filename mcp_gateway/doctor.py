@@ -367,82 +367,24 @@ def check_http(config: GatewayConfig, rep: Report) -> None:
         )
 
 
-_PG_PRIVILEGES = """
-SELECT
-  (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
-  (SELECT rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls
-     FROM pg_roles WHERE rolname = current_user) AS powerful_role,
-  (SELECT array_agg(t.name) FROM (
-      SELECT n.nspname || '.' || c.relname AS name FROM pg_class c
-        JOIN pg_namespace n ON n.oid = c.relnamespace
-       WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
-         AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
-         AND has_table_privilege(current_user, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
-       LIMIT 20) t) AS writable_tables,
-  (SELECT array_agg(nspname) FROM pg_namespace
-    WHERE has_schema_privilege(current_user, oid, 'CREATE')
-      AND nspname NOT LIKE 'pg_temp%' AND nspname NOT LIKE 'pg_toast%') AS create_schemas,
-  has_database_privilege(current_user, current_database(), 'CREATE') AS create_database,
-  (SELECT array_agg(rolname) FROM pg_roles
-    WHERE rolname IN ('pg_write_all_data', 'pg_write_server_files', 'pg_execute_server_program',
-                      'pg_read_server_files', 'pg_signal_backend')
-      AND pg_has_role(current_user, oid, 'USAGE')) AS dangerous_roles
-"""
-
-
 def check_postgres(config: GatewayConfig, rep: Report) -> None:
     pg = config.connectors.postgres
     if not pg.enabled:
         return
-    try:
-        import psycopg
-    except ImportError as e:
-        rep.line("WARN", f"cannot check the database role: psycopg is missing ({e})")
-        return
-    kwargs = {
-        "host": pg.host,
-        "port": pg.port,
-        "dbname": pg.database,
-        "user": pg.user,
-        "sslmode": pg.sslmode,
-        "connect_timeout": pg.connect_timeout_s,
-        "application_name": "mcp-gateway-doctor",
-    }
-    password = os.environ.get("POSTGRES_PASSWORD")
-    if password:
-        kwargs["password"] = password
-    try:
-        with psycopg.connect(autocommit=True, **kwargs) as conn:
-            row = conn.execute(_PG_PRIVILEGES).fetchone()
-    except Exception as e:  # noqa: BLE001 - any failure means "not checked"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    from mcp_gateway.workers.postgres_role import check_role
+
+    result = check_role(pg)
+    if result.problems is None:
         rep.line(
             "WARN",
-            f"database {pg.host}:{pg.port}/{pg.database} unreachable as {pg.user} ({first}): "
+            f"database {pg.host}:{pg.port}/{pg.database} unreachable as {pg.user} ({result.error}): "
             "the read-only role could not be verified; run doctor where the database is reachable.",
         )
-        return
-    superuser, powerful, tables, schemas, database, roles = row
-    problems = []
-    if superuser:
-        problems.append("is a superuser")
-    if powerful:
-        problems.append("can create roles/databases, replicate or bypass RLS")
-    if tables:
-        problems.append(
-            f"can write tables ({', '.join(sorted(tables)[:5])}{'...' if len(tables) > 5 else ''})"
-        )
-    if schemas:
-        problems.append(f"can CREATE in schema(s) {', '.join(sorted(schemas))}")
-    if database:
-        problems.append("can CREATE in the database")
-    if roles:
-        problems.append(f"is a member of {', '.join(sorted(roles))}")
-    if problems:
+    elif result.problems:
         rep.line(
             "FAIL",
-            f"database role {pg.user} is not read-only: it {'; '.join(problems)}. Use a role with "
-            "only SELECT (GRANT SELECT ON ALL TABLES / REVOKE CREATE ON SCHEMA public).",
+            f"database role {pg.user} is not read-only: it {'; '.join(result.problems)}. Use a role with "
+            "only SELECT (see docs/POSTGRES.md).",
         )
     else:
         rep.line("PASS", f"database role {pg.user} is read-only (no superuser, no write or CREATE privilege)")

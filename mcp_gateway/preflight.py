@@ -262,30 +262,30 @@ def check_filesystem_paths(config: GatewayConfig) -> list[Finding]:
         return [Finding(False, f"filesystem workers: {e}")]
     who = (f"the worker identity (uid {identity[0]} gid {identity[1]})" if identity
            else f"the workers (uid {os.geteuid()}, the gateway's own)")
-    findings: list[Finding] = []
-    roots: dict[str, int] = {}
+    opened: dict[str, Finding | int] = {}  # each allowed path: why it cannot be opened, or its fd
     try:
         for p in fs.allowed_paths:
             problem = _open_problem(p, "allowed path")
-            if problem is not None:
-                findings.append(Finding(False, problem))
-                continue
-            roots[str(p)] = os.open(p, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        for p in fs.denied_paths:
-            findings.append(_denied_finding(p))
+            opened[str(p)] = (Finding(False, problem) if problem is not None
+                              else os.open(p, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+        roots = {path: fd for path, fd in opened.items() if isinstance(fd, int)}
         verdicts = _probe_as_worker(identity, roots) if roots else {}
     finally:
-        for fd in roots.values():
-            os.close(fd)
-    for path, error in verdicts.items():
-        if error is None:
+        for fd in opened.values():
+            if isinstance(fd, int):
+                os.close(fd)
+    findings: list[Finding] = []
+    for path, state in opened.items():
+        if isinstance(state, Finding):
+            findings.append(state)
+        elif (error := verdicts.get(path)) is None:
             findings.append(Finding(True, f"allowed path {path} is readable by {who}"))
         else:
             findings.append(Finding(False, _unreadable_message(Path(path), error, identity)))
-    usable = sum(1 for e in verdicts.values() if e is None)
-    if usable == 0:
+    if not any(f.ok for f in findings):
         findings.append(Finding(False, "the filesystem connector has no usable allowed path: every "
                                        "fs.readFile and fs.listDir call would fail"))
+    findings += [_denied_finding(p) for p in fs.denied_paths]
     return findings
 
 

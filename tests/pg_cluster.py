@@ -101,6 +101,14 @@ CREATE SUBSCRIPTION fixture_sub CONNECTION 'host=127.0.0.1 port=1 dbname=x passw
     PUBLICATION nothing WITH (connect = false, enabled = false, create_slot = false, slot_name = NONE);
 SELECT pg_create_physical_replication_slot('fixture_slot');
 ALTER DATABASE postgres SET app.secret = 'database-setting-secret';
+-- User-defined objects whose functions may not run: an operator, a cast, a 63-byte name.
+CREATE FUNCTION fixture_volatile(a int, b int) RETURNS int LANGUAGE sql VOLATILE AS 'SELECT a + b';
+CREATE OPERATOR ### (LEFTARG = int, RIGHTARG = int, FUNCTION = fixture_volatile);
+CREATE TYPE fixture_mood AS ENUM ('calm');
+CREATE FUNCTION fixture_to_mood(int) RETURNS fixture_mood LANGUAGE sql VOLATILE AS $$SELECT 'calm'::fixture_mood$$;
+CREATE CAST (int AS fixture_mood) WITH FUNCTION fixture_to_mood(int);
+CREATE FUNCTION fixture_function_whose_name_is_exactly_sixty_three_bytes_long_x(int) RETURNS int
+    LANGUAGE sql VOLATILE AS 'SELECT $1';
 CREATE SCHEMA fixture_tools;
 CREATE EXTENSION pageinspect SCHEMA fixture_tools;
 ANALYZE;

@@ -574,9 +574,16 @@ def _check_call(node: exp.Anonymous, catalog: SqlCatalog) -> None:
     """A call sqlglot does not know by name: the name must be one this server allows (a name
     PostgreSQL does not know at all is refused too: the guard cannot tell what it is)."""
     this = node.this
+    if isinstance(this, str) and this.lower() in _KEYWORD_FORMS:
+        return
     name = _ident(this) if isinstance(this, exp.Expression) else str(this).lower()
     if name is None or (name not in catalog.callable and name != "current_setting"):
         raise _deny(f'function "{name}" is not allowed')
+
+
+#: Grammar constructs of PostgreSQL written like calls (keywords, never pg_proc names when
+#: unquoted) that sqlglot leaves as anonymous calls.
+_KEYWORD_FORMS = frozenset({"xmlparse", "xmlserialize", "xmlroot", "xmlpi", "xmlexists", "xmlconcat", "xmlforest"})
 
 
 def _check_relation(node: exp.Table, catalog: SqlCatalog) -> None:
@@ -614,7 +621,11 @@ def _pg_operators(run: str) -> list[str]:
 
 
 def _readable_setting(solid: list[_Tok], i: int) -> bool:
-    """current_setting('<reviewed name>'[, true|false]) with literal arguments."""
+    """current_setting('<reviewed name>'[, true|false]) with literal arguments, unqualified
+    or qualified by pg_catalog (a function of that name elsewhere is not the built-in)."""
+    if i >= 1 and solid[i - 1].text == ".":
+        if i < 2 or solid[i - 2].kind not in ("ident", "qident") or solid[i - 2].value != "pg_catalog":
+            return False
     t = solid[i + 1 : i + 6]
     if len(t) < 3 or t[0].text != "(" or t[1].kind != "string":
         return False
@@ -631,6 +642,14 @@ def _readable_setting(solid: list[_Tok], i: int) -> bool:
     )
 
 
+def _truncated(name: str, limit: int) -> str:
+    """The identifier as PostgreSQL stores it: cut to `limit` bytes, at a character boundary."""
+    raw = name.encode("utf-8")
+    if len(raw) <= limit:
+        return name
+    return raw[:limit].decode("utf-8", errors="ignore")
+
+
 def _check_names(toks: list[_Tok], catalog: SqlCatalog) -> None:
     """Every identifier and operator the statement contains, against the catalog's refusals.
 
@@ -639,9 +658,10 @@ def _check_names(toks: list[_Tok], catalog: SqlCatalog) -> None:
     cast target, qualified or quoted) is refused when it names a function, type or system
     relation that may not run or be read here."""
     solid = [t for t in toks if t.kind != "ws"]
+    limit = catalog.max_identifier_length
     for i, t in enumerate(solid):
         if t.kind in ("ident", "qident"):
-            for name in {t.value, t.value.lower()}:
+            for name in {_truncated(t.value, limit), _truncated(t.value.lower(), limit)}:
                 if name in catalog.functions and not (name == "current_setting" and _readable_setting(solid, i)):
                     raise _deny(f'function "{name}" is not allowed')
                 if name in catalog.types:
@@ -665,7 +685,8 @@ _SQLGLOT_OPERATORS = frozenset(
 def _structural_text(toks: list[_Tok]) -> str:
     """The text sqlglot parses: the statement with constructs sqlglot cannot read replaced by
     ones of the same shape (any other operator -> "-", ``collation for (`` -> a call,
-    ``ORDER BY x USING <op>`` -> ``ORDER BY x``, a trailing ``FOR READ ONLY`` dropped). Only
+    ``ORDER BY x USING <op>`` -> ``ORDER BY x``, a trailing ``FOR READ ONLY`` dropped,
+    the ``DOCUMENT`` / ``CONTENT`` of ``XMLPARSE`` / ``XMLSERIALIZE`` dropped). Only
     for the structure check; PostgreSQL runs the normalised text and every name and operator
     was checked on the real tokens."""
     out: list[_Tok] = []
@@ -681,6 +702,16 @@ def _structural_text(toks: list[_Tok]) -> str:
                 calls.add(id(t))
             elif t.value == "for" and [x.value for x in solid[i + 1 :]] == ["read", "only"]:
                 end = i
+        elif (
+            t.kind == "ident"
+            and t.value in ("xmlparse", "xmlserialize")
+            and nxt is not None
+            and nxt.text == "("
+            and i + 2 < len(solid)
+            and solid[i + 2].kind == "ident"
+            and solid[i + 2].value in ("document", "content")
+        ):
+            skip.add(id(solid[i + 2]))  # XMLPARSE(DOCUMENT x) -> xmlparse(x)
         elif t.kind == "ident" and t.value == "using" and nxt is not None and nxt.kind == "op":
             skip.update((id(t), id(nxt)))
     cut = {id(t) for t in solid[end:]}

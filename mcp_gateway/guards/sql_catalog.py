@@ -227,6 +227,8 @@ class SqlCatalog:
     #: schemas whose relations are refused unless in `allowed_relations`
     system_schemas: frozenset[str]
     allowed_relations: frozenset[tuple[str, str]]
+    #: PostgreSQL truncates longer identifiers to this many bytes (NAMEDATALEN - 1)
+    max_identifier_length: int = 63
 
 
 _FUNCTIONS_SQL = """
@@ -252,7 +254,7 @@ UNION ALL
 SELECT t.typname, n.nspname, p.proname, p.provolatile
 FROM pg_catalog.pg_type t
 JOIN pg_catalog.pg_proc p
-  ON p.oid IN (t.typinput, t.typoutput, t.typreceive, t.typsend, t.typmodin, t.typmodout)
+  ON p.oid IN (t.typinput, t.typoutput, t.typreceive, t.typsend, t.typmodin, t.typmodout, t.typsubscript)
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 """
 
@@ -288,6 +290,8 @@ def load_catalog(
     for item in allow_relations:
         schema, _, name = item.rpartition(".")
         allowed.add((schema or "pg_catalog", name))
+    cur.execute("SELECT pg_catalog.current_setting('max_identifier_length')::int")
+    max_identifier_length = cur.fetchone()[0]
     cur.execute(_RELATIONS_SQL)
     relations = frozenset(
         name for nsp, name, on_path in cur.fetchall() if on_path and (nsp, name) not in allowed
@@ -300,4 +304,5 @@ def load_catalog(
         relations=relations,
         system_schemas=frozenset({"pg_catalog", "information_schema", "pg_toast"}),
         allowed_relations=frozenset(allowed),
+        max_identifier_length=max_identifier_length,
     )

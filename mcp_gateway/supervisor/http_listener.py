@@ -46,6 +46,8 @@ log = logging.getLogger("mcp_gateway.http")
 CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 BACKOFF_FIRST_S = 0.05
 BACKOFF_MAX_S = 1.0
+# Exhaustion within this long of the last one is the same episode (logged once).
+EPISODE_QUIET_S = 30.0
 # Descriptors the supervisor needs besides HTTP connections (pools, audit, zygote sockets,
 # the event loop, sessions' internal streams use none): the listener warns when
 # max_connections would not leave this many.
@@ -240,6 +242,8 @@ class Listener:
         self.limits = limits
         self.reserve = reserve
         self.ssl_context = ssl_context
+        self._last_exhaustion = -EPISODE_QUIET_S
+        self._episode_logged = False
 
     async def serve(self, nursery: trio.Nursery) -> None:
         backoff = 0.0
@@ -249,19 +253,24 @@ class Listener:
             except OSError as e:
                 if e.errno not in CAPACITY_ERRNOS:
                     raise
-                if backoff == 0.0:
+                now = trio.current_time()
+                if now - self._last_exhaustion >= EPISODE_QUIET_S:  # a new episode, not a flap
+                    self._episode_logged = True
                     log.error("HTTP: accept failed with %s (%s): shedding new connections until descriptors "
                               "free up (%d connection(s) open; raise the open-file limit or lower "
                               "server.http.max_connections)", errno.errorcode[e.errno], os.strerror(e.errno),
                               self.limits.open)
+                self._last_exhaustion = now
                 self._shed_one()
                 backoff = min(BACKOFF_MAX_S, max(BACKOFF_FIRST_S, backoff * 2))
                 await trio.sleep(backoff)
                 continue
             if backoff:
-                log.warning("HTTP: accepting again after descriptor exhaustion (%d connection(s) shed so far)",
-                            self.limits.shed)
                 backoff = 0.0
+                if self._episode_logged:
+                    self._episode_logged = False
+                    log.warning("HTTP: accepting again after descriptor exhaustion (%d connection(s) shed "
+                                "so far)", self.limits.shed)
             client = _client_key(address)
             refusal = self.limits.admit(client)
             if refusal is not None:

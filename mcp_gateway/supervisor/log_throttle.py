@@ -1,9 +1,9 @@
 """Bounded logging for lines a client can cause at will (bad tokens, refused connections).
 
 A line per event would let one client fill the disk and drown the log an operator reads. Each
-kind of line (its logger and message template) is let through a few times a minute; the
-rest are counted, and the next line that gets through says how many were left out. Kinds
-are message templates from the code, never client data, so the table stays small.
+kind of line is let through a few times a minute; the
+rest are counted, and the next line that gets through says how many were left out. A kind
+is the line of code that logs, never client data, so the table stays small.
 """
 
 from __future__ import annotations
@@ -19,19 +19,17 @@ class LogThrottle(logging.Filter):
         super().__init__()
         self.burst = burst
         self.interval_s = interval_s
-        self._windows: dict[tuple[str, str], list[float | int]] = {}  # kind -> [start, passed, dropped]
+        self._windows: dict[tuple[str, int], list[float | int]] = {}  # kind -> [start, passed, dropped]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR:
-            return True  # errors are the gateway's own faults, never client-driven floods
-        kind = (record.name, str(record.msg))
+        kind = (record.pathname, record.lineno)  # the call site (messages may be f-strings)
         now = time.monotonic()
         window = self._windows.get(kind)
         if window is None or now - window[0] >= self.interval_s:
             dropped = int(window[2]) if window is not None else 0
             self._windows[kind] = [now, 1, 0]
             if dropped:
-                record.msg = f"{record.msg} ({dropped} similar line(s) left out in the last minute)"
+                record.msg = f"{record.msg} ({dropped} similar line(s) left out before this one)"
             return True
         if window[1] < self.burst:
             window[1] += 1

@@ -7,6 +7,7 @@ listed here, and the worker pool routes by the connector named here.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -59,8 +60,33 @@ def _json_text(result: dict[str, Any]) -> str:
     return json.dumps(result, ensure_ascii=False, separators=(",", ":"))
 
 
+# Characters that could end a line, add a column or restyle the text the agent reads:
+# controls (C0, DEL, C1), invisible format characters (bidi overrides...), line/paragraph
+# separators. Shown as Python-style escapes; a backslash itself is doubled so the escaping
+# stays unambiguous.
+_UNPRINTED = frozenset(("Cc", "Cf", "Zl", "Zp", "Cs"))
+
+
+_SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def escape_name(name: str) -> str:
+    """A file name as one printable table cell: a newline in it shows as backslash-n."""
+    out = []
+    for ch in name:
+        if ch in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[ch])
+        elif unicodedata.category(ch) in _UNPRINTED:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000
+                       else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def _list_text(result: dict[str, Any]) -> str:
-    lines = [f"{e['type']}\t{e['size']}\t{e['name']}" for e in result["entries"]]
+    lines = [f"{e['type']}\t{e['size']}\t{escape_name(e['name'])}" for e in result["entries"]]
     return "\n".join(lines) if lines else "(empty directory)"
 
 

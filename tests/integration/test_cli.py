@@ -54,7 +54,8 @@ def test_a_required_layer_that_cannot_apply_stops_the_gateway(gw_dir):
 
     if os.geteuid() != 0:
         pytest.skip("the uid switch is only attempted as root")
-    config = fs_config(gw_dir, sandbox={"user": "no-such-user-mcpgw", "layers": {"user": "required"}})
+    config = fs_config(gw_dir, sandbox={"uid_range": None, "user": "no-such-user-mcpgw",
+                                        "layers": {"user": "required"}})
     out = _run("call", "--config", str(config), "fs.readFile", '{"path": "hello.txt"}')
     assert out.returncode == 1
     assert "cannot start" in out.stderr and "no-such-user-mcpgw" in out.stderr

@@ -138,7 +138,7 @@ def test_a_full_queue_refuses_at_once(gw_dir):
             time.sleep(0.1)
         first = gw.read()
         assert first["id"] == 202  # answered at once, before the other two time out
-        assert first["result"]["structuredContent"]["error_code"] == "RATE_LIMITED"
+        assert first["result"]["structuredContent"]["error_code"] == "UNAVAILABLE"
         assert "capacity" in first["result"]["structuredContent"]["reason"]
         rest = {r["id"]: r["result"] for r in (gw.read(), gw.read())}
         assert rest[200]["structuredContent"]["error_code"] == "TIMEOUT"
