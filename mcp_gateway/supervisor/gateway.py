@@ -20,6 +20,7 @@ import trio
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.guards import GuardDenied
 from mcp_gateway.ipc.messages import CallFailed, CallRequest
+from mcp_gateway.supervisor import results
 from mcp_gateway.supervisor.audit import AuditError, AuditLog, args_sha256, timestamp
 from mcp_gateway.supervisor.policy import Policy
 from mcp_gateway.supervisor.pool import QueueFull, WorkerPool
@@ -31,16 +32,24 @@ from mcp_gateway.tools.arguments import Args, as_dict
 log = logging.getLogger("mcp_gateway")
 
 DENY_CODES = frozenset({"VALIDATION_ERROR", "POLICY_DENIED", "SECURITY_ERROR", "RATE_LIMITED"})
+# The client cancelled the call (or went away) while it ran: audited, never answered.
+CANCELLED = "CANCELLED"
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """How a call ended, with its answer already encoded (results.py) for every transport."""
+
     request_id: str
     tool: str
-    result: dict[str, Any] | None = None
-    text: str = ""
+    answer: bytes
     error_code: str | None = None
     reason: str = ""
+    result_bytes: int = 0  # the size of a successful answer; 0 on errors
+
+    @classmethod
+    def failed(cls, request_id: str, tool: str, code: str, reason: str) -> Outcome:
+        return cls(request_id, tool, results.error(request_id, code, reason), code, reason)
 
     @property
     def is_error(self) -> bool:
@@ -90,22 +99,28 @@ class Gateway:
     def tools_for(self, actor: str) -> list[ToolSpec]:
         return [TOOLS[name] for name in self.policy.exposed_tools(actor)]
 
-    async def call(self, tool: str, arguments: dict[str, Any] | None, actor: str) -> Outcome:
+    async def call(self, tool: str, arguments: dict[str, Any] | None, actor: str,
+                   cancelled_by: Callable[[], str] | None = None) -> Outcome:
+        """Run one call; raises trio.Cancelled (after auditing it as CANCELLED) when cancelled.
+
+        `cancelled_by` says, for the audit line, what cancelled the call (the transport knows).
+        """
         request_id = str(uuid.uuid4())
         started = time.monotonic()
         outcome: Outcome | None = None
         try:
             outcome = await self._run(request_id, tool, arguments, actor)
         except Refused as e:
-            outcome = Outcome(request_id, tool, error_code=e.code, reason=e.reason)
+            outcome = Outcome.failed(request_id, tool, e.code, e.reason)
         except trio.Cancelled:
-            outcome = Outcome(request_id, tool, error_code="TIMEOUT",
-                              reason="the call was cancelled before it finished; its worker was stopped")
+            cause = cancelled_by() if cancelled_by is not None else "the gateway stopped"
+            outcome = Outcome.failed(request_id, tool, CANCELLED,
+                                     f"{cause} before the call finished; a worker running it was killed and replaced")
             raise
         except Exception:
             log.exception("request %s (%s): unexpected error in the supervisor", request_id, tool)
-            outcome = Outcome(request_id, tool, error_code="INTERNAL_ERROR",
-                              reason=f"unexpected gateway error; the log has details under request {request_id}")
+            outcome = Outcome.failed(request_id, tool, "INTERNAL_ERROR",
+                                     f"unexpected gateway error; the log has details under request {request_id}")
         finally:
             if outcome is not None:
                 outcome = self._audit(outcome, actor, arguments, started)
@@ -147,16 +162,26 @@ class Gateway:
         except QueueFull as e:
             raise Refused("RATE_LIMITED", f"the gateway is at capacity: {e}") from None
         if isinstance(reply, CallFailed):
-            return Outcome(request_id, tool, error_code=reply.error_code, reason=reply.reason)
+            return Outcome.failed(request_id, tool, reply.error_code, reply.reason)
+        return self._answer(request_id, spec, reply.result, decision.max_bytes)
+
+    @staticmethod
+    def _answer(request_id: str, spec: ToolSpec, result: dict[str, Any], max_bytes: int) -> Outcome:
+        """Encode the answer once, and hold it to max_bytes as the client would receive it."""
         try:
-            text = spec.render_text(reply.result)
+            text = spec.render_text(result)
             if not isinstance(text, str):
                 raise TypeError(type(text).__name__)
         except (KeyError, TypeError) as e:
-            log.error("request %s (%s): worker result has the wrong shape (%r)", request_id, tool, e)
-            return Outcome(request_id, tool, error_code="INTERNAL_ERROR",
-                           reason="the worker returned a malformed result")
-        return Outcome(request_id, tool, result=reply.result, text=text)
+            log.error("request %s (%s): worker result has the wrong shape (%r)", request_id, spec.name, e)
+            return Outcome.failed(request_id, spec.name, "INTERNAL_ERROR", "the worker returned a malformed result")
+        answer = results.success(request_id, text, result)
+        if len(answer) > max_bytes:
+            return Outcome.failed(
+                request_id, spec.name, "RESULT_TOO_LARGE",
+                f"the answer would be {len(answer)} bytes of JSON (text and structured content together), over "
+                f"the cap of {max_bytes} bytes; ask for less (fs.readFile offset/length, db.query max_rows)")
+        return Outcome(request_id, spec.name, answer, result_bytes=len(answer))
 
     def _audit(self, outcome: Outcome, actor: str, arguments: Any, started: float) -> Outcome:
         duration_ms = round((time.monotonic() - started) * 1000)
@@ -170,15 +195,15 @@ class Gateway:
             "decision": "deny" if code in DENY_CODES else "allow",
             "reason": outcome.reason if code else "ok",
             "duration_ms": duration_ms,
-            "result_bytes": len(outcome.text.encode("utf-8", "surrogatepass")) if code is None else 0,
+            "result_bytes": outcome.result_bytes,
             "error_code": code,
         }
         try:
             self.audit.write(record)
         except AuditError as e:
             log.error("request %s (%s): %s; the call is refused", outcome.request_id, outcome.tool, e)
-            outcome = Outcome(outcome.request_id, outcome.tool, error_code="INTERNAL_ERROR",
-                              reason=f"{e}: call refused (no call runs unaudited); fix the audit path "
+            outcome = Outcome.failed(outcome.request_id, outcome.tool, "INTERNAL_ERROR",
+                                     f"{e}: call refused (no call runs unaudited); fix the audit path "
                                      "and send SIGHUP")
         if self._observer is not None:
             self._observer(outcome, duration_ms / 1000)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.gateway_process import audit_lines, fs_config, raw_gateway
+from tests.gateway_process import audit_lines, error_of, fs_config, raw_gateway
 
 FIELDS = {"timestamp", "request_id", "tool", "actor", "args_sha256", "decision", "reason", "duration_ms",
           "result_bytes", "error_code"}
@@ -42,7 +42,7 @@ def test_n_calls_of_mixed_outcomes_give_exactly_n_lines(gw_dir):
         assert line["timestamp"].endswith("Z") and len(line["timestamp"]) == 24
         assert result["isError"] == (code is not None)
         if code:
-            assert result["structuredContent"]["request_id"] == line["request_id"]
+            assert error_of(result)["request_id"] == line["request_id"]
             assert result["content"][0]["text"].startswith(code)
         else:
             assert line["result_bytes"] > 0
@@ -54,8 +54,8 @@ def test_unwritable_audit_log_fails_closed_and_the_gateway_keeps_serving(gw_dir)
         for _ in range(3):
             result = gw.call("fs.readFile", {"path": "hello.txt"})
             assert result["isError"]
-            assert result["structuredContent"]["error_code"] == "INTERNAL_ERROR"
-            assert "audit" in result["structuredContent"]["reason"]
+            assert error_of(result)["error_code"] == "INTERNAL_ERROR"
+            assert "audit" in error_of(result)["reason"]
             assert "hello world" not in json.dumps(result)
         assert gw.request("ping")["result"] == {}
 
@@ -67,8 +67,8 @@ def test_read_only_audit_file_fails_closed(gw_dir):
     audit.chmod(0o444)
     with raw_gateway(fs_config(gw_dir)) as gw:
         result = gw.call("fs.readFile", {"path": "hello.txt"})
-        assert result["structuredContent"]["error_code"] == "INTERNAL_ERROR"
-        assert "audit" in result["structuredContent"]["reason"]
+        assert error_of(result)["error_code"] == "INTERNAL_ERROR"
+        assert "audit" in error_of(result)["reason"]
     assert audit.read_text() == ""
 
 

@@ -62,7 +62,8 @@ def test_a_required_layer_that_cannot_apply_stops_the_gateway(gw_dir):
                             input="", capture_output=True, text=True, env=gateway_env(), timeout=60)
     assert served.returncode == 1 and "cannot start" in served.stderr
     # The one-shot call was already accepted when the pool failed: it still has its audit line.
-    assert [x["error_code"] for x in audit_lines(gw_dir)] == ["TIMEOUT"]
+    assert [(x["error_code"], x["reason"].split(" before")[0]) for x in audit_lines(gw_dir)] == [
+        ("CANCELLED", "the gateway stopped")]
 
 
 def test_check_config_over_http_lists_the_token_actors():

@@ -9,7 +9,7 @@ from mcp_gateway.config import HttpFetchSettings
 from mcp_gateway.guards import GuardDenied
 from mcp_gateway.guards.urls import check_url
 from tests.corpus import load_corpus
-from tests.gateway_process import audit_lines, fs_config, raw_gateway
+from tests.gateway_process import audit_lines, error_of, fs_config, raw_gateway
 
 
 def _fetch_config(gw_dir, domains, **fetch):
@@ -34,7 +34,7 @@ def test_ssrf_corpus_refused_through_the_gateway(gw_dir, domains):
         for url in urls:
             result = gw.call("web.fetch", {"url": url})
             assert result["isError"], url
-            assert result["structuredContent"]["error_code"] in ("SECURITY_ERROR", "VALIDATION_ERROR"), url
+            assert error_of(result)["error_code"] in ("SECURITY_ERROR", "VALIDATION_ERROR"), url
     lines = audit_lines(gw_dir)
     assert len(lines) == len(urls) and all(x["decision"] == "deny" for x in lines)
 
@@ -82,6 +82,6 @@ def test_sandboxed_fetch_on_loopback_strips_credentials_and_rechecks_redirects(g
         headers = _Page.seen[-1]
         assert "authorization" not in headers and "x-api-key" not in headers and headers["accept"] == "*/*"
         redirected = gw.call("web.fetch", {"url": f"http://127.0.0.1:{port}/redirect-metadata"})
-        assert redirected["structuredContent"]["error_code"] == "SECURITY_ERROR"
+        assert error_of(redirected)["error_code"] == "SECURITY_ERROR"
         other_port = gw.call("web.fetch", {"url": f"http://127.0.0.1:{port + 1 if port < 65535 else 1}/"})
-        assert other_port["structuredContent"]["error_code"] == "SECURITY_ERROR"
+        assert error_of(other_port)["error_code"] == "SECURITY_ERROR"

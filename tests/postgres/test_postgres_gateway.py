@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.gateway_process import audit_lines, fs_config, raw_gateway
+from tests.gateway_process import audit_lines, error_of, fs_config, raw_gateway
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def _ok(result: dict) -> dict:
 
 def _code(result: dict) -> str:
     assert result.get("isError"), result
-    return result["structuredContent"]["error_code"]
+    return error_of(result)["error_code"]
 
 
 def test_queries_in_a_sandboxed_worker(pg_gateway_config, gw_dir, pg_cluster):
