@@ -5,7 +5,8 @@ Request path, outermost first (`GatewayApp`):
     /healthz                       -> health JSON (no auth; says nothing secret)
     Host check                     -> 421 Misdirected Request   (DNS rebinding)
     Origin check                   -> 403 Forbidden             (cross-site browsers)
-    bearer token                   -> 401 + WWW-Authenticate: Bearer
+    /.well-known/oauth-*           -> 404 (no OAuth here: the bearer token is the only way in)
+    bearer token                   -> 401 + WWW-Authenticate: Bearer, error_description, no resource_metadata
     /metrics                       -> Prometheus text (same auth as MCP)
     server.http.path (/mcp)        -> 413 on an oversized body, else the SDK's Streamable HTTP app
     anything else                  -> 404
@@ -47,7 +48,7 @@ from mcp_gateway.supervisor.http_auth import (
     is_loopback_host,
     is_wildcard_host,
 )
-from mcp_gateway.supervisor.mcp_server import build_server
+from mcp_gateway.supervisor.mcp_server import REQUEST_CLOSED_KEY, build_server
 from mcp_gateway.supervisor.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from mcp_gateway.supervisor.service import Zygotes, open_gateway
 
@@ -88,6 +89,35 @@ async def _error(send: Any, status: int, error: str, description: str,
                  extra: list[tuple[bytes, bytes]] | None = None) -> None:
     body = json.dumps({"error": error, "error_description": description}).encode()
     await _respond(send, status, body, extra=extra)
+
+
+class ClosedRequest:
+    """Notices a client closing its request: `closed` is set on the ASGI `http.disconnect`.
+
+    Once the body is read, nothing but the disconnect can arrive, and nobody else reads it
+    (JSON responses do not listen), so `watch` waits for it; the app's own later reads get it too.
+    """
+
+    def __init__(self, receive: Any) -> None:
+        self._receive = receive
+        self.closed = trio.Event()
+        self._body_read = trio.Event()
+
+    async def receive(self) -> dict[str, Any]:
+        if self._body_read.is_set():
+            await self.closed.wait()
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            self.closed.set()
+        if message["type"] == "http.disconnect" or not message.get("more_body", False):
+            self._body_read.set()
+        return message
+
+    async def watch(self) -> None:
+        await self._body_read.wait()
+        if not self.closed.is_set() and (await self._receive())["type"] == "http.disconnect":
+            self.closed.set()
 
 
 class InFlight:
@@ -155,6 +185,12 @@ class GatewayApp:
             await _error(send, 403, "forbidden", "Origin not allowed (server.http.allowed_origins)")
             return
 
+        if path.startswith("/.well-known/oauth-"):
+            # Discovery by OAuth-capable clients: say plainly there is no OAuth here (not a 401,
+            # which would read as "protected metadata").
+            await _error(send, 404, "not_found", "this gateway does not offer OAuth; send the bearer token "
+                                                 "the operator gave you as Authorization: Bearer <token>")
+            return
         if self.tokens.enabled:
             token = bearer_token(headers.get("authorization"))
             actor = self.tokens.actor_for(token) if token is not None else None
@@ -163,10 +199,13 @@ class GatewayApp:
                 if token is not None:
                     client = scope.get("client") or ("?", 0)
                     log.warning("HTTP: invalid bearer token from %s", client[0])
-                    challenge = f'Bearer realm="{REALM}", error="invalid_token"'
+                    description = "the bearer token is not one this gateway knows"
                 else:
-                    challenge = f'Bearer realm="{REALM}"'
-                await _error(send, 401, "unauthorized", "a valid bearer token is required",
+                    description = "send the token the operator gave you as Authorization: Bearer <token>"
+                # A plain challenge: no resource_metadata, so OAuth-capable clients do not start
+                # an OAuth flow this gateway does not offer (RFC 6750 section 3).
+                challenge = f'Bearer realm="{REALM}", error="invalid_token", error_description="{description}"'
+                await _error(send, 401, "invalid_token", description,
                              extra=[(b"www-authenticate", challenge.encode())])
                 return
         else:
@@ -206,7 +245,13 @@ class GatewayApp:
             return
         self.in_flight.enter()
         try:
-            await self.inner(scope, receive, send)
+            # A client that closes its POST cancels the call it carried (mcp_server.py).
+            closing = ClosedRequest(receive)
+            scope[REQUEST_CLOSED_KEY] = closing.closed
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(closing.watch)
+                await self.inner(scope, closing.receive, send)
+                nursery.cancel_scope.cancel()
         finally:
             self.in_flight.exit()
 
