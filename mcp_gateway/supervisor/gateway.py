@@ -95,6 +95,7 @@ class Gateway:
         self._guards = {name: _supervisor_guard(spec, config) for name, spec in TOOLS.items()
                         if spec.connector in self.policy.enabled_connectors}
         self._observer = observer
+        self.stopping = False  # set by a transport that is shutting down: its cuts are not the client's
 
     def tools_for(self, actor: str) -> list[ToolSpec]:
         return [TOOLS[name] for name in self.policy.exposed_tools(actor)]
@@ -113,7 +114,7 @@ class Gateway:
         except Refused as e:
             outcome = Outcome.failed(request_id, tool, e.code, e.reason)
         except trio.Cancelled:
-            cause = cancelled_by() if cancelled_by is not None else "the gateway stopped"
+            cause = "the gateway stopped" if self.stopping or cancelled_by is None else cancelled_by()
             outcome = Outcome.failed(request_id, tool, CANCELLED,
                                      f"{cause} before the call finished; a worker running it was killed and replaced")
             raise

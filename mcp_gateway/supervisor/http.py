@@ -384,6 +384,7 @@ async def serve_http(config: GatewayConfig, zygotes: Zygotes) -> int:
                             log.info("%s: draining (%d MCP request(s) in flight, up to %gs; send it again "
                                      "to stop at once)", name, app.in_flight.count, s.shutdown_grace_s)
                             app.draining = True
+                            gateway.stopping = True
                             stop.set()
                         else:
                             log.warning("%s again: stopping without waiting for %d MCP request(s)",
