@@ -8,7 +8,8 @@ Request path, outermost first (`GatewayApp`):
     /.well-known/oauth-*           -> 404 (no OAuth here: the bearer token is the only way in)
     bearer token                   -> 401 + WWW-Authenticate: Bearer, error_description, no resource_metadata
     /metrics                       -> Prometheus text (same auth as MCP)
-    server.http.path (/mcp)        -> 413 on an oversized body, else the SDK's Streamable HTTP app
+    server.http.path (/mcp)        -> 413 on an oversized body; a 2025-03-26 batch -> http_batch.py;
+                                      else the SDK's Streamable HTTP app
     anything else                  -> 404
 
 The authenticated actor is put in the ASGI scope; the MCP handlers read it back from the
@@ -48,6 +49,7 @@ from mcp_gateway.supervisor.http_auth import (
     is_loopback_host,
     is_wildcard_host,
 )
+from mcp_gateway.supervisor.http_batch import as_batch, batches_allowed, read_body, replay, serve_batch
 from mcp_gateway.supervisor.mcp_server import REQUEST_CLOSED_KEY, build_server
 from mcp_gateway.supervisor.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from mcp_gateway.supervisor.service import Zygotes, open_gateway
@@ -250,10 +252,26 @@ class GatewayApp:
             scope[REQUEST_CLOSED_KEY] = closing.closed
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(closing.watch)
-                await self.inner(scope, closing.receive, send)
+                if method == "POST" and batches_allowed(scope["headers"]):
+                    await self._maybe_batch(scope, closing.receive, send)
+                else:
+                    await self.inner(scope, closing.receive, send)
                 nursery.cancel_scope.cancel()
         finally:
             self.in_flight.exit()
+
+    async def _maybe_batch(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """A 2025-03-26 client's POST: a batch is served by http_batch, anything else by the SDK."""
+        body = await read_body(receive, self.max_body)
+        if body is None:  # over the cap without a Content-Length, or the client left
+            await _error(send, 413, "payload_too_large",
+                         f"request body over {self.max_body} bytes (server.http.max_body_bytes)")
+            return
+        items = as_batch(body)
+        if items is None:
+            await self.inner(scope, replay(body, receive), send)
+        else:
+            await serve_batch(self.inner, scope, items, receive, send)
 
     async def _health(self, method: str, send: Any) -> None:
         if method not in ("GET", "HEAD"):

@@ -6,11 +6,11 @@ import signal
 import httpx
 import pytest
 
-from tests.gateway_process import audit_lines, worker_pids
+from tests.gateway_process import audit_lines, error_of, worker_pids
 from tests.http.helpers import HttpGateway, McpHttp, http_config, sha256_hex
 from tests.integration.test_worker_pool import _alive, _wait_for
 
-TOKEN = "proto-token-0123456789"
+TOKEN = "proto-token-0123456789"  # noqa: S105
 
 
 @pytest.mark.parametrize("stateless", [False, True], ids=["stateful", "stateless"])
@@ -54,3 +54,37 @@ def test_401_says_what_is_expected_and_offers_no_oauth(gw_dir):
                      "/.well-known/oauth-authorization-server"):
             r = httpx.get(gw.base + path, timeout=10)
             assert r.status_code == 404 and "does not offer OAuth" in r.json()["error_description"]
+
+
+def test_batches_for_2025_03_26_clients(gw_dir):
+    with HttpGateway(http_config(gw_dir)) as gw, httpx.Client(timeout=20, headers={
+            "accept": "application/json, text/event-stream", "content-type": "application/json"}) as http:
+        init = http.post(gw.url, json={"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "old", "version": "0"}}})
+        assert init.json()["result"]["protocolVersion"] == "2025-03-26"
+        session = {"mcp-session-id": init.headers["mcp-session-id"]}  # 2025-03-26 has no protocol header
+        assert http.post(gw.url, headers=session, json=[
+            {"jsonrpc": "2.0", "method": "notifications/initialized"}]).status_code == 202
+        r = http.post(gw.url, headers=session, json=[
+            {"jsonrpc": "2.0", "id": 1, "method": "ping"},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+             "params": {"name": "fs.readFile", "arguments": {"path": "hello.txt"}}},
+            {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+             "params": {"name": "fs.readFile", "arguments": {"path": "/etc/passwd"}}},
+            {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": 1, "progress": 1}},
+            {"jsonrpc": "2.0", "id": 5, "method": "initialize", "params": {}},
+        ])
+        assert r.status_code == 200, r.text
+        by_id = {a["id"]: a for a in r.json()}
+        assert sorted(by_id) == [1, 2, 3, 5]
+        assert by_id[1]["result"] == {}
+        assert by_id[2]["result"]["structuredContent"]["content"] == "hello world\n"
+        assert error_of(by_id[3]["result"])["error_code"] == "SECURITY_ERROR"
+        assert by_id[5]["error"]["code"] == -32600
+        empty = http.post(gw.url, headers=session, json=[])
+        assert empty.status_code == 400 and empty.json()["error"]["code"] == -32600
+        # A client that negotiated a later revision (it sends the header) gets no batches.
+        later = http.post(gw.url, headers={**session, "mcp-protocol-version": "2025-11-25"},
+                          json=[{"jsonrpc": "2.0", "id": 9, "method": "ping"}])
+        assert later.status_code == 400
+    assert sorted(str(x["error_code"]) for x in audit_lines(gw_dir)) == ["None", "SECURITY_ERROR"]
