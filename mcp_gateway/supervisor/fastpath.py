@@ -43,8 +43,7 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def _cancel_cause() -> str:
-    return "the client cancelled the call (notifications/cancelled)"
+_CANCELLED_BY_CLIENT = "the client cancelled the call (notifications/cancelled)"
 
 
 def cancelled_request_id(obj: Any) -> int | str | None:
@@ -103,7 +102,9 @@ class FastPath:
         outcome = None
         try:
             with scope:
-                outcome = await self.gateway.call(name, arguments, self.actor, _cancel_cause)
+                outcome = await self.gateway.call(
+                    name, arguments, self.actor,
+                    lambda: _CANCELLED_BY_CLIENT if scope.cancel_called else "the gateway stopped")
         finally:
             if self._in_flight.get(rid) is scope:
                 del self._in_flight[rid]
