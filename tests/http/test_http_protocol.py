@@ -5,6 +5,7 @@ import signal
 
 import httpx
 import pytest
+import trio
 
 from tests.gateway_process import audit_lines, error_of, worker_pids
 from tests.http.helpers import HttpGateway, McpHttp, http_config, sha256_hex
@@ -88,3 +89,32 @@ def test_batches_for_2025_03_26_clients(gw_dir):
                           json=[{"jsonrpc": "2.0", "id": 9, "method": "ping"}])
         assert later.status_code == 400
     assert sorted(str(x["error_code"]) for x in audit_lines(gw_dir)) == ["None", "SECURITY_ERROR"]
+
+
+def test_the_python_sdk_client_cancelling_a_call_stops_its_worker(gw_dir):
+    """Python SDK 2.3 speaks 2026-07-28 and cancels by closing the call's POST."""
+    from mcp.client import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    config = http_config(gw_dir, policy={"global_timeout_ms": 20000}, connectors={"filesystem": {"workers": 1}})
+    with HttpGateway(config) as gw:
+        (worker,) = _wait_for(lambda: worker_pids(gw.proc.pid))
+
+        async def cancelled_call() -> bool:
+            async with Client(streamable_http_client(gw.url)) as client:
+                await client.list_tools()
+                os.kill(worker, signal.SIGSTOP)
+                with trio.move_on_after(1) as scope:
+                    await client.call_tool("fs.readFile", {"path": "hello.txt"})
+                return scope.cancelled_caught
+
+        try:
+            assert trio.run(cancelled_call)
+            _wait_for(lambda: not _alive(worker))
+        finally:
+            if _alive(worker):
+                os.kill(worker, signal.SIGCONT)
+        _wait_for(lambda: audit_lines(gw_dir))
+    (line,) = audit_lines(gw_dir)
+    assert line["error_code"] == "CANCELLED", line
+    assert line["reason"].startswith("the client closed the HTTP request")
