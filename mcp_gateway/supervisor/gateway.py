@@ -78,9 +78,10 @@ def _supervisor_guard(spec: ToolSpec, config: GatewayConfig) -> Callable[[Args],
 
         return lambda a: check_url(a.url, c.http_fetch)  # type: ignore[attr-defined]
     if spec.name == "db.query":
-        from mcp_gateway.guards.sql import check_sql
+        from mcp_gateway.guards.sql import precheck_sql
 
-        return lambda a: check_sql(a.sql, with_params=bool(a.params))  # type: ignore[attr-defined]
+        # Bounded and linear: the full parse runs in the worker, under the call's deadline.
+        return lambda a: precheck_sql(a.sql)  # type: ignore[attr-defined]
     return None
 
 
@@ -160,8 +161,8 @@ class Gateway:
         try:
             reply = await pool.call(
                 CallRequest(request_id, tool, args_dict, decision.timeout_ms, decision.max_bytes), deadline)
-        except QueueFull as e:
-            raise Refused("RATE_LIMITED", f"the gateway is at capacity: {e}") from None
+        except QueueFull as e:  # capacity, not the caller's fault: not a denial
+            raise Refused("UNAVAILABLE", f"the gateway is at capacity, retry later: {e}") from None
         if isinstance(reply, CallFailed):
             return Outcome.failed(request_id, tool, reply.error_code, reply.reason)
         return self._answer(request_id, spec, reply.result, decision.max_bytes)
@@ -173,10 +174,11 @@ class Gateway:
             text = spec.render_text(result)
             if not isinstance(text, str):
                 raise TypeError(type(text).__name__)
+            structured = spec.structured(result)
         except (KeyError, TypeError) as e:
             log.error("request %s (%s): worker result has the wrong shape (%r)", request_id, spec.name, e)
             return Outcome.failed(request_id, spec.name, "INTERNAL_ERROR", "the worker returned a malformed result")
-        answer = results.success(request_id, text, result)
+        answer = results.success(request_id, text, structured)
         if len(answer) > max_bytes:
             return Outcome.failed(
                 request_id, spec.name, "RESULT_TOO_LARGE",

@@ -11,6 +11,7 @@ batch's `http.disconnect`: closing the POST cancels every call in it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -24,37 +25,6 @@ def batches_allowed(headers: list[tuple[bytes, bytes]]) -> bool:
         if name.lower() == b"mcp-protocol-version":
             return value.strip() == BATCH_VERSION
     return True
-
-
-async def read_body(receive: Any, cap: int) -> bytes | None:
-    """The whole request body, or None past `cap` bytes (or when the client went away)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > cap:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-def replay(body: bytes, then: Any) -> Any:
-    """An ASGI receive that yields `body` once, then defers to `then` (the disconnect watch)."""
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await then()
-
-    return receive
 
 
 def as_batch(body: bytes) -> list[Any] | None:
@@ -72,7 +42,9 @@ def _error(message: str, request_id: Any = None) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": request_id, "error": {"code": INVALID_REQUEST, "message": message}}
 
 
-async def serve_batch(inner: Any, scope: dict[str, Any], items: list[Any], after_body: Any, send: Any) -> None:
+async def serve_batch(inner: Any, scope: dict[str, Any], items: list[Any],
+                      receive_for: Callable[[bytes], Any], send: Any) -> None:
+    """Each member through `inner` as a POST of its own (`receive_for(body)` is its ASGI receive)."""
     if not items:
         await _respond(send, 400, json.dumps(_error("Invalid Request: an empty batch")).encode(), [])
         return
@@ -89,7 +61,7 @@ async def serve_batch(inner: Any, scope: dict[str, Any], items: list[Any], after
         sub["headers"] = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
         sub["headers"].append((b"content-length", str(len(body)).encode()))
         response = _Captured()
-        await inner(sub, replay(body, after_body), response.send)
+        await inner(sub, receive_for(body), response.send)
         if response.body.strip():
             answers[i] = json.loads(response.body)
         session.extend((k, v) for k, v in response.headers if k.lower() == b"mcp-session-id")

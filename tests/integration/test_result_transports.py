@@ -39,6 +39,7 @@ class ScriptedGateway:
         self.config = config
         self.pools: dict[str, Any] = {}
         self.audit = SimpleNamespace(healthy=True)
+        self.rate_limiter = SimpleNamespace(check=lambda actor: None)
         self.stopping = False
         self.outcome: Outcome | None = None
 
@@ -51,27 +52,28 @@ class ScriptedGateway:
 
 
 def _serve(gateway: ScriptedGateway, wire_in: int, wire_out: int, bound: list, ready: threading.Event) -> None:
-    from hypercorn.trio.run import worker_serve
-    from hypercorn.utils import wrap_app
-
     from mcp_gateway.supervisor.fastpath import FastPath
-    from mcp_gateway.supervisor.http import build_app, hypercorn_config
+    from mcp_gateway.supervisor.http import HttpServer, build_app, hypercorn_config
+    from mcp_gateway.supervisor.http_listener import ConnectionLimits
     from mcp_gateway.supervisor.mcp_server import build_server
     from mcp_gateway.supervisor.metrics import GatewayMetrics
     from mcp_gateway.supervisor.stdio import stdio_transport
 
     async def main() -> None:
         config = gateway.config
+        s = config.server.http
         hc = hypercorn_config(config)
         sockets = hc.create_sockets()
         for sock in sockets.insecure_sockets:
             sock.listen(hc.backlog)
             bound.append(sock.getsockname())
-        app = build_app(config, gateway, GatewayMetrics())
+        app, manager = build_app(config, gateway, GatewayMetrics())
         server = build_server(gateway, lambda _ctx: "tester")
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(lambda: worker_serve(wrap_app(app, hc.wsgi_max_body_size, "asgi"), hc,
-                                                    sockets=sockets))
+        limits = ConnectionLimits(s.max_connections, s.max_connections_per_client)
+        async with manager.run(), trio.open_nursery() as nursery:
+            # The listeners of serve_http, without its signal handling (this is not the main thread).
+            for listener in HttpServer(app, hc, list(sockets.insecure_sockets), limits, False).listeners:
+                nursery.start_soon(listener.serve, nursery)
             ready.set()
             async with stdio_transport(wire_in, wire_out, config.server.max_message_bytes,
                                        FastPath(gateway, "tester")) as (r, w):
