@@ -1,6 +1,7 @@
-"""The db.query guard: one read-only query (SELECT / set operation / VALUES / EXPLAIN of one).
+"""The db.query guard: one read-only query (SELECT / set operation / VALUES / EXPLAIN of one),
+run in the postgres worker against the connected server's catalog (guards/sql_catalog.py).
 
-Two stages, both pure:
+Three stages, all pure:
 
 1. A lexer that follows PostgreSQL's own scanner (``scan.l``, ``standard_conforming_strings =
    on``): nested ``/* */`` comments, ``--`` comments, ``'...'`` with ``''``, ``E'...'`` with
@@ -10,18 +11,23 @@ Two stages, both pure:
    statement is allowed) and produces a *normalised* text: comments removed, every string
    literal re-written as a plain ``'...'`` literal, every quoted / unusual identifier
    re-written as a plain ``"..."`` identifier, ``%s`` placeholders turned into ``$n`` (only
-   when the call has params). Anything the lexer does not understand is refused.
+   when the call has params). Anything the lexer does not understand is refused. The
+   normalised text is what the worker executes.
 
-   The normalised text is what sqlglot checks **and** what the worker executes, so a
-   difference between sqlglot's tokenizer and PostgreSQL's (nested comments, dollar quotes,
-   backslashes, continuation) cannot hide code from the check.
+2. Names, on those tokens (not on sqlglot's tree, which reads some names differently from
+   PostgreSQL: ``(x).f`` is the call ``f(x)`` to PostgreSQL): every identifier and operator
+   that names a function, type or system relation the catalog refuses is refused, wherever
+   it stands.
 
-2. ``sqlglot.parse(text, read="postgres")`` (never ``parse_one``) and a walk over the whole
-   tree: the root must be a query; no DML/DDL/command node anywhere (data-modifying CTEs,
-   ``SELECT INTO``, locking clauses, sqlglot ``Command`` fallbacks), and no function from
-   the denylist (see ``docs/POSTGRES.md``). ``EXPLAIN`` (which sqlglot 30 only knows as a
-   ``Command``) is parsed here from the lexer's tokens: options are checked, ``ANALYZE`` is
-   refused in any form, and the inner statement is checked like a top-level one.
+3. ``sqlglot.parse(..., read="postgres")`` (never ``parse_one``), for structure only: the
+   root must be a query; no DML/DDL/command node anywhere (data-modifying CTEs, ``SELECT
+   INTO``, locking clauses, sqlglot ``Command`` fallbacks); calls sqlglot does not know must
+   name an allowed function; qualified system relations must be on the allowlist.
+   ``EXPLAIN`` (which sqlglot 30 only knows as a ``Command``) is parsed here from the lexer's
+   tokens: options are checked, ``ANALYZE`` is refused in any form, and the inner statement is
+   checked like a top-level one.
+
+The supervisor runs only guards/sql_precheck.py (bounded, linear, no sqlglot).
 """
 
 from __future__ import annotations
@@ -36,13 +42,9 @@ from sqlglot.errors import SqlglotError
 
 from mcp_gateway.guards import GuardDenied
 from mcp_gateway.guards.sql_catalog import READABLE_SETTINGS, SqlCatalog
+from mcp_gateway.guards.sql_precheck import MAX_SQL_CHARS, REFUSED_LEADING
 
-__all__ = [
-    "MAX_SQL_CHARS",
-    "CheckedSql",
-    "precheck_sql",
-    "prepare_sql",
-]
+__all__ = ["CheckedSql", "prepare_sql"]
 
 # --- lexer --------------------------------------------------------------------------------
 
@@ -739,7 +741,7 @@ def _first_word(toks: list[_Tok]) -> str:
 def _parse_query(toks: list[_Tok], catalog: SqlCatalog) -> str:
     text = _join(toks)
     kw = _first_word(toks)
-    if kw in _REFUSED_LEADING:
+    if kw in REFUSED_LEADING:
         raise _deny(f'SQL keyword "{kw}" is not allowed')
     _check_names(toks, catalog)
     try:
@@ -767,67 +769,6 @@ def _parse_query(toks: list[_Tok], catalog: SqlCatalog) -> str:
     _check_tree(root, catalog)
     return text
 
-
-# Statements sqlglot might parse into something innocent-looking (LISTEN ch -> an alias,
-# CHECKPOINT -> a column): refused on their first word before sqlglot is asked.
-_REFUSED_LEADING = frozenset(
-    {
-        "INSERT",
-        "UPDATE",
-        "DELETE",
-        "MERGE",
-        "UPSERT",
-        "REPLACE",
-        "CREATE",
-        "DROP",
-        "ALTER",
-        "TRUNCATE",
-        "GRANT",
-        "REVOKE",
-        "COMMENT",
-        "SECURITY",
-        "REASSIGN",
-        "REFRESH",
-        "REINDEX",
-        "CLUSTER",
-        "VACUUM",
-        "ANALYZE",
-        "ANALYSE",
-        "CHECKPOINT",
-        "COPY",
-        "DO",
-        "CALL",
-        "PREPARE",
-        "EXECUTE",
-        "DEALLOCATE",
-        "LISTEN",
-        "UNLISTEN",
-        "NOTIFY",
-        "LOCK",
-        "SET",
-        "RESET",
-        "SHOW",
-        "BEGIN",
-        "START",
-        "COMMIT",
-        "END",
-        "ROLLBACK",
-        "ABORT",
-        "SAVEPOINT",
-        "RELEASE",
-        "DECLARE",
-        "FETCH",
-        "MOVE",
-        "CLOSE",
-        "DISCARD",
-        "LOAD",
-        "IMPORT",
-        "EXPLAIN",
-        "USE",
-        "DESCRIBE",
-        "PRAGMA",
-    }
-)
 
 _EXPLAIN_OPTIONS = frozenset(
     {"verbose", "costs", "settings", "buffers", "wal", "timing", "summary", "format", "generic_plan"}
@@ -939,40 +880,3 @@ def prepare_sql(sql: str, catalog: SqlCatalog, *, with_params: bool = False) -> 
         head = _join([t for t in stmt[:start]])
         return CheckedSql(text=f"{head} {inner_text}", explain=True, placeholders=placeholders)
     return CheckedSql(text=_parse_query(stmt, catalog), explain=False, placeholders=placeholders)
-
-
-#: The longest statement db.query takes (the tool's argument schema says the same).
-MAX_SQL_CHARS = 100_000
-
-_LEADING_WORD = re.compile(r"[A-Za-z_]+")
-
-
-def precheck_sql(sql: str) -> None:
-    """The supervisor's check: bounded and linear in the input, it never parses. It refuses
-    an oversized statement and one whose first word (after comments and parentheses) is a
-    statement other than a query. The worker's prepare_sql is the real check."""
-    if len(sql) > MAX_SQL_CHARS:
-        raise _deny(f"the SQL is longer than {MAX_SQL_CHARS} characters")
-    i, n = 0, len(sql)
-    while i < n:
-        c = sql[i]
-        if c in _WS or c == "(":
-            i += 1
-        elif sql.startswith("--", i):
-            j = sql.find("\n", i)
-            i = n if j < 0 else j + 1
-        elif sql.startswith("/*", i):
-            depth, i = 1, i + 2
-            while depth and i < n:
-                if sql.startswith("/*", i):
-                    depth, i = depth + 1, i + 2
-                elif sql.startswith("*/", i):
-                    depth, i = depth - 1, i + 2
-                else:
-                    i += 1
-        else:
-            break
-    m = _LEADING_WORD.match(sql, i)
-    word = m.group().upper() if m else ""
-    if word in _REFUSED_LEADING and word != "EXPLAIN":
-        raise _deny(f'SQL keyword "{word}" is not allowed')

@@ -171,10 +171,9 @@ class PostgresConnector(Connector):
         import sqlglot
 
         for mod in pkgutil.walk_packages(sqlglot.__path__, "sqlglot."):
-            if mod.name.endswith("__main__"):  # the command line: it would parse our argv
-                continue
-            with contextlib.suppress(Exception):  # optional extras (e.g. the Rust tokenizer)
-                importlib.import_module(mod.name)
+            if _sqlglot_module_needed(mod.name):
+                with contextlib.suppress(Exception):  # optional extras (e.g. the Rust tokenizer)
+                    importlib.import_module(mod.name)
         probe_catalog = SqlCatalog(
             functions=frozenset({"pg_sleep"}),
             callable=frozenset({"count"}),
@@ -542,6 +541,22 @@ class PostgresConnector(Connector):
             what = ".".join(x for x in (args.schema, args.table) if x)
             raise ToolError("NOT_FOUND", f"no table or view matches {what!r}")
         return {"tables": tables}
+
+
+# sqlglot's per-dialect packages: only their postgres and shared modules are needed (the other
+# dialects are most of sqlglot's code, and compiling them would slow every worker start).
+_SQLGLOT_DIALECT_PACKAGES = ("sqlglot.dialects.", "sqlglot.parsers.", "sqlglot.generators.", "sqlglot.typing.")
+_SQLGLOT_SHARED = ("postgres", "dialect", "base")
+_SQLGLOT_UNUSED = ("sqlglot.__main__", "sqlglot.executor", "sqlglot.planner", "sqlglot.lineage", "sqlglot.serde")
+
+
+def _sqlglot_module_needed(name: str) -> bool:
+    """Every sqlglot module the guard may import lazily: all but other dialects and tools."""
+    if name.startswith(_SQLGLOT_UNUSED):
+        return False
+    if name.startswith(_SQLGLOT_DIALECT_PACKAGES):
+        return name.rsplit(".", 1)[-1] in _SQLGLOT_SHARED
+    return True
 
 
 def _pg_message(e: Any) -> str:
