@@ -166,6 +166,8 @@ SYSTEM_RELATIONS: frozenset[tuple[str, str]] = frozenset(
             "pg_conversion",
             "pg_ts_config",
             "pg_ts_dict",
+            "pg_timezone_names",
+            "pg_timezone_abbrevs",
         )
     ]
     + [
