@@ -145,19 +145,20 @@ class Gateway:
         try:
             reply = await pool.call(
                 CallRequest(request_id, tool, args_dict, decision.timeout_ms, decision.max_bytes), deadline)
-        except QueueFull as e:
-            raise Refused("RATE_LIMITED", f"the gateway is at capacity: {e}") from None
+        except QueueFull as e:  # capacity, not the caller's fault: not a denial
+            raise Refused("UNAVAILABLE", f"the gateway is at capacity, retry later: {e}") from None
         if isinstance(reply, CallFailed):
             return Outcome(request_id, tool, error_code=reply.error_code, reason=reply.reason)
         try:
             text = spec.render_text(reply.result)
             if not isinstance(text, str):
                 raise TypeError(type(text).__name__)
+            structured = spec.structured(reply.result)
         except (KeyError, TypeError) as e:
             log.error("request %s (%s): worker result has the wrong shape (%r)", request_id, tool, e)
             return Outcome(request_id, tool, error_code="INTERNAL_ERROR",
                            reason="the worker returned a malformed result")
-        return Outcome(request_id, tool, result=reply.result, text=text)
+        return Outcome(request_id, tool, result=structured, text=text)
 
     def _audit(self, outcome: Outcome, actor: str, arguments: Any, started: float) -> Outcome:
         duration_ms = round((time.monotonic() - started) * 1000)
