@@ -165,7 +165,7 @@ def test_reasons(sql, expected):
         "WITH a AS (SELECT 1), d AS (DELETE FROM t RETURNING *) SELECT * FROM a",
         "SELECT * INTO TEMP stolen FROM users",
         "SELECT 1 INTO x",
-        # table functions and the function denylist in every position
+        # table functions and refused functions in every position
         "SELECT * FROM ROWS FROM (pg_ls_dir('.'))",
         "SELECT * FROM users, LATERAL pg_read_file('/etc/passwd') f",
         "SELECT (SELECT lo_get(424242))",
