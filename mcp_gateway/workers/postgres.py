@@ -1,6 +1,7 @@
 """The postgres connector: db.query and db.schema on one persistent psycopg 3 connection.
 
-Every call re-runs the SQL guard (the supervisor's check is only the fast denial), then runs
+The SQL guard runs here, under the call's deadline (the supervisor only prechecks), against
+the allowlists read from the server's catalog when the connection opens; the query then runs
 inside ``BEGIN READ ONLY`` with ``SET LOCAL statement_timeout / lock_timeout /
 idle_in_transaction_session_timeout`` a little under the call's timeout, through a
 server-side cursor (``DECLARE ... CURSOR``, which itself only accepts a query) fetched in
@@ -339,10 +340,12 @@ class PostgresConnector(Connector):
         if tool == "db.query":
             if not isinstance(args, QueryArgs):
                 raise ToolError("VALIDATION_ERROR", "db.query takes QueryArgs")
-            self._connection()  # the guard decides names by this server's catalog
-            assert self._catalog is not None
+            self._connection()  # the guard decides names by this server's catalog, read at connect
+            catalog = self._catalog
+            if catalog is None:  # pragma: no cover - _connect sets it or raises
+                raise ToolError("UPSTREAM_ERROR", "the function catalog was not read")
             try:
-                checked = prepare_sql(args.sql, self._catalog, with_params=bool(args.params))
+                checked = prepare_sql(args.sql, catalog, with_params=bool(args.params))
             except GuardDenied as e:
                 raise ToolError("SECURITY_ERROR", e.reason) from None
             if checked.placeholders and checked.placeholders != len(args.params):
