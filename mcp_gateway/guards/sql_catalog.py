@@ -86,6 +86,10 @@ REACHING_OUT: frozenset[str] = frozenset(
         "pg_prepared_statement",
         "pg_blocking_pids",
         "pg_safe_snapshot_blocking_pids",
+        "inet_server_addr",  # network addresses of the connection's two ends
+        "inet_server_port",
+        "inet_client_addr",
+        "inet_client_port",
     }
 )
 
