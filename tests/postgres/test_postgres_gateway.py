@@ -162,3 +162,25 @@ def test_killed_worker_stops_its_statement(gw_dir, pg_env, pg_cluster):
         assert _poll(lambda: not _running(pg_cluster, "FETCH"), 5), "the statement outlived its worker"
         reply = gw.read(timeout=30)
         assert reply["id"] == 7 and reply["result"]["isError"]
+
+
+def test_cancelled_call_stops_its_statement(gw_dir, pg_env, pg_cluster):
+    """notifications/cancelled: the gateway stops the call's worker, and the statement stops
+    in PostgreSQL too (a request with _meta goes through the SDK, which honours cancellation)."""
+    config = fs_config(
+        gw_dir,
+        policy={"allow_tools": ["db.query"], "global_timeout_ms": 30_000},
+        connectors={"postgres": pg_env.postgres_settings(workers=1)},
+    )
+    with raw_gateway(config) as gw:
+        gw.send_json(
+            {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+             "params": {"name": "db.query", "_meta": {"progressToken": "p9"},
+                        "arguments": {"sql": "SELECT count(*) FROM generate_series(1, 100000000000)"}}}
+        )
+        assert _poll(lambda: bool(_running(pg_cluster, "FETCH")), 20), "the FETCH never started"
+        gw.send_json({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                      "params": {"requestId": 9, "reason": "test"}})
+        assert _poll(lambda: not _running(pg_cluster, "FETCH"), 5), "the statement outlived its call"
+        # the gateway keeps serving
+        assert _ok(gw.call("db.query", {"sql": "SELECT 1"}))["rows"] == [[1]]
