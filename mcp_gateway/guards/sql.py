@@ -684,11 +684,12 @@ _SQLGLOT_OPERATORS = frozenset(
 )
 
 
-def _structural_text(toks: list[_Tok]) -> str:
+def _structural_text(toks: list[_Tok], catalog: SqlCatalog) -> str:
     """The text sqlglot parses: the statement with constructs sqlglot cannot read replaced by
     ones of the same shape (any other operator -> "-", ``collation for (`` -> a call,
     ``ORDER BY x USING <op>`` -> ``ORDER BY x``, a trailing ``FOR READ ONLY`` dropped,
-    the ``DOCUMENT`` / ``CONTENT`` of ``XMLPARSE`` / ``XMLSERIALIZE`` dropped). Only
+    the ``DOCUMENT`` / ``CONTENT`` of ``XMLPARSE`` / ``XMLSERIALIZE`` dropped, the type name
+    of a typed literal ``box '...'`` dropped: sqlglot knows few of those types). Only
     for the structure check; PostgreSQL runs the normalised text and every name and operator
     was checked on the real tokens."""
     out: list[_Tok] = []
@@ -716,6 +717,9 @@ def _structural_text(toks: list[_Tok]) -> str:
             skip.add(id(solid[i + 2]))  # XMLPARSE(DOCUMENT x) -> xmlparse(x)
         elif t.kind == "ident" and t.value == "using" and nxt is not None and nxt.kind == "op":
             skip.update((id(t), id(nxt)))
+        elif t.kind in ("ident", "qident") and nxt is not None and nxt.kind == "string" \
+                and t.value in catalog.type_names:
+            skip.add(id(t))
     cut = {id(t) for t in solid[end:]}
     for t in toks:
         if id(t) in skip or id(t) in cut:
@@ -745,7 +749,7 @@ def _parse_query(toks: list[_Tok], catalog: SqlCatalog) -> str:
         raise _deny(f'SQL keyword "{kw}" is not allowed')
     _check_names(toks, catalog)
     try:
-        trees = [t for t in sqlglot.parse(_structural_text(toks), read="postgres") if t is not None]
+        trees = [t for t in sqlglot.parse(_structural_text(toks, catalog), read="postgres") if t is not None]
     except SqlglotError as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise _deny(f"could not parse the SQL: {first[:300]}") from None

@@ -235,6 +235,8 @@ class SqlCatalog:
     allowed_relations: frozenset[tuple[str, str]]
     #: PostgreSQL truncates longer identifiers to this many bytes (NAMEDATALEN - 1)
     max_identifier_length: int = 63
+    #: every type name (pg_type.typname): ``box '...'`` is a typed literal
+    type_names: frozenset[str] = frozenset()
 
 
 _FUNCTIONS_SQL = """
@@ -296,6 +298,8 @@ def load_catalog(
     for item in allow_relations:
         schema, _, name = item.rpartition(".")
         allowed.add((schema or "pg_catalog", name))
+    cur.execute("SELECT typname FROM pg_catalog.pg_type")
+    type_names = frozenset(name for (name,) in cur.fetchall())
     cur.execute("SELECT pg_catalog.current_setting('max_identifier_length')::int")
     max_identifier_length = cur.fetchone()[0]
     cur.execute(_RELATIONS_SQL)
@@ -311,4 +315,5 @@ def load_catalog(
         system_schemas=frozenset({"pg_catalog", "information_schema", "pg_toast"}),
         allowed_relations=frozenset(allowed),
         max_identifier_length=max_identifier_length,
+        type_names=type_names,
     )
