@@ -4,6 +4,7 @@ import resource
 import shutil
 import socket
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -216,3 +217,19 @@ def test_bad_tokens_log_a_bounded_number_of_lines(gw_dir):
 def gw(module_gw_dir):
     with HttpGateway(http_config(module_gw_dir)) as g:
         yield g
+
+
+@needs_prlimit
+def test_the_soft_open_file_limit_is_raised_to_the_hard_limit(gw_dir):
+    with HttpGateway(http_config(gw_dir), prefix=[PRLIMIT, "--nofile=1024:4096"]) as gw:
+        limits = Path(f"/proc/{gw.proc.pid}/limits").read_text()
+        line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+        assert line.split()[3:5] == ["4096", "4096"], line
+    assert "open-file limit is" not in gw.stderr()  # 1024 connections and the headroom fit in 4096
+
+
+@needs_prlimit
+def test_a_limit_too_low_for_max_connections_is_warned_about(gw_dir):
+    with HttpGateway(http_config(gw_dir), prefix=[PRLIMIT, "--nofile=1024:1024"]) as gw:
+        pass
+    assert "the open-file limit is 1024" in gw.stderr()
