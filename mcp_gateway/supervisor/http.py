@@ -45,13 +45,13 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
 
 from mcp_gateway.config import GatewayConfig
+from mcp_gateway.preflight import http_problem
 from mcp_gateway.supervisor.gateway import Gateway
 from mcp_gateway.supervisor.http_auth import (
     OriginPolicy,
     TokenTable,
     bearer_token,
     is_loopback_host,
-    is_wildcard_host,
 )
 from mcp_gateway.supervisor.http_listener import (
     DESCRIPTOR_HEADROOM,
@@ -357,25 +357,8 @@ class GatewayApp:
 
 
 def startup_problem(config: GatewayConfig) -> str | None:
-    """Why the HTTP transport must not start with this config, or None."""
-    s = config.server.http
-    if not s.auth.bearer_tokens and not is_loopback_host(s.host) and not s.allow_unauthenticated:
-        where = "every interface" if is_wildcard_host(s.host) else s.host
-        return (f"server.http.host {s.host!r} exposes the gateway on {where} but "
-                "server.http.auth.bearer_tokens is empty: anyone who can reach the port could call "
-                "tools. Add bearer tokens, bind to 127.0.0.1, or set "
-                "server.http.allow_unauthenticated: true if another layer authenticates")
-    if s.certfile is not None:
-        for p in (s.certfile, s.keyfile):
-            if p is None or not p.is_file():
-                return f"TLS file {p} does not exist"
-    try:
-        OriginPolicy(s)
-    except ValueError as e:
-        return str(e)
-    if not s.path.startswith("/") or s.path in ("/healthz", "/metrics"):
-        return f"server.http.path {s.path!r} must start with '/' and not be /healthz or /metrics"
-    return None
+    """Why the HTTP transport must not start with this config, or None (the preflight's rules)."""
+    return http_problem(config)
 
 
 def _bind_string(host: str, port: int) -> str:

@@ -40,6 +40,9 @@ def handle(connector: Connector, req: CallRequest) -> CallOk | CallFailed:
     try:
         result = connector.call(req.tool, args, CallLimits(req.timeout_ms, req.max_bytes))
     except ToolError as e:
+        if e.log_detail:
+            print(f"mcp-gateway worker {os.getpid()} request {req.request_id}: {e.log_detail}",
+                  file=sys.stderr, flush=True)
         return CallFailed(req.request_id, e.code, e.reason)
     except MemoryError:
         return CallFailed(req.request_id, "INTERNAL_ERROR", "the worker ran out of memory (sandbox memory limit)")

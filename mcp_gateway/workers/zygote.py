@@ -24,7 +24,8 @@ import prctl
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.ipc.frames import send_frame
 from mcp_gateway.ipc.messages import WorkerAbort, WorkerReady, hello_encoder
-from mcp_gateway.sandbox import SandboxError, apply
+from mcp_gateway.sandbox import SandboxError, apply, check_identities
+from mcp_gateway.sandbox.descriptors import close_all_but
 from mcp_gateway.workers.registry import connector_class
 from mcp_gateway.workers.runtime import serve
 
@@ -54,7 +55,7 @@ def _become_worker(zygote_pid: int, fd: int, connector, config: GatewayConfig) -
     if fd != WORKER_FD:
         os.dup2(fd, WORKER_FD)
         os.close(fd)
-    os.closerange(WORKER_FD + 1, 1 << 20)
+    close_all_but(WORKER_FD + 1, connector.inherited_fds())
     sock = socket.socket(fileno=WORKER_FD)
     try:
         layers = apply(connector.sandbox_profile(), config.sandbox)
@@ -163,6 +164,7 @@ def zygote_main(name: str, config: GatewayConfig, control: socket.socket, superv
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
+        check_identities(config.sandbox)
         connector = connector_class(name)(config)
         connector.warm()
     except Exception as e:
