@@ -61,7 +61,12 @@ from mcp_gateway.supervisor.http_listener import (
     ReserveDescriptor,
     raise_nofile_limit,
 )
-from mcp_gateway.supervisor.http_sessions import GatewaySessionManager, SessionBook, current_reservation
+from mcp_gateway.supervisor.http_sessions import (
+    GatewaySessionManager,
+    SessionBook,
+    SessionRefused,
+    current_reservation,
+)
 from mcp_gateway.supervisor.log_throttle import throttle
 from mcp_gateway.supervisor.mcp_server import build_server
 from mcp_gateway.supervisor.metrics import CONTENT_TYPE_LATEST, GatewayMetrics, HttpStats
@@ -272,10 +277,11 @@ class McpEndpoint:
             await _rpc_error(send, 429, limited, extra=[(b"retry-after", b"1")])
             return
         reservation = self.sessions.reserve(actor)
-        if isinstance(reservation, str):
-            http_log.warning("HTTP: refused a new session: %s", reservation)
-            status = 503 if reservation.startswith("the gateway") else 429
-            await _rpc_error(send, status, reservation, extra=[(b"retry-after", b"5")])
+        if isinstance(reservation, SessionRefused):
+            http_log.warning("HTTP: refused a new session: %s", reservation.reason)
+            # The actor's own quota is its business (429); a full gateway is everyone's (503).
+            status = 429 if reservation.kind == "per_actor" else 503
+            await _rpc_error(send, status, reservation.reason, extra=[(b"retry-after", b"5")])
             return
         token = current_reservation.set(reservation)
         try:

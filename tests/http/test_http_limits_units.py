@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from mcp_gateway.supervisor.gateway import Outcome
 from mcp_gateway.supervisor.http_listener import ConnectionLimits, framing_refusal
-from mcp_gateway.supervisor.http_sessions import Reservation, SessionBook
+from mcp_gateway.supervisor.http_sessions import Reservation, SessionBook, SessionRefused
 from mcp_gateway.supervisor.log_throttle import LogThrottle
 from mcp_gateway.supervisor.metrics import GatewayMetrics
 
@@ -49,12 +49,17 @@ def test_one_actor_at_its_quota_leaves_room_for_another():
         assert isinstance(r, Reservation)
         book.admitted(r, f"f{i}")
     refused = book.reserve("flooder")
-    assert isinstance(refused, str) and "max_sessions_per_actor" in refused
+    assert isinstance(refused, SessionRefused) and refused.kind == "per_actor"
+    assert "max_sessions_per_actor" in refused.reason
     assert isinstance(book.reserve("other"), Reservation)
     book.closed("f0")
     book.closed("f0")  # the SDK may report an end twice (DELETE, then the task's cleanup)
     assert isinstance(book.reserve("flooder"), Reservation)
     assert book.refused["per_actor"] == 1
+    full = SessionBook(max_sessions=2, per_actor=2)
+    full.reserve("a")
+    full.reserve("b")
+    assert isinstance(r := full.reserve("c"), SessionRefused) and r.kind == "max_sessions"
 
 
 HEADER_NAMES = st.sampled_from([b"content-length", b"Content-Length", b"transfer-encoding",
