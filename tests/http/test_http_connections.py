@@ -43,7 +43,7 @@ def _read_all(s: socket.socket) -> bytes:
     while True:
         try:
             chunk = s.recv(65536)
-        except (ConnectionResetError, TimeoutError):
+        except ConnectionResetError:  # a timeout propagates: the server held the connection
             break
         if not chunk:
             break
@@ -148,6 +148,19 @@ def test_connections_over_the_total_cap_are_closed_at_accept(gw_dir):
         _wait(lambda: _healthy(gw), "never served again after the held connections closed")
         m = scrape(gw.base)
         assert m[("mcp_gateway_http_connections_refused_total", (("reason", "max_connections"),))] >= 1
+
+
+def test_headers_that_never_complete_are_cut_off(gw):
+    """Slow headers: the connection is closed by the keep-alive timeout, never held."""
+    host, port = _hostport(gw)
+    s = _raw(gw, f"POST /mcp HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: appl".encode())
+    s.settimeout(30)  # a TimeoutError here fails the test: the server held the connection
+    try:
+        assert s.recv(4096) == b""  # closed without an answer
+    except ConnectionResetError:
+        pass  # closed too
+    finally:
+        s.close()
 
 
 def test_content_length_with_transfer_encoding_is_refused(gw):
