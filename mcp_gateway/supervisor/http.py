@@ -98,24 +98,24 @@ def http_actor(ctx: ServerRequestContext[Any]) -> str:
 
 # --- small ASGI helpers --------------------------------------------------------------------
 
-Headers_ = list[tuple[bytes, bytes]]
-CLOSE: Headers_ = [(b"connection", b"close")]
+RawHeaders = list[tuple[bytes, bytes]]
+CLOSE: RawHeaders = [(b"connection", b"close")]
 
 
 async def _respond(send: Any, status: int, body: bytes, content_type: str = "application/json",
-                   extra: Headers_ | None = None) -> None:
+                   extra: RawHeaders | None = None) -> None:
     headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
                (b"cache-control", b"no-store")]
     await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
     await send({"type": "http.response.body", "body": body})
 
 
-async def _error(send: Any, status: int, error: str, description: str, extra: Headers_ | None = None) -> None:
+async def _error(send: Any, status: int, error: str, description: str, extra: RawHeaders | None = None) -> None:
     body = json.dumps({"error": error, "error_description": description}).encode()
     await _respond(send, status, body, extra=extra)
 
 
-async def _rpc_error(send: Any, status: int, message: str, extra: Headers_ | None = None) -> None:
+async def _rpc_error(send: Any, status: int, message: str, extra: RawHeaders | None = None) -> None:
     """A JSON-RPC error without id (what MCP clients parse on a refused POST)."""
     body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32000, "message": message}}).encode()
     await _respond(send, status, body, extra=extra)
