@@ -64,6 +64,13 @@ class FastPath:
             {"tools": [tool_definition(s).model_dump(by_alias=True, exclude_unset=True, mode="json")
                        for s in gateway.tools_for(actor)]})
         self._in_flight: dict[int | str, trio.CancelScope] = {}
+        self._client_gone = False
+
+    def cancel_all(self) -> None:
+        """The client went away (stdin and stdout closed): nothing left can be answered."""
+        self._client_gone = True
+        for scope in self._in_flight.values():
+            scope.cancel()
 
     def cancel(self, request_id: int | str) -> bool:
         """Cancel the fast-path call `request_id`; False when none is in flight here."""
@@ -96,6 +103,11 @@ class FastPath:
             return lambda send: send(*response_parts(rid, result))
         return None
 
+    def _cause(self, scope: trio.CancelScope) -> str:
+        if not scope.cancel_called:
+            return "the gateway stopped"
+        return "the client went away: stdin and stdout closed" if self._client_gone else _CANCELLED_BY_CLIENT
+
     async def _call(self, send: Send, rid: int | str, name: str, arguments: dict[str, Any] | None) -> None:
         scope = trio.CancelScope()
         self._in_flight[rid] = scope
@@ -104,7 +116,7 @@ class FastPath:
             with scope:
                 outcome = await self.gateway.call(
                     name, arguments, self.actor,
-                    lambda: _CANCELLED_BY_CLIENT if scope.cancel_called else "the gateway stopped")
+                    lambda: self._cause(scope))
         finally:
             if self._in_flight.get(rid) is scope:
                 del self._in_flight[rid]

@@ -117,7 +117,8 @@ class Gateway:
         except trio.Cancelled:
             cause = "the gateway stopped" if self.stopping or cancelled_by is None else cancelled_by()
             outcome = Outcome.failed(request_id, tool, CANCELLED,
-                                     f"{cause} before the call finished; a worker running it was killed and replaced")
+                                     f"the call was cancelled ({cause}) before it finished; a worker running "
+                                     "it was killed and replaced")
             raise
         except Exception:
             log.exception("request %s (%s): unexpected error in the supervisor", request_id, tool)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -249,9 +250,17 @@ async def stdio_transport(wire_in: int, wire_out: int, max_message_bytes: int, f
                                 await stdout.write(_error_line(INVALID_REQUEST, _batch_refusal(obj, session.version)))
                             continue
                         await dispatch(obj, stdout.write)
-            # End of input: the SDK must answer what it was given before its input ends.
+            # End of input: the SDK must answer what it was given before its input ends,
+            # unless the client is gone altogether (then its input ends now and it cancels those).
+            nursery.start_soon(watch_client)
             with trio.move_on_after(DRAIN_LIMIT_S):
-                await session.wait_settled()
+                await _first(session.wait_settled, client_gone.wait)
+
+    async def watch_client() -> None:
+        await _reader_closed(wire_out)
+        client_gone.set()
+        if fast_path is not None:
+            fast_path.cancel_all()
 
     async def serialize_pump() -> None:
         async with write_recv:
@@ -273,6 +282,7 @@ async def stdio_transport(wire_in: int, wire_out: int, max_message_bytes: int, f
         serialized.set()
 
     serialized = trio.Event()
+    client_gone = trio.Event()
     in_flight = trio.Semaphore(MAX_IN_FLIGHT)
     reading = trio.CancelScope()
     try:
@@ -301,6 +311,29 @@ async def stdio_transport(wire_in: int, wire_out: int, max_message_bytes: int, f
                 nursery.cancel_scope.cancel()
     except* trio.BrokenResourceError:
         pass  # the client went away: nothing left to answer
+
+
+CLIENT_POLL_S = 0.1
+
+
+async def _reader_closed(fd: int) -> None:
+    """Returns once the client has closed its end of our stdout (a pipe's write end reports
+    POLLERR then; a socket, POLLHUP). Polled: there is no readiness wait for it."""
+    poller = select.poll()
+    poller.register(fd, select.POLLERR | select.POLLHUP)
+    while not poller.poll(0):
+        await trio.sleep(CLIENT_POLL_S)
+
+
+async def _first(*waits: Callable[[], Awaitable[None]]) -> None:
+    """Returns when the first of `waits` returns."""
+    async with trio.open_nursery() as nursery:
+        async def one(wait: Callable[[], Awaitable[None]]) -> None:
+            await wait()
+            nursery.cancel_scope.cancel()
+
+        for wait in waits:
+            nursery.start_soon(one, wait)
 
 
 def _batch_refusal(items: list[Any], version: str | None) -> str:

@@ -80,6 +80,29 @@ def test_a_request_followed_by_end_of_input_is_answered_then_the_gateway_exits(g
     assert [x["error_code"] for x in audit_lines(gw_dir)] == [None]
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_a_client_gone_altogether_cancels_its_calls_and_the_gateway_exits(gw_dir, path):
+    gw = RawGateway(_config(gw_dir))
+    try:
+        gw.initialize()
+        gw.wait_ready()
+        (worker,) = _wait_for(lambda: worker_pids(gw.proc.pid))
+        os.kill(worker, signal.SIGSTOP)  # the call could only end by its 20 s deadline
+        try:
+            gw.send_json(_read_call(9, path))
+            time.sleep(0.3)
+            gw.proc.stdin.close()  # the client exits: both its ends of the wire close
+            gw.proc.stdout.close()
+            assert gw.proc.wait(10) == 0  # not after the call's 20 s deadline: there is no one to answer
+        finally:
+            if _alive(worker):
+                os.kill(worker, signal.SIGCONT)
+    finally:
+        gw.close()
+    (line,) = audit_lines(gw_dir)
+    assert line["error_code"] == "CANCELLED" and "cancelled (the client" in line["reason"], line
+
+
 def _init(gw, version):
     reply = gw.request("initialize", {"protocolVersion": version, "capabilities": {},
                                       "clientInfo": {"name": "batch-test", "version": "0"}})
