@@ -114,8 +114,10 @@ class Gateway:
             outcome = await self._run(request_id, tool, arguments, actor)
         except Refused as e:
             outcome = Outcome.failed(request_id, tool, e.code, e.reason)
-        except trio.Cancelled:
-            cause = "the gateway stopped" if self.stopping or cancelled_by is None else cancelled_by()
+        except (trio.Cancelled, KeyboardInterrupt) as e:
+            # Ctrl-C may land in this very task: the call is still audited on the way out.
+            stopped = self.stopping or cancelled_by is None or isinstance(e, KeyboardInterrupt)
+            cause = "the gateway stopped" if stopped else cancelled_by()
             outcome = Outcome.failed(request_id, tool, CANCELLED,
                                      f"the call was cancelled ({cause}) before it finished; a worker running "
                                      "it was killed and replaced")

@@ -299,7 +299,12 @@ async def stdio_transport(wire_in: int, wire_out: int, max_message_bytes: int, f
             nursery.start_soon(serialize_pump)
             try:
                 yield read_recv, write_send
-            finally:
+            except BaseException:
+                # Interrupted (Ctrl-C) or failed: the calls in flight are cancelled (and audited
+                # on the way out), not waited for.
+                nursery.cancel_scope.cancel()
+                raise
+            else:
                 # Drain: every response the server produced reaches the pipe before we exit.
                 await write_send.aclose()
                 with trio.move_on_after(5):
