@@ -379,18 +379,20 @@ class WorkerPool:
                         return CallFailed(request.request_id, "WORKER_CRASHED",  # type: ignore[arg-type]
                                           f"{unread} {self.connector} workers in a row died before reading the "
                                           "request; they have been replaced")
-        if not holding and (self.restarting or not self._workers):
+        if not holding:
             return self._unavailable(request)
         self.stats.timeouts += 1
-        if not holding:
-            return CallFailed(request.request_id, "TIMEOUT",
-                              f"no {self.connector} worker became free within the call's timeout")
         return CallFailed(request.request_id, "TIMEOUT",
                           "the call ran past its timeout; the worker was killed and replaced")
 
     def _unavailable(self, request: CallRequest) -> CallFailed:
-        why = ("is restarting (its zygote died)" if self.restarting
-               else "has no live worker (they are being replaced)")
+        """No worker could take the call within its deadline: not the call's fault, retry later."""
+        if self.restarting:
+            why = "is restarting (its zygote died)"
+        elif not self._workers:
+            why = "has no live worker (they are being replaced)"
+        else:
+            why = f"is at capacity: its {self.size} workers stayed busy for the call's whole timeout"
         return CallFailed(request.request_id, "UNAVAILABLE",  # type: ignore[arg-type]
                           f"the {self.connector} connector {why}; retry later")
 

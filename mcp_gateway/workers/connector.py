@@ -37,7 +37,7 @@ class CallLimits:
 
     timeout_ms: int
     max_bytes: int
-    deadline: float | None = None
+    deadline: float | None = None  # None (limits built by hand): timeout_ms from any moment
 
     def remaining_s(self) -> float:
         if self.deadline is None:

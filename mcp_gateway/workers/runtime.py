@@ -44,11 +44,12 @@ def reply_cap(max_bytes: int) -> int:
 def call_limits(req: CallRequest, received: float) -> CallLimits:
     """The worker's budget: what the supervisor had left, minus time to send the reply back.
 
-    The margin (5 %, at least 20 ms, at most 250 ms) lets a connector that stops at its
-    deadline answer with its own TIMEOUT before the supervisor's hard deadline kills it.
+    The margin (10 %, at least 50 ms, at most 1 s) lets a connector that stops at its
+    deadline (cancelling a query, rolling back) answer with its own TIMEOUT before the
+    supervisor's hard deadline kills it. Connectors add no margin of their own.
     """
     left_s = req.timeout_ms / 1000
-    margin_s = min(max(left_s * 0.05, 0.02), 0.25)
+    margin_s = min(max(left_s * 0.1, 0.05), 1.0)
     budget_s = max(left_s - margin_s, 0.001)
     return CallLimits(max(1, int(budget_s * 1000)), req.max_bytes, received + budget_s)
 

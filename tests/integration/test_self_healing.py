@@ -176,8 +176,8 @@ def test_a_dead_zygote_is_restarted_and_every_call_is_answered(gw_dir):
             assert len(_wait_for(lambda: children(new_zygote) if len(children(new_zygote)) == 2 else None)) == 2
             assert _zygote_of(gw, "http_fetch") == fetch_zygote and children(fetch_zygote) == fetch_workers
             log = _stderr_so_far(gw, "(zygote restarted)")
-            assert re.search(r"ERROR .*the filesystem zygote \(pid %d\) killed by SIGKILL; starting a new one"
-                             % fs_zygote, log), log[-3000:]
+            assert re.search(rf"ERROR .*the filesystem zygote \(pid {fs_zygote}\) killed by SIGKILL; starting a new "
+                             "one", log), log[-3000:]
         lines = audit_lines(gw_dir)
         assert len({x["request_id"] for x in lines}) == len(lines) >= len(ids)  # one line per call
     finally:
