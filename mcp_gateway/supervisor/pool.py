@@ -142,6 +142,7 @@ class WorkerPool:
         self._workers: dict[int, Worker] = {}  # live: greeted, not known to be dead
         self._starting: dict[int, Worker] = {}  # spawned, not yet greeted
         self._dying: dict[int, Worker] = {}  # killed by the pool, exit not yet reported
+        self._early_exits: dict[int, WorkerExited] = {}
         self._need_workers = trio.Event()
         self._started = False
         self.restarting = False  # the zygote died and is being started again
@@ -161,6 +162,7 @@ class WorkerPool:
 
     async def _spawn(self, zygote: Zygote) -> Worker:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._early_exits.clear()  # only reports that race this spawn's answer matter
         try:
             pid = await zygote.spawn(theirs)
         except BaseException:
@@ -168,9 +170,16 @@ class WorkerPool:
             raise
         finally:
             theirs.close()
-        pidfd = os.pidfd_open(pid)
-        worker = Worker(pid, pidfd, WorkerSocket(ours), {})
-        self._starting[pid] = worker  # its death may be reported before it greets
+        worker = Worker(pid, -1, WorkerSocket(ours), {})
+        self._starting[pid] = worker
+        early = self._early_exits.pop(pid, None)
+        if early is not None:  # it died before this task saw the zygote's answer
+            self._worker_exited(early)
+        try:
+            worker.pidfd = os.pidfd_open(pid)
+        except OSError as e:
+            self._discard(worker, None)
+            raise PoolStartError(f"a new {self.connector} worker (pid {pid}) died at once: {e}") from None
         try:
             with trio.fail_after(SPAWN_TIMEOUT_S):
                 hello = hello_decoder.decode(await worker.sock.recv_frame(HELLO_CAP))
@@ -211,6 +220,9 @@ class WorkerPool:
             if worker is not None:
                 break
         else:
+            # A worker whose Spawned answer its spawning task has not seen yet; bounded.
+            if len(self._early_exits) < 64:
+                self._early_exits[report.pid] = report
             return
         worker.exit = report
         worker.exit_seen.set()
@@ -438,6 +450,7 @@ class WorkerPool:
             return reply
         except _Unread:
             verdict = ""
+            worker.request_id = None  # it never read the request: its death is not that call's
             raise
         except _WorkerFault as fault:
             verdict = "" if fault.code == "WORKER_CRASHED" else f"{fault.code}: {fault.reason}"
