@@ -305,6 +305,19 @@ def test_workers_are_recycled_after_a_number_of_calls(gw_dir):
     assert [x["error_code"] for x in audit_lines(gw_dir)] == [None] * 7
 
 
+def test_a_worker_past_its_share_of_cpu_is_recycled_between_calls(gw_dir):
+    # 0.1 % of a 1 s RLIMIT_CPU is 1 ms: any worker has used that by the end of its first call.
+    config = fs_config(gw_dir, connectors={"filesystem": {"workers": 1, "recycle_cpu_share": 0.001}},
+                       sandbox={"limits": {"filesystem": {"cpu_s": 1}}})
+    with raw_gateway(config) as gw:
+        (worker,) = worker_pids(gw.proc.pid)
+        assert _code(gw.call("fs.readFile", HELLO)) is None  # answered normally, then retired
+        log = _stderr_so_far(gw, f"worker pid {worker} stopped by the gateway (retired after 1 calls: cpu_budget)")
+        assert "cpu_budget" in log
+        assert _code(gw.call("fs.readFile", HELLO)) is None
+    assert [x["error_code"] for x in audit_lines(gw_dir)] == [None, None]
+
+
 def test_a_worker_out_of_descriptors_is_recycled(gw_dir):
     config = fs_config(gw_dir, connectors={"filesystem": {"workers": 1}})
     with raw_gateway(config) as gw:
