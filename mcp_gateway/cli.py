@@ -4,17 +4,68 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
-from mcp_gateway.config import ConfigError, GatewayConfig, default_config_path, load_config
+from mcp_gateway.config import ConfigError, GatewayConfig, default_config_path, load_config, resolve_env_tokens
+
+# Exit codes of a command stopped by Ctrl-C and by a closed stdout, as a shell reports them.
+EXIT_INTERRUPTED = 128 + 2
+EXIT_BROKEN_PIPE = 128 + 13
 
 
-def _load(path: str | None) -> GatewayConfig:
+def _load(path: str | None, host: bool = True) -> GatewayConfig:
+    """The config as served; `host` False leaves out what comes from this host (the
+    environment's tokens) for a config meant for another machine."""
     try:
-        return load_config(path if path else default_config_path())
+        config = load_config(path if path else default_config_path())
+        return resolve_env_tokens(config, os.environ) if host else config
     except ConfigError as e:
         print(e, file=sys.stderr)
         raise SystemExit(1) from None
+    except Exception as e:  # noqa: BLE001 - a config file gets one line, never a traceback
+        print(f"{path or default_config_path()}: cannot load config ({type(e).__name__}: {e}); "
+              "this is a gateway bug, please report it with the file", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _preflight_refusal(config: GatewayConfig, http: str) -> int | None:
+    """Exit code 1 with every reason when this host cannot serve the config, else None."""
+    from mcp_gateway.preflight import failures, preflight
+
+    problems = failures(preflight(config, http=http))  # type: ignore[arg-type]
+    for text in problems:
+        print(f"mcp-gateway: cannot start: {text}", file=sys.stderr)
+    return 1 if problems else None
+
+
+def _forget_env_tokens(config: GatewayConfig) -> None:
+    """The hashes are kept; the tokens themselves leave the environment before any process
+    (zygote, worker, upstream server) is forked from this one. unsetenv() alone would leave
+    the bytes in the process's initial environment block (/proc/<pid>/environ, and every
+    forked copy): they are overwritten first."""
+    import ctypes
+
+    getenv = ctypes.CDLL(None).getenv
+    getenv.restype = ctypes.c_void_p
+    getenv.argtypes = [ctypes.c_char_p]
+    for t in config.server.http.auth.bearer_tokens:
+        if t.token_env:
+            value = getenv(t.token_env.encode())
+            if value:
+                ctypes.memset(value, 0, len(ctypes.string_at(value)))
+            os.environ.pop(t.token_env, None)
+
+
+def _stdio_banner(config: GatewayConfig) -> None:
+    import logging
+
+    log = logging.getLogger("mcp_gateway")
+    log.info("serving MCP on stdio (config %s, actor %r): waiting for an MCP client on stdin",
+             config.source, config.server.actor)
+    if sys.stdin.isatty():
+        log.info("stdin is a terminal, not an MCP client: start the gateway from a client instead "
+                 "(README.md, \"Connect a client\"); Ctrl-C stops it")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -24,13 +75,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     configure_logging()
-    if config.server.transport == "http":
-        from mcp_gateway.supervisor.http import startup_problem
-
-        problem = startup_problem(config)
-        if problem is not None:  # refuse before forking anything
-            print(f"mcp-gateway: cannot start: {problem}", file=sys.stderr)
-            return 1
+    refusal = _preflight_refusal(config, http="rules")  # before forking anything
+    if refusal is not None:
+        return refusal
+    _forget_env_tokens(config)
     try:
         zygotes = start_zygotes(config)
         if config.server.transport == "http":
@@ -39,10 +87,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return trio.run(serve_http, config, zygotes)
         from mcp_gateway.supervisor.stdio import claim_stdio
 
+        _stdio_banner(config)
         wire_in, wire_out = claim_stdio()
         trio.run(_serve_stdio, config, zygotes, wire_in, wire_out)
-    except KeyboardInterrupt:
-        return 130
     except Exception as e:
         return _report_startup_failure(e)
     return 0
@@ -145,9 +192,18 @@ def describe(config: GatewayConfig) -> str:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    from mcp_gateway.preflight import failures, preflight
+
+    config = _load(args.config, host=not args.schema_only)
     print(describe(config))
-    return 0
+    if args.schema_only:
+        print("host checks: skipped (--schema-only)")
+        return 0
+    problems = failures(preflight(config))
+    for text in problems:
+        print(f"mcp-gateway check-config: {text}", file=sys.stderr)
+    print(f"host checks: {f'{len(problems)} failed (see stderr)' if problems else 'passed'}")
+    return 1 if problems else 0
 
 
 def cmd_call(args: argparse.Namespace) -> int:
@@ -161,6 +217,9 @@ def cmd_call(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as e:
         print(f"mcp-gateway call: the arguments are not valid JSON: {e}", file=sys.stderr)
         return 2
+    refusal = _preflight_refusal(config, http="none")
+    if refusal is not None:
+        return refusal
 
     async def one_call():
         async with open_gateway(config, zygotes) as gateway:
@@ -194,8 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", help=config_help)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("check-config", help="validate a config and print the effective policy")
+    p = sub.add_parser("check-config", help="validate a config, check it against this host, print the effective policy")
     p.add_argument("--config", help=config_help)
+    p.add_argument("--schema-only", action="store_true",
+                   help="only validate the file (a config for another machine): skip the checks of this "
+                        "host (paths as the worker identity, audit log, TLS files, port, token variables)")
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("call", help="run one tool call through policy, audit and a worker")
@@ -210,7 +272,28 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_doctor)
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader went away (`check-config | head`): stop quietly, and keep the
+        # interpreter's own final flush from failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except BaseException as e:
+        if _only_interrupts(e):
+            return EXIT_INTERRUPTED
+        raise
+
+
+def _only_interrupts(exc: BaseException) -> bool:
+    """Ctrl-C, however trio's nurseries wrapped it on the way out."""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_interrupts(e) for e in exc.exceptions)
+    return False
 
 
 if __name__ == "__main__":

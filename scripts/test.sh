@@ -1,18 +1,36 @@
 #!/usr/bin/env bash
-# `make test`: set up, run the whole suite, then (when root) the integration, sandbox, postgres, filesystem, http
-# suites again as an unprivileged user, since the container image runs non-root.
+# `make test`: set up, run the whole suite, then (when root) two more passes: the integration, sandbox,
+# postgres, filesystem, http suites as an unprivileged user (the container image runs non-root), and the
+# tests that start every connector's workers from a copy of the checkout under a 0700 directory (a clone
+# in /root or in `mktemp -d`), where the workers' uid cannot traverse the directories above the checkout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh test
 export PYTHONDONTWRITEBYTECODE=1
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 
+copy_checkout() {  # copy_checkout DIR [TAR-OPTION...]: this checkout with its .venv, without .git or make run's audit log
+  local dir=$1
+  shift
+  tar --exclude=./.git --exclude='*/__pycache__' --exclude=./audit.jsonl "$@" -cf - . | tar -xf - -C "$dir"
+}
+
 if [ "$(id -u)" = 0 ] && [ $# -eq 0 ]; then
+  private=$(mktemp -d /tmp/mcp-gateway-0700.XXXXXX)
+  copy=$(mktemp -d /tmp/mcp-gateway-nonroot.XXXXXX)
+  trap 'rm -rf "$private" "$copy"' EXIT
+
+  echo "== again as root from a copy under a 0700 directory: the tests that start every connector's workers =="
+  chmod 0700 "$private"
+  mkdir "$private/checkout"
+  copy_checkout "$private/checkout" --exclude=./.cache  # .cache: node and the npm test tools, not needed here
+  (cd "$private/checkout" && .venv/bin/python -m pytest -q -p no:cacheprovider \
+    tests/docs/test_examples.py tests/sandbox/test_sandbox_probes.py tests/integration/test_filesystem_gateway.py \
+    tests/integration/test_fetch_gateway.py tests/postgres/test_postgres_gateway.py)
+
   echo "== again as the unprivileged user nobody: integration, sandbox, postgres, filesystem and http suites =="
   # nobody cannot traverse a checkout under /root: run from a world-readable copy.
-  copy=$(mktemp -d /tmp/mcp-gateway-nonroot.XXXXXX)
-  trap 'rm -rf "$copy"' EXIT
-  tar --exclude=./.git --exclude='*/__pycache__' -cf - . | tar -xf - -C "$copy"
+  copy_checkout "$copy"
   chmod -R a+rX "$copy"
   chmod 1777 "$copy"
   runuser -u nobody -- env -i PATH=/usr/bin:/bin HOME="$copy" TMPDIR=/tmp LANG=C.UTF-8 \

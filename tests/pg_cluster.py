@@ -63,13 +63,18 @@ CREATE TABLE orders (
     id serial PRIMARY KEY,
     customer_id int NOT NULL REFERENCES users (id),
     amount numeric(12, 2) NOT NULL,
-    placed_at timestamptz NOT NULL DEFAULT '2024-02-03 04:05:06+00'
+    placed_at timestamptz NOT NULL DEFAULT '2024-02-03 04:05:06+00',
+    created_at timestamptz NOT NULL DEFAULT '2024-02-03 04:05:06+00'
 );
-INSERT INTO orders (customer_id, amount) VALUES (1, 9.99), (1, 20.00), (2, 123.45), (3, 5.00);
+INSERT INTO orders (customer_id, amount, created_at) VALUES
+    (1, 9.99, '2024-01-05 10:00+00'), (1, 20.00, '2024-02-10 11:30+00'),
+    (2, 123.45, '2024-02-11 09:15+00'), (3, 5.00, '2024-03-01 00:00+00');
 CREATE TABLE secrets (id int PRIMARY KEY, secret text NOT NULL);
 INSERT INTO secrets VALUES (1, 'hunter2'), (2, 'correct horse battery staple');
-CREATE TABLE t (a int, b int, note text);
-INSERT INTO t VALUES (1, 2, 'x'), (-1, 3, NULL), (5, 1, 'y');
+CREATE TABLE t (a int, b int, note text, data jsonb);
+INSERT INTO t VALUES (1, 2, 'x', '{"a": {"b": 1}, "k": true}'), (-1, 3, NULL, NULL), (5, 1, 'y', '{"z": 2}');
+CREATE TABLE wide (id int PRIMARY KEY, h text NOT NULL);
+INSERT INTO wide SELECT g, md5(g::text) FROM generate_series(1, 500) g;
 CREATE TABLE "insert" ("delete" int, "drop" int, "update" int);
 INSERT INTO "insert" VALUES (1, 2, 3);
 CREATE TABLE big (id int PRIMARY KEY, payload text NOT NULL);
@@ -81,7 +86,33 @@ CREATE SCHEMA other;
 CREATE TABLE other.things (x int NOT NULL, y text);
 CREATE SEQUENCE counter_seq START 100;
 SELECT lo_from_bytea(424242, 'large object content');
+-- Like a real database: indexes whose maintenance functions write, credentials in catalogs,
+-- a replication slot, a database-level secret setting.
+CREATE INDEX big_id_brin ON big USING brin (id) WITH (pages_per_range = 1, autosummarize = off);
+INSERT INTO big SELECT g, 'unsummarised' FROM generate_series(20001, 20400) g;
+CREATE INDEX t_data_gin ON t USING gin (data) WITH (fastupdate = on);
+INSERT INTO t SELECT g, g, 'pending', jsonb_build_object('g', g) FROM generate_series(10, 40) g;
+CREATE ROLE analyst LOGIN PASSWORD 'analyst-password-secret';
+CREATE ROLE app_owner LOGIN PASSWORD 'app-owner-password-secret';
+CREATE FOREIGN DATA WRAPPER fixture_fdw;
+CREATE SERVER fixture_server FOREIGN DATA WRAPPER fixture_fdw OPTIONS (host '10.0.0.9');
+CREATE USER MAPPING FOR analyst SERVER fixture_server OPTIONS (user 'remote', password 'mapping-secret');
+CREATE SUBSCRIPTION fixture_sub CONNECTION 'host=127.0.0.1 port=1 dbname=x password=subscription-secret'
+    PUBLICATION nothing WITH (connect = false, enabled = false, create_slot = false, slot_name = NONE);
+SELECT pg_create_physical_replication_slot('fixture_slot');
+ALTER DATABASE postgres SET app.secret = 'database-setting-secret';
+-- User-defined objects whose functions may not run: an operator, a cast, a 63-byte name.
+CREATE FUNCTION fixture_volatile(a int, b int) RETURNS int LANGUAGE sql VOLATILE AS 'SELECT a + b';
+CREATE OPERATOR ### (LEFTARG = int, RIGHTARG = int, FUNCTION = fixture_volatile);
+CREATE TYPE fixture_mood AS ENUM ('calm');
+CREATE FUNCTION fixture_to_mood(int) RETURNS fixture_mood LANGUAGE sql VOLATILE AS $$SELECT 'calm'::fixture_mood$$;
+CREATE CAST (int AS fixture_mood) WITH FUNCTION fixture_to_mood(int);
+CREATE FUNCTION fixture_function_whose_name_is_exactly_sixty_three_bytes_long_x(int) RETURNS int
+    LANGUAGE sql VOLATILE AS 'SELECT $1';
+CREATE SCHEMA fixture_tools;
+CREATE EXTENSION pageinspect SCHEMA fixture_tools;
 ANALYZE;
+ANALYZE pg_catalog.pg_authid;
 """
 
 
@@ -330,6 +361,7 @@ class PgCluster:
             " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
         )
         extensions = self.execute("SELECT extname FROM pg_extension ORDER BY 1")
+        server = self.server_state()
         auto_conf = (
             (self.datadir / "postgresql.auto.conf").read_bytes() if self._readable(self.datadir) else b""
         )
@@ -343,9 +375,54 @@ class PgCluster:
             "roles": roles,
             "functions": functions,
             "extensions": extensions,
+            "server": server,
             "auto_conf": hashlib.sha256(auto_conf).hexdigest(),
             "datadir_top": [n for n in top if n not in ("postmaster.pid", "postmaster.opts")],
             "cluster_dir": outside,
+        }
+
+    def server_state(self) -> dict[str, Any]:
+        """What a query could leave behind outside the tables: locks, slots, origins, stats
+        resets, a config reload, index contents, roles and their passwords, settings, the
+        transaction-id counter."""
+        q = self.execute
+        return {
+            # every lock not held by the backend that asks (this snapshot's own connection)
+            "locks": q(
+                "SELECT locktype, mode, classid, objid, objsubid FROM pg_locks"
+                " WHERE pid IS DISTINCT FROM pg_backend_pid() ORDER BY 1, 2, 3, 4, 5"
+            ),
+            "slots": q(
+                "SELECT slot_name, slot_type, active, restart_lsn::text FROM pg_replication_slots ORDER BY 1"
+            ),
+            "origins": q("SELECT roname FROM pg_replication_origin ORDER BY 1"),
+            "stats_reset": q(
+                "SELECT (SELECT stats_reset FROM pg_stat_bgwriter),"
+                " (SELECT array_agg(stats_reset ORDER BY datid) FROM pg_stat_database),"
+                " (SELECT stats_reset FROM pg_stat_wal),"
+                " (SELECT stats_reset FROM pg_stat_archiver),"
+                " (SELECT array_agg(stats_reset ORDER BY name) FROM pg_stat_slru)"
+            ),
+            "conf_load_time": q("SELECT pg_conf_load_time()"),
+            "index_sizes": q(
+                "SELECT c.relname, pg_relation_size(c.oid) FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE c.relkind = 'i' AND n.nspname NOT IN ('pg_catalog', 'pg_toast') ORDER BY 1"
+            ),
+            # BRIN summaries and the GIN pending list live in index pages: their checksum
+            # BRIN summaries and the GIN pending list live in index pages: their bytes (past
+            # the page LSN) through pageinspect, installed in a schema of its own
+            "index_pages": q(
+                "SELECT c.relname, md5(string_agg(md5(substring(fixture_tools.get_raw_page("
+                "c.relname::text, b) FROM 9)), '' ORDER BY b))"
+                " FROM pg_class c, generate_series(0, (pg_relation_size(c.oid) / 8192)::int - 1) b"
+                " WHERE c.relname IN ('big_id_brin', 't_data_gin') GROUP BY 1 ORDER BY 1"
+            ),
+            "passwords": q("SELECT rolname, md5(coalesce(rolpassword, '')) FROM pg_authid ORDER BY 1"),
+            "settings": q("SELECT setdatabase, setrole, setconfig FROM pg_db_role_setting ORDER BY 1, 2"),
+            "mappings": q("SELECT umuser, umserver, umoptions FROM pg_user_mapping ORDER BY 1, 2"),
+            "subscriptions": q("SELECT subname, subenabled, subconninfo FROM pg_subscription ORDER BY 1"),
+            "next_xid": q("SELECT pg_snapshot_xmax(pg_current_snapshot())::text"),
         }
 
     @staticmethod

@@ -14,7 +14,8 @@ left of it below that root?", or raises GuardDenied. The rules (docs/FILESYSTEM.
 - every other character is literal: `%2e%2e` is a file name, not `..`; `a\\..\\b` is one
   file name with backslashes in it.
 
-The supervisor calls it for a fast, well-explained denial. The worker calls it again and
+Reasons quote the path as the agent sent it (`as_sent`), never the root it was resolved
+against. The supervisor calls it for a fast, well-explained denial. The worker calls it again and
 then enforces for real (openat2 beneath the root's fd, identity checks against the denied
 paths), because symlinks, bind mounts, hard links and case-insensitive filesystems all make
 lexical answers incomplete.
@@ -109,17 +110,22 @@ def check_path(path: str, settings: FilesystemSettings) -> CheckedPath:
         if _beneath(parts, base) and (match is None or len(base) > len(match[1])):
             match = (root, base)
     if match is None:
-        raise GuardDenied(f"{_shown(parts)} is outside the allowed paths")
+        raise GuardDenied(f"{as_sent(path)} is outside the allowed paths")
 
     for _denied, dbase in _roots(settings.denied_paths):
         if _beneath(parts, dbase):
-            raise GuardDenied(f"{_shown(parts)} is beneath a denied path")
+            raise GuardDenied(f"{as_sent(path)} is beneath a denied path")
 
     rest = parts[len(match[1]) :]
     return CheckedPath(match[0], "/".join(rest) if rest else ".")
 
 
-def _shown(parts: list[str]) -> str:
-    """The normalised path for a reason text, shortened so a reason stays readable."""
-    s = "/" + "/".join(parts)
-    return repr(s if len(s) <= 200 else s[:200] + "...")
+def as_sent(path: str) -> str:
+    """The path exactly as the agent sent it, for a reason text: quoted (control characters
+    escaped) and shortened so a reason stays readable. Never a host path it did not send."""
+    return repr(path if len(path) <= 200 else path[:200] + "...")
+
+
+def lexical_components(path: str) -> list[str]:
+    """An absolute path's components after lexical normalisation (as check_path sees it)."""
+    return _components(path)

@@ -35,115 +35,14 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from mcp_gateway.guards import GuardDenied
+from mcp_gateway.guards.sql_catalog import READABLE_SETTINGS, SqlCatalog
 
 __all__ = [
+    "MAX_SQL_CHARS",
     "CheckedSql",
-    "check_sql",
+    "precheck_sql",
     "prepare_sql",
-    "denied_function_reason",
-    "DENIED_FUNCTIONS",
-    "DENIED_PREFIXES",
 ]
-
-# --- denylist -----------------------------------------------------------------------------
-
-#: Exact function names (lower case, schema stripped) that db.query refuses.
-DENIED_FUNCTIONS: frozenset[str] = frozenset(
-    {
-        # server files
-        "pg_stat_file",
-        "pg_logdir_ls",
-        "pg_current_logfile",
-        "pg_show_all_file_settings",
-        "pg_hba_file_rules",
-        "pg_ident_file_mappings",
-        # large objects (most are caught by the lo_ prefix)
-        "loread",
-        "lowrite",
-        # signals / administration
-        "pg_terminate_backend",
-        "pg_cancel_backend",
-        "pg_signal_backend",
-        "pg_reload_conf",
-        "pg_rotate_logfile",
-        "pg_rotate_logfile_old",
-        "pg_switch_wal",
-        "pg_switch_xlog",
-        "pg_promote",
-        "pg_start_backup",
-        "pg_stop_backup",
-        "pg_import_system_collations",
-        "pg_log_backend_memory_contexts",
-        "pg_nextoid",
-        "pg_truncate_visibility_map",
-        "pg_stat_statements_reset",
-        "pg_export_snapshot",
-        "pg_notify",
-        "set_config",
-        # sequence writers (currval / lastval only read and stay allowed)
-        "nextval",
-        "setval",
-        # run a query given as a string
-        "ts_stat",
-        "ts_rewrite",  # the (tsquery, text) form runs a query string; refused in every form
-        "query_to_xml",
-        "query_to_xmlschema",
-        "query_to_xml_and_xmlschema",
-        # transaction id consumers / misc writers
-        "txid_current",
-        "pg_current_xact_id",
-    }
-)
-
-#: Name prefixes (and one infix) whose whole family is refused.
-DENIED_PREFIXES: tuple[str, ...] = (
-    "pg_read_",  # pg_read_file, pg_read_binary_file
-    "pg_write_",
-    "pg_file_",  # adminpack: pg_file_write, pg_file_rename, pg_file_unlink, pg_file_sync
-    "pg_ls_",  # pg_ls_dir, pg_ls_logdir, pg_ls_waldir, pg_ls_tmpdir, pg_ls_archive_statusdir
-    "lo_",  # every large-object function
-    "dblink",
-    "pg_advisory",
-    "pg_try_advisory",
-    "pg_sleep",  # pg_sleep, pg_sleep_for, pg_sleep_until
-    "pg_create_",  # replication slots, restore points
-    "pg_drop_",
-    "pg_copy_",  # pg_copy_*_replication_slot
-    "pg_replication_",  # pg_replication_origin_*, pg_replication_slot_advance
-    "pg_logical_",  # pg_logical_emit_message, pg_logical_slot_get/peek_changes
-    "pg_wal_replay_",
-    "pg_backup_",  # pg_backup_start / pg_backup_stop (PG 15)
-    "pg_stat_reset",
-    "binary_upgrade_",
-)
-
-#: Substrings: the whole *_to_xml* family (table_to_xml, cursor_to_xml, schema_to_xml,
-#: database_to_xml and their *schema variants) runs queries named by its arguments.
-DENIED_INFIXES: tuple[str, ...] = ("_to_xml",)
-
-
-#: Catalog relations that hold secrets or bypass the function denylist when the role can read
-#: them (a superuser can): password hashes, FDW passwords, config files, large-object data.
-DENIED_RELATIONS: frozenset[str] = frozenset(
-    {
-        "pg_authid",
-        "pg_shadow",
-        "pg_user_mapping",
-        "pg_user_mappings",
-        "pg_largeobject",
-        "pg_file_settings",
-        "pg_hba_file_rules",
-        "pg_ident_file_mappings",
-    }
-)
-
-
-def denied_function_reason(name: str) -> str | None:
-    n = name.lower()
-    if n in DENIED_FUNCTIONS or n.startswith(DENIED_PREFIXES) or any(i in n for i in DENIED_INFIXES):
-        return f'function "{n}" is not allowed'
-    return None
-
 
 # --- lexer --------------------------------------------------------------------------------
 
@@ -641,17 +540,14 @@ def _node_keyword(node: exp.Expression) -> str:
     return type(node).__name__.upper()
 
 
-def _func_names(node: exp.Func) -> set[str]:
-    if isinstance(node, exp.Anonymous):
-        this = node.this
-        name = this.name if isinstance(this, exp.Expression) else str(this)
-        return {name.lower()}
-    names = {node.sql_name().lower()}
-    names.update(n.lower() for n in type(node).sql_names())
-    return names
+def _ident(node: exp.Expression | None) -> str | None:
+    if not isinstance(node, exp.Identifier):
+        return None
+    return node.name if node.quoted else node.name.lower()
 
 
-def _check_tree(root: exp.Expression) -> None:
+def _check_tree(root: exp.Expression, catalog: SqlCatalog) -> None:
+    """Statement structure (sqlglot's reading) and qualified relation names."""
     for node in root.walk():
         if isinstance(node, exp.Command):
             word = str(node.this or "").split(None, 1)[0].upper() if node.this else "COMMAND"
@@ -664,19 +560,171 @@ def _check_tree(root: exp.Expression) -> None:
                     "locking clauses (FOR UPDATE / NO KEY UPDATE / SHARE / KEY SHARE) are not allowed"
                 )
             raise _deny(f'SQL keyword "{_node_keyword(node)}" is not allowed')
-        if isinstance(node, exp.Func):
-            for name in sorted(_func_names(node)):
-                reason = denied_function_reason(name.rsplit(".", 1)[-1])
-                if reason:
-                    raise _deny(reason)
-        if isinstance(node, exp.Table) and isinstance(node.this, exp.Identifier):
-            rel = node.this.name.lower()
-            if rel in DENIED_RELATIONS:
-                raise _deny(f'relation "{rel}" is not allowed')
+        if isinstance(node, exp.Table):
+            _check_relation(node, catalog)
+        if isinstance(node, exp.Anonymous):
+            _check_call(node, catalog)
         if isinstance(node, exp.Select) and node.args.get("into") is not None:
             raise _deny("SELECT INTO is not allowed")
         if isinstance(node, exp.Select) and node.args.get("locks"):
             raise _deny("locking clauses (FOR UPDATE / NO KEY UPDATE / SHARE / KEY SHARE) are not allowed")
+
+
+def _check_call(node: exp.Anonymous, catalog: SqlCatalog) -> None:
+    """A call sqlglot does not know by name: the name must be one this server allows (a name
+    PostgreSQL does not know at all is refused too: the guard cannot tell what it is)."""
+    this = node.this
+    if isinstance(this, str) and this.lower() in _KEYWORD_FORMS:
+        return
+    name = _ident(this) if isinstance(this, exp.Expression) else str(this).lower()
+    if name is None or (name not in catalog.callable and name != "current_setting"):
+        raise _deny(f'function "{name}" is not allowed')
+
+
+#: Grammar constructs of PostgreSQL written like calls (keywords, never pg_proc names when
+#: unquoted) that sqlglot leaves as anonymous calls.
+_KEYWORD_FORMS = frozenset({"xmlparse", "xmlserialize", "xmlroot", "xmlpi", "xmlexists", "xmlconcat", "xmlforest"})
+
+
+def _check_relation(node: exp.Table, catalog: SqlCatalog) -> None:
+    rel = _ident(node.this)
+    if rel is None:
+        return  # a function in FROM: its name was checked with every other name
+    schema = _ident(node.args.get("db"))
+    if schema is None:
+        if rel in catalog.relations:
+            raise _deny(f'relation "{rel}" is not allowed')
+        return
+    if (schema in catalog.system_schemas or schema.startswith("pg_")) and (
+        schema,
+        rel,
+    ) not in catalog.allowed_relations:
+        raise _deny(f'relation "{schema}.{rel}" is not allowed')
+
+
+# Characters that keep a trailing + or - inside an operator (PostgreSQL's scan.l rule).
+_OP_KEEP_SIGN = set("~!@#^&|`?%")
+
+
+def _pg_operators(run: str) -> list[str]:
+    """The operators PostgreSQL reads in a run of operator characters: a multi-character
+    operator loses trailing + / - unless it contains one of ~!@#^&|`?%."""
+    out: list[str] = []
+    while run:
+        n = len(run)
+        if n > 1 and run[-1] in "+-" and not any(c in _OP_KEEP_SIGN for c in run):
+            while n > 1 and run[n - 1] in "+-":
+                n -= 1
+        out.append(run[:n])
+        run = run[n:]
+    return out
+
+
+def _readable_setting(solid: list[_Tok], i: int) -> bool:
+    """current_setting('<reviewed name>'[, true|false]) with literal arguments, unqualified
+    or qualified by pg_catalog (a function of that name elsewhere is not the built-in)."""
+    if i >= 1 and solid[i - 1].text == ".":
+        if i < 2 or solid[i - 2].kind not in ("ident", "qident") or solid[i - 2].value != "pg_catalog":
+            return False
+    t = solid[i + 1 : i + 6]
+    if len(t) < 3 or t[0].text != "(" or t[1].kind != "string":
+        return False
+    if t[1].value.lower() not in READABLE_SETTINGS:
+        return False
+    if t[2].text == ")":
+        return True
+    return (
+        len(t) == 5
+        and t[2].text == ","
+        and t[3].kind == "ident"
+        and t[3].value in ("true", "false")
+        and t[4].text == ")"
+    )
+
+
+def _truncated(name: str, limit: int) -> str:
+    """The identifier as PostgreSQL stores it: cut to `limit` bytes, at a character boundary."""
+    raw = name.encode("utf-8")
+    if len(raw) <= limit:
+        return name
+    return raw[:limit].decode("utf-8", errors="ignore")
+
+
+def _check_names(toks: list[_Tok], catalog: SqlCatalog) -> None:
+    """Every identifier and operator the statement contains, against the catalog's refusals.
+
+    Checked on the tokens PostgreSQL itself reads, not on sqlglot's tree: a name in any
+    position (call, attribute notation ``(x).f`` which PostgreSQL may read as ``f(x)``, FROM,
+    cast target, qualified or quoted) is refused when it names a function, type or system
+    relation that may not run or be read here."""
+    solid = [t for t in toks if t.kind != "ws"]
+    limit = catalog.max_identifier_length
+    for i, t in enumerate(solid):
+        if t.kind in ("ident", "qident"):
+            for name in {_truncated(t.value, limit), _truncated(t.value.lower(), limit)}:
+                if name in catalog.functions and not (name == "current_setting" and _readable_setting(solid, i)):
+                    raise _deny(f'function "{name}" is not allowed')
+                if name in catalog.types:
+                    raise _deny(f'type "{name}" is not allowed (a cast or I/O function behind it may not run)')
+                if name in catalog.relations:
+                    raise _deny(f'relation "{name}" is not allowed')
+        elif t.kind == "op":
+            for op in _pg_operators(t.text):
+                if op in catalog.operators:
+                    raise _deny(f'operator "{op}" is not allowed (the function behind it may not run)')
+
+
+#: Operators sqlglot's postgres dialect reads as PostgreSQL does (or as some other operator,
+#: which does not matter: the tree is only asked about statement structure and relations).
+_SQLGLOT_OPERATORS = frozenset(
+    "+ - * / % ^ < > = <= >= <> != || ~ ~* !~ !~* ~~ !~~ ~~* !~~* @> <@ && -> ->> #> #>> ? ?| ?&"
+    " @@ # & | << >> -|- &< &> <-> #- @? :: =>".split()
+)
+
+
+def _structural_text(toks: list[_Tok]) -> str:
+    """The text sqlglot parses: the statement with constructs sqlglot cannot read replaced by
+    ones of the same shape (any other operator -> "-", ``collation for (`` -> a call,
+    ``ORDER BY x USING <op>`` -> ``ORDER BY x``, a trailing ``FOR READ ONLY`` dropped,
+    the ``DOCUMENT`` / ``CONTENT`` of ``XMLPARSE`` / ``XMLSERIALIZE`` dropped). Only
+    for the structure check; PostgreSQL runs the normalised text and every name and operator
+    was checked on the real tokens."""
+    out: list[_Tok] = []
+    solid = [t for t in toks if t.kind != "ws"]
+    skip: set[int] = set()
+    calls: set[int] = set()  # "collation" of "collation for (...)"
+    end = len(solid)
+    for i, t in enumerate(solid):
+        nxt = solid[i + 1] if i + 1 < len(solid) else None
+        if t.kind == "ident" and nxt is not None and nxt.kind == "ident":
+            if t.value == "collation" and nxt.value == "for":
+                skip.add(id(nxt))
+                calls.add(id(t))
+            elif t.value == "for" and [x.value for x in solid[i + 1 :]] == ["read", "only"]:
+                end = i
+        elif (
+            t.kind == "ident"
+            and t.value in ("xmlparse", "xmlserialize")
+            and nxt is not None
+            and nxt.text == "("
+            and i + 2 < len(solid)
+            and solid[i + 2].kind == "ident"
+            and solid[i + 2].value in ("document", "content")
+        ):
+            skip.add(id(solid[i + 2]))  # XMLPARSE(DOCUMENT x) -> xmlparse(x)
+        elif t.kind == "ident" and t.value == "using" and nxt is not None and nxt.kind == "op":
+            skip.update((id(t), id(nxt)))
+    cut = {id(t) for t in solid[end:]}
+    for t in toks:
+        if id(t) in skip or id(t) in cut:
+            continue
+        if t.kind == "op":
+            out.extend(_Tok("op", op if op in _SQLGLOT_OPERATORS else "-") for op in _pg_operators(t.text))
+        elif id(t) in calls:
+            out.append(_Tok("ident", "pg_collation_for", "pg_collation_for"))
+        else:
+            out.append(t)
+    return _join(out)
 
 
 def _first_word(toks: list[_Tok]) -> str:
@@ -688,13 +736,14 @@ def _first_word(toks: list[_Tok]) -> str:
     return ""
 
 
-def _parse_query(toks: list[_Tok]) -> str:
+def _parse_query(toks: list[_Tok], catalog: SqlCatalog) -> str:
     text = _join(toks)
     kw = _first_word(toks)
     if kw in _REFUSED_LEADING:
         raise _deny(f'SQL keyword "{kw}" is not allowed')
+    _check_names(toks, catalog)
     try:
-        trees = [t for t in sqlglot.parse(text, read="postgres") if t is not None]
+        trees = [t for t in sqlglot.parse(_structural_text(toks), read="postgres") if t is not None]
     except SqlglotError as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise _deny(f"could not parse the SQL: {first[:300]}") from None
@@ -708,14 +757,14 @@ def _parse_query(toks: list[_Tok]) -> str:
         inner = inner.this
     if not isinstance(inner, _QUERY_ROOTS):
         if isinstance(inner, exp.Command) or isinstance(inner, _FORBIDDEN_TYPES):
-            _check_tree(inner)
+            _check_tree(inner, catalog)
         word = kw or _node_keyword(inner)
         raise _deny(
             f'SQL keyword "{word}" is not allowed'
             if kw
             else "only SELECT queries (or EXPLAIN of one) are allowed"
         )
-    _check_tree(root)
+    _check_tree(root, catalog)
     return text
 
 
@@ -853,8 +902,9 @@ class CheckedSql:
     placeholders: int
 
 
-def prepare_sql(sql: str, *, with_params: bool = False) -> CheckedSql:
-    """Check `sql` and return what to execute; raise GuardDenied otherwise.
+def prepare_sql(sql: str, catalog: SqlCatalog, *, with_params: bool = False) -> CheckedSql:
+    """Check `sql` against the rules and `catalog` (the connected server's allowlists, see
+    guards/sql_catalog.py); return what to execute or raise GuardDenied.
 
     with_params: the call binds `params`; then `%s` is a placeholder and a literal `%`
     operator must be written `%%` (inside string literals, comments and identifiers `%` is
@@ -862,6 +912,8 @@ def prepare_sql(sql: str, *, with_params: bool = False) -> CheckedSql:
     """
     if not isinstance(sql, str):
         raise _deny("could not parse the SQL: not a string")
+    if len(sql) > MAX_SQL_CHARS:
+        raise _deny(f"the SQL is longer than {MAX_SQL_CHARS} characters")
     toks = _lex(sql, with_params)
     statements: list[list[_Tok]] = [[]]
     for t in toks:
@@ -883,12 +935,44 @@ def prepare_sql(sql: str, *, with_params: bool = False) -> CheckedSql:
         inner = _check_explain(solid)
         # the inner statement keeps its original spacing
         start = next(k for k, t in enumerate(stmt) if t is inner[0])
-        inner_text = _parse_query(stmt[start:])
+        inner_text = _parse_query(stmt[start:], catalog)
         head = _join([t for t in stmt[:start]])
         return CheckedSql(text=f"{head} {inner_text}", explain=True, placeholders=placeholders)
-    return CheckedSql(text=_parse_query(stmt), explain=False, placeholders=placeholders)
+    return CheckedSql(text=_parse_query(stmt, catalog), explain=False, placeholders=placeholders)
 
 
-def check_sql(sql: str, *, with_params: bool = False) -> None:
-    """Raise GuardDenied(reason) unless `sql` is one read-only query the gateway may run."""
-    prepare_sql(sql, with_params=with_params)
+#: The longest statement db.query takes (the tool's argument schema says the same).
+MAX_SQL_CHARS = 100_000
+
+_LEADING_WORD = re.compile(r"[A-Za-z_]+")
+
+
+def precheck_sql(sql: str) -> None:
+    """The supervisor's check: bounded and linear in the input, it never parses. It refuses
+    an oversized statement and one whose first word (after comments and parentheses) is a
+    statement other than a query. The worker's prepare_sql is the real check."""
+    if len(sql) > MAX_SQL_CHARS:
+        raise _deny(f"the SQL is longer than {MAX_SQL_CHARS} characters")
+    i, n = 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c in _WS or c == "(":
+            i += 1
+        elif sql.startswith("--", i):
+            j = sql.find("\n", i)
+            i = n if j < 0 else j + 1
+        elif sql.startswith("/*", i):
+            depth, i = 1, i + 2
+            while depth and i < n:
+                if sql.startswith("/*", i):
+                    depth, i = depth + 1, i + 2
+                elif sql.startswith("*/", i):
+                    depth, i = depth - 1, i + 2
+                else:
+                    i += 1
+        else:
+            break
+    m = _LEADING_WORD.match(sql, i)
+    word = m.group().upper() if m else ""
+    if word in _REFUSED_LEADING and word != "EXPLAIN":
+        raise _deny(f'SQL keyword "{word}" is not allowed')

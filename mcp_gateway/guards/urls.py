@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
@@ -327,45 +328,62 @@ def check_url(url: str, settings: HttpFetchSettings) -> ParsedTarget:
 
 # --- request headers ----------------------------------------------------------------------
 
-# Dropped by exact (lower-case) name: credentials, hop-by-hop and framing headers, headers
-# the gateway sets itself, and headers used to spoof the client address or the method.
-DROP_HEADERS = frozenset({
-    # credentials
+# What an agent may set by default: content negotiation, caching and conditional requests,
+# ranges. Anything else is dropped (an allowlist: a new proxy-trust, client-IP or credential
+# header is never sent just because nobody listed it). Operators extend it with
+# `connectors.http_fetch.request_headers`, minus the names below, which are never sent.
+DEFAULT_REQUEST_HEADERS = (
+    "accept", "accept-language", "cache-control", "pragma", "if-match", "if-none-match",
+    "if-modified-since", "if-unmodified-since", "if-range", "range",
+)
+
+# Never sent whatever the configuration says: credentials, hop-by-hop and framing headers,
+# headers the gateway sets itself, and headers that claim a client address, a proxy hop or a
+# client certificate towards the upstream.
+NEVER_SENT = frozenset({
     "authorization", "proxy-authorization", "cookie", "cookie2", "set-cookie", "set-cookie2",
-    "x-api-key", "api-key", "apikey", "x-auth-token", "x-amz-security-token", "x-csrf-token",
-    "x-xsrf-token", "x-access-token", "www-authenticate", "proxy-authenticate",
-    # hop-by-hop and framing
+    "www-authenticate", "proxy-authenticate", "dpop",
     "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "host",
     "content-length", "expect", "http2-settings",
-    # set by the gateway
     "user-agent", "accept-encoding",
-    # address / method spoofing towards the upstream
-    "forwarded", "x-real-ip", "x-client-ip", "x-originating-ip", "true-client-ip",
-    "cf-connecting-ip", "x-cluster-client-ip", "x-original-url", "x-rewrite-url",
-    "x-http-method-override", "x-http-method", "x-method-override",
+    "forwarded", "via", "x-real-ip", "x-client-ip", "client-ip", "x-remote-addr", "x-remote-ip",
+    "x-originating-ip", "true-client-ip", "cf-connecting-ip", "x-cluster-client-ip", "fastly-client-ip",
+    "x-original-host", "x-host", "x-original-url", "x-rewrite-url", "x-http-method-override",
+    "x-http-method", "x-method-override",
 })
-DROP_PREFIXES = ("proxy-", "x-forwarded-", "sec-")
-# Any name containing one of these (letter case and '_' vs '-' ignored) is a credential.
+NEVER_SENT_PREFIXES = ("proxy-", "x-forwarded-", "sec-", "x-envoy-", "x-amzn-", "x-goog-", "cf-",
+                       "x-ssl-", "x-client-", "ssl-", "x-tls-")
+# A name containing one of these (letter case and '_' vs '-' ignored) is credential-like.
 CREDENTIAL_WORDS = ("auth", "token", "secret", "key", "passw", "session", "cookie", "credential",
-                    "signature", "csrf", "xsrf", "jwt", "bearer")
+                    "signature", "csrf", "xsrf", "jwt", "bearer", "cert", "dpop")
 
 
-def header_dropped(name: str) -> bool:
+def header_never_sent(name: str) -> bool:
+    """A header no configuration may allow (operators are told at config load)."""
     n = name.strip().lower().replace("_", "-")
-    return (n in DROP_HEADERS or n.startswith(DROP_PREFIXES)
+    return (n in NEVER_SENT or n.startswith(NEVER_SENT_PREFIXES)
             or any(w in n for w in CREDENTIAL_WORDS))
 
 
-def sanitize_headers(headers: dict[str, str]) -> tuple[dict[str, str], list[str]]:
-    """(headers to send, names dropped). GuardDenied for a value that could split a request."""
+def sanitize_headers(headers: dict[str, str], allowed: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+    """(headers to send, names dropped). GuardDenied for a value no HTTP server would read as sent.
+
+    `allowed` is the configured allowlist (lower-case names); a name outside it is dropped,
+    never an error: agents routinely add headers like User-Agent, and a dropped header cannot
+    carry anything.
+    """
+    allow = frozenset(allowed)
     kept: dict[str, str] = {}
     dropped: list[str] = []
     for name, value in headers.items():
-        if header_dropped(name):
+        if name.lower() not in allow or header_never_sent(name):
             dropped.append(name)
             continue
         if not isinstance(value, str) or not value.isascii() or any(
                 (ord(c) < 0x20 and c != "\t") or c == "\x7f" for c in value):
             raise GuardDenied(f"header {name!r} has a value with control or non-ASCII characters")
+        if value != value.strip(" \t"):
+            # h11 refuses it only after the connection is open; say so before.
+            raise GuardDenied(f"header {name!r} has a value with leading or trailing whitespace")
         kept[name] = value
     return kept, dropped

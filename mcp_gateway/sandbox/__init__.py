@@ -3,7 +3,7 @@
 `apply()` runs in a freshly forked, single-threaded worker whose descriptors are already closed
 (fd 0-2 and the IPC socket on fd 3 stay) and whose modules are already imported. Order:
 
-    user (uid/gid drop, no capabilities) -> prctl (no_new_privs, dumpable 0) -> rlimits
+    user (a uid/gid of the worker's own, no capabilities) -> prctl (no_new_privs, dumpable 0) -> rlimits
     -> Landlock -> seccomp
 
 The uid drop comes first because RLIMIT_NPROC does not bind uid 0 and because the bounding set
@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from mcp_gateway.config import SandboxSettings
 from mcp_gateway.sandbox import _common
+from mcp_gateway.sandbox import identity as _identity
 from mcp_gateway.sandbox import landlock as _landlock
 from mcp_gateway.sandbox import seccomp as _seccomp
 from mcp_gateway.sandbox._common import PR_GET_SECCOMP, LayerUnavailable, proc_status
@@ -33,7 +34,7 @@ from mcp_gateway.sandbox.user import drop_privileges
 
 LAYERS = ("user", "prctl", "rlimits", "landlock", "seccomp")
 
-__all__ = ["LAYERS", "SandboxError", "SandboxProfile", "apply", "host_support", "with_limits"]
+__all__ = ["LAYERS", "SandboxError", "SandboxProfile", "apply", "check_identities", "host_support", "with_limits"]
 
 
 class SandboxError(Exception):
@@ -46,12 +47,32 @@ def with_limits(profile: SandboxProfile, settings: SandboxSettings) -> SandboxPr
     return dataclasses.replace(profile, memory_mb=limits.memory_mb, cpu_s=limits.cpu_s, nofile=limits.nofile)
 
 
-def _steps(profile: SandboxProfile, settings: SandboxSettings) -> list[tuple[str, Callable[[], str]]]:
+def check_identities(settings: SandboxSettings) -> str | None:
+    """At start, as root: refuse (SandboxError) a sandbox.uid_range that is not ours to use."""
+    if os.geteuid() != 0 or settings.uid_range is None or settings.layers.user == "off":
+        return None
+    try:
+        return _identity.check_range(*settings.uid_range)
+    except _identity.IdentityError as e:
+        raise SandboxError(f"the gateway cannot start: {e}") from None
+
+
+def _become_worker_identity(settings: SandboxSettings) -> str:
+    """As root with a uid_range: a uid/gid of this worker's own; else the shared user/group."""
+    if os.geteuid() == 0 and settings.uid_range is not None:
+        uid = _identity.allocate(*settings.uid_range)
+        return drop_privileges(uid, uid) + " (own uid, sandbox.uid_range)"
+    return drop_privileges(settings.user, settings.group)
+
+
+def _steps(
+    profile: SandboxProfile, settings: SandboxSettings, anchors: _landlock.ReadAnchors
+) -> list[tuple[str, Callable[[], str]]]:
     return [
-        ("user", lambda: drop_privileges(settings.user, settings.group)),
+        ("user", lambda: _become_worker_identity(settings)),
         ("prctl", apply_prctl),
         ("rlimits", lambda: apply_rlimits(profile.memory_mb, profile.cpu_s, profile.nofile)),
-        ("landlock", lambda: _landlock.apply_landlock(profile.read_paths, profile.connect_ports)),
+        ("landlock", lambda: _landlock.apply_landlock(anchors, profile.connect_ports)),
         ("seccomp", lambda: _seccomp.apply_seccomp(profile.connector, profile.socket_families)),
     ]
 
@@ -59,8 +80,19 @@ def _steps(profile: SandboxProfile, settings: SandboxSettings) -> list[tuple[str
 def apply(profile: SandboxProfile, settings: SandboxSettings) -> dict[str, str]:
     """Confine the calling (freshly forked, single-threaded) worker. Returns layer -> status."""
     profile = with_limits(profile, settings)
+    # Opened before the uid drop: see ReadAnchors.
+    anchors = _landlock.ReadAnchors(profile.read_paths if settings.layers.landlock != "off" else ())
+    try:
+        return _apply_layers(profile, settings, anchors)
+    finally:
+        anchors.close()
+
+
+def _apply_layers(
+    profile: SandboxProfile, settings: SandboxSettings, anchors: _landlock.ReadAnchors
+) -> dict[str, str]:
     report: dict[str, str] = {}
-    for layer, step in _steps(profile, settings):
+    for layer, step in _steps(profile, settings, anchors):
         mode = getattr(settings.layers, layer)
         if mode == "off":
             report[layer] = "off"
@@ -83,7 +115,8 @@ def host_support() -> dict[str, str]:
     """What this host offers each layer, for `mcp-gateway doctor` (no layer is applied)."""
     out: dict[str, str] = {}
     root = os.geteuid() == 0
-    out["running as"] = f"uid {os.getuid()} ({'root: workers drop to sandbox.user' if root else 'not root'})"
+    drops = "root: each worker drops to a uid of its own (sandbox.uid_range)" if root else "not root"
+    out["running as"] = f"uid {os.getuid()} ({drops})"
     try:
         status = proc_status()
         caps = int(status.get("CapEff", "0"), 16)

@@ -130,7 +130,27 @@ def why_unavailable() -> str:
     return "available"
 
 
-def apply_landlock(read_paths: Iterable[str], connect_ports: Iterable[int]) -> str:
+class ReadAnchors:
+    """O_PATH fds of the read paths, opened while the worker is still privileged (before the
+    uid drop), so a path under a directory the worker's uid cannot search still gets its rule;
+    only the data itself must be readable by the worker. Paths that cannot be opened are named."""
+
+    def __init__(self, read_paths: Iterable[str]) -> None:
+        self.fds: list[int] = []
+        self.skipped: list[str] = []
+        for path in read_paths:
+            try:
+                self.fds.append(os.open(path, os.O_PATH | os.O_CLOEXEC))
+            except OSError as e:
+                self.skipped.append(f"{path} ({e.strerror})")
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds.clear()
+
+
+def apply_landlock(anchors: ReadAnchors, connect_ports: Iterable[int]) -> str:
     """Restrict the calling thread (and future children) for good. Returns a status string.
 
     Raises LayerUnavailable when the kernel has no Landlock, OSError on unexpected failures.
@@ -149,28 +169,20 @@ def apply_landlock(read_paths: Iterable[str], connect_ports: Iterable[int]) -> s
     ruleset = _syscall(
         SYS_landlock_create_ruleset, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0)
     )
-    skipped: list[str] = []
+    skipped = anchors.skipped
     granted = 0
     try:
-        for path in read_paths:
-            try:
-                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-            except OSError as e:
-                skipped.append(f"{path} ({e.strerror})")
-                continue
-            try:
-                is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
-                rule = PathBeneathAttr(READ_DIR_ACCESS if is_dir else READ_FILE_ACCESS, fd)
-                _syscall(
-                    SYS_landlock_add_rule,
-                    ctypes.c_int(ruleset),
-                    ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH),
-                    ctypes.byref(rule),
-                    ctypes.c_uint32(0),
-                )
-                granted += 1
-            finally:
-                os.close(fd)
+        for fd in anchors.fds:
+            is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+            rule = PathBeneathAttr(READ_DIR_ACCESS if is_dir else READ_FILE_ACCESS, fd)
+            _syscall(
+                SYS_landlock_add_rule,
+                ctypes.c_int(ruleset),
+                ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH),
+                ctypes.byref(rule),
+                ctypes.c_uint32(0),
+            )
+            granted += 1
         ports = sorted(set(connect_ports))
         if abi >= 4:
             for port in ports:

@@ -1,18 +1,29 @@
 """Resource limits of a worker (applied after the uid drop: RLIMIT_NPROC does not bind uid 0).
 
-RLIMIT_DATA caps the heap and every private writable mapping (Linux >= 4.7), which is what a
-Python worker allocates with, so an allocation past it raises MemoryError rather than inviting
-the OOM killer. NPROC 0 makes fork/clone fail with EAGAIN (counted per uid, so any process of
+Memory, two limits (docs/SANDBOX.md "Memory" says why):
+* RLIMIT_AS = the worker's address space when it confines itself (its baseline: interpreter,
+  libraries, the zygote's warm heap) + memory_mb. It counts every mapping kind, shared
+  anonymous and MAP_GROWSDOWN included, which RLIMIT_DATA does not; memfd and SysV/POSIX
+  shared memory are refused by seccomp anyway. A mapping past it fails with ENOMEM (a
+  Python allocation raises MemoryError) instead of inviting the OOM killer.
+* RLIMIT_DATA = memory_mb: the heap and private writable mappings alone, the usual case.
+glibc is told to keep a single malloc arena (a thread's arena would reserve 64 MiB of
+address space up front); workers are single-threaded, this only keeps the budget honest.
+NPROC 0 makes fork/clone fail with EAGAIN (counted per uid, so any process of
 the uid counts: that is the point). FSIZE 0 forbids growing any regular file; SIGXFSZ is
 ignored so such a write fails with EFBIG instead of killing the worker.
 """
 
 from __future__ import annotations
 
+import ctypes
 import resource
 import signal
 
+from mcp_gateway.sandbox._common import libc, proc_status
+
 MiB = 1024 * 1024
+M_ARENA_MAX = -8
 
 
 def _set(kind: int, soft: int, hard: int | None = None) -> None:
@@ -25,7 +36,16 @@ def _set(kind: int, soft: int, hard: int | None = None) -> None:
     resource.setrlimit(kind, (soft, hard))
 
 
+def address_space_now() -> int:
+    """This process's mapped address space in bytes (VmSize)."""
+    return int(proc_status()["VmSize"].split()[0]) * 1024
+
+
 def apply_rlimits(memory_mb: int, cpu_s: int, nofile: int) -> str:
+    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    libc.mallopt(M_ARENA_MAX, 1)
+    baseline = address_space_now()
+    _set(resource.RLIMIT_AS, baseline + memory_mb * MiB)
     _set(resource.RLIMIT_DATA, memory_mb * MiB)
     # The soft limit sends SIGXCPU (fatal by default); the hard one, a little later, SIGKILL.
     _set(resource.RLIMIT_CPU, cpu_s, cpu_s + 2)
@@ -38,9 +58,10 @@ def apply_rlimits(memory_mb: int, cpu_s: int, nofile: int) -> str:
     _set(resource.RLIMIT_MSGQUEUE, 0)
     got = {
         k: resource.getrlimit(getattr(resource, f"RLIMIT_{k}"))
-        for k in ("DATA", "CPU", "NOFILE", "NPROC", "FSIZE", "CORE")
+        for k in ("AS", "DATA", "CPU", "NOFILE", "NPROC", "FSIZE", "CORE")
     }
     return (
+        f"address space {got['AS'][0] // MiB} MiB (baseline {baseline // MiB} + {memory_mb}), "
         f"data {got['DATA'][0] // MiB} MiB, cpu {got['CPU'][0]} s, nofile {got['NOFILE'][0]}, "
         f"nproc {got['NPROC'][0]}, fsize {got['FSIZE'][0]}, core {got['CORE'][0]}"
     )

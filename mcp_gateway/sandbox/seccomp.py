@@ -15,8 +15,12 @@ Shape of the filter:
   * only the native architecture: i386 and x32 system calls hit the bad-arch action, which is
     KILL_PROCESS (libseccomp also sends x86_64 syscall numbers with the x32 bit to it).
 
-The filter is built inside the worker right before loading, so it can use the worker's own pid
-(kill/tgkill are allowed only towards itself).
+The filter is built inside the worker right before loading, so it can use the worker's own pid:
+every call that can act on another process is either refused outright (setpriority,
+sched_set*, ioprio_set, rt_(tg)sigqueueinfo, pidfd_send_signal, F_SETOWN/F_SETSIG, owner
+ioctls) or allowed with its target argument equal to the worker itself (kill, tgkill, tkill,
+prlimit64, sched_getaffinity, getpriority). This is what separates a worker from its
+supervisor and siblings when they share one uid (a non-root gateway), whatever Landlock's ABI.
 """
 
 from __future__ import annotations
@@ -65,7 +69,6 @@ BASE_ALLOW: tuple[str, ...] = (
     "faccessat",
     "faccessat2",
     "fadvise64",
-    "fcntl",
     "dup",
     "dup2",
     "dup3",
@@ -110,7 +113,6 @@ BASE_ALLOW: tuple[str, ...] = (
     "get_robust_list",
     "rseq",
     "sched_yield",
-    "sched_getaffinity",
     "getcpu",
     "rt_sigaction",
     "rt_sigprocmask",
@@ -149,9 +151,7 @@ BASE_ALLOW: tuple[str, ...] = (
     "getsid",
     "uname",
     "sysinfo",
-    "prlimit64",
     "getrlimit",
-    "getpriority",
     # randomness
     "getrandom",
     # the end
@@ -229,6 +229,21 @@ ERRNO_RULES: tuple[tuple[str, int], ...] = (
 # setblocking / set_inheritable), FIONREAD and TIOCGWINSZ. Everything else (TIOCSTI...) EPERM.
 IOCTL_ALLOW = (0x5401, 0x5421, 0x5451, 0x5450, 0x541B, 0x5413)
 
+# fcntl commands a worker uses (CPython, glibc, OpenSSL, libpq): descriptor flags, status
+# flags, duplication, record locks. Not F_SETOWN/F_SETOWN_EX/F_SETSIG (SIGIO/SIGURG to any
+# process the worker names: a SIGKILL by proxy), not leases or dnotify (signals too).
+F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_GETLK, F_SETLK, F_SETLKW = range(8)
+F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW = 36, 37, 38
+F_DUPFD_CLOEXEC, F_GETPIPE_SZ = 1030, 1032
+FCNTL_ALLOW = (F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_GETLK, F_SETLK, F_SETLKW,
+               F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW, F_DUPFD_CLOEXEC, F_GETPIPE_SZ)
+
+# Calls that act on a process named by their first argument: allowed towards the worker
+# itself only, 0 meaning "the caller" for these (never for kill, where 0 is the process group).
+SELF_ONLY_ZERO_OK = ("prlimit64", "sched_getaffinity")
+# which = PRIO_PROCESS (0) and who = 0 or own pid; PRIO_PGRP/PRIO_USER name other processes.
+PRIO_PROCESS = 0
+
 # openat(2)/open(2) are allowed for reading only; Landlock says where.
 # (O_TMPFILE includes O_DIRECTORY: only its own bit counts as a write flag.)
 _WRITE_FLAGS = (
@@ -298,9 +313,20 @@ def build_filter(connector: str, socket_families: Iterable[int], pid: int | None
     # prctl: read-only queries (used to verify the filter took effect); every PR_SET_* EPERM.
     for option in (PR_GET_SECCOMP, PR_GET_NO_NEW_PRIVS, PR_GET_DUMPABLE):
         allow("prctl", sc.Arg(0, sc.EQ, option))
+    # Process-acting calls: exact 64-bit matches only, so a value with high bits set (which
+    # the kernel truncates to an int pid or command) never aliases an allowed one.
     allow("kill", sc.Arg(0, sc.EQ, pid))
-    allow("tgkill", sc.Arg(0, sc.EQ, pid))
+    allow("tgkill", sc.Arg(0, sc.EQ, pid), sc.Arg(1, sc.EQ, pid))
     allow("tkill", sc.Arg(0, sc.EQ, pid))
+    for name in SELF_ONLY_ZERO_OK:
+        for who in (0, pid):
+            allow(name, sc.Arg(0, sc.EQ, who))
+    for who in (0, pid):
+        allow("getpriority", sc.Arg(0, sc.EQ, PRIO_PROCESS), sc.Arg(1, sc.EQ, who))
+    for cmd in FCNTL_ALLOW:
+        allow("fcntl", sc.Arg(1, sc.EQ, cmd))
+    # F_SETFL, but never O_ASYNC (SIGIO delivery; the owner cannot be set anyway).
+    allow("fcntl", sc.Arg(1, sc.EQ, F_SETFL), sc.Arg(2, sc.MASKED_EQ, os.O_ASYNC, 0))
     for family in families:
         for kind in _SOCK_TYPES:
             allow("socket", sc.Arg(0, sc.EQ, family), sc.Arg(1, sc.MASKED_EQ, 0xF, kind))

@@ -69,9 +69,10 @@ def _supervisor_guard(spec: ToolSpec, config: GatewayConfig) -> Callable[[Args],
 
         return lambda a: check_url(a.url, c.http_fetch)  # type: ignore[attr-defined]
     if spec.name == "db.query":
-        from mcp_gateway.guards.sql import check_sql
+        from mcp_gateway.guards.sql import precheck_sql
 
-        return lambda a: check_sql(a.sql, with_params=bool(a.params))  # type: ignore[attr-defined]
+        # Bounded and linear: the full parse runs in the worker, under the call's deadline.
+        return lambda a: precheck_sql(a.sql)  # type: ignore[attr-defined]
     return None
 
 
@@ -144,19 +145,20 @@ class Gateway:
         try:
             reply = await pool.call(
                 CallRequest(request_id, tool, args_dict, decision.timeout_ms, decision.max_bytes), deadline)
-        except QueueFull as e:
-            raise Refused("RATE_LIMITED", f"the gateway is at capacity: {e}") from None
+        except QueueFull as e:  # capacity, not the caller's fault: not a denial
+            raise Refused("UNAVAILABLE", f"the gateway is at capacity, retry later: {e}") from None
         if isinstance(reply, CallFailed):
             return Outcome(request_id, tool, error_code=reply.error_code, reason=reply.reason)
         try:
             text = spec.render_text(reply.result)
             if not isinstance(text, str):
                 raise TypeError(type(text).__name__)
+            structured = spec.structured(reply.result)
         except (KeyError, TypeError) as e:
             log.error("request %s (%s): worker result has the wrong shape (%r)", request_id, tool, e)
             return Outcome(request_id, tool, error_code="INTERNAL_ERROR",
                            reason="the worker returned a malformed result")
-        return Outcome(request_id, tool, result=reply.result, text=text)
+        return Outcome(request_id, tool, result=structured, text=text)
 
     def _audit(self, outcome: Outcome, actor: str, arguments: Any, started: float) -> Outcome:
         duration_ms = round((time.monotonic() - started) * 1000)

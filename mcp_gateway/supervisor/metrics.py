@@ -8,7 +8,9 @@ otherwise), so a client cannot blow up the label cardinality with invented tool 
 
 from __future__ import annotations
 
+from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -18,7 +20,7 @@ from prometheus_client.registry import Collector
 from mcp_gateway.supervisor.gateway import DENY_CODES, Outcome
 from mcp_gateway.tools import TOOLS
 
-__all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics", "HttpStats"]
 
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -70,6 +72,46 @@ class _PoolCollector(Collector):
                     restarting)
 
 
+@dataclass(frozen=True)
+class HttpStats:
+    """Where the HTTP transport keeps its live numbers (read at scrape time)."""
+
+    sessions: Any  # http_sessions.SessionBook, or None when stateless
+    connections: Any  # http_listener.ConnectionLimits
+    framing_refused: Tally[str]  # refusals made before the application ran
+
+
+class _HttpCollector(Collector):
+    def __init__(self, stats: Callable[[], HttpStats | None]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterable[Any]:
+        st = self._stats()
+        if st is None:
+            return
+        conns = GaugeMetricFamily("mcp_gateway_http_connections", "Open HTTP connections")
+        conns.add_metric([], st.connections.open)
+        refused = CounterMetricFamily("mcp_gateway_http_connections_refused", "Connections closed at "
+                                      "accept: over a cap, or shed when descriptors ran out", labels=["reason"])
+        for reason in ("max_connections", "per_client"):
+            refused.add_metric([reason], st.connections.refused[reason])
+        refused.add_metric(["descriptors"], st.connections.shed)
+        framing = CounterMetricFamily("mcp_gateway_http_framing_rejected", "Requests refused from their "
+                                      "headers alone (ambiguous framing, declared body too large)",
+                                      labels=["reason"])
+        for reason in ("framing", "body_too_large"):
+            framing.add_metric([reason], st.framing_refused[reason])
+        yield from (conns, refused, framing)
+        if st.sessions is not None:
+            sessions = GaugeMetricFamily("mcp_gateway_http_sessions", "Open stateful MCP sessions")
+            sessions.add_metric([], st.sessions.open_count)
+            s_refused = CounterMetricFamily("mcp_gateway_http_sessions_refused", "Requests that would have "
+                                            "opened a session, refused", labels=["reason"])
+            for reason in ("rate", "per_actor", "max_sessions"):
+                s_refused.add_metric([reason], st.sessions.refused[reason])
+            yield from (sessions, s_refused)
+
+
 class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -79,13 +121,20 @@ class GatewayMetrics:
                                   "audit record", ["tool"], buckets=DURATION_BUCKETS, registry=self.registry)
         self.rate_limited = Counter("mcp_gateway_rate_limited", "Calls refused with RATE_LIMITED",
                                     registry=self.registry)
+        self.unavailable = Counter("mcp_gateway_unavailable", "Calls refused with UNAVAILABLE (capacity, a "
+                                   "restarting connector): not denials", ["tool"], registry=self.registry)
         self.http_rejected = Counter("mcp_gateway_http_rejected", "HTTP requests refused before any MCP "
                                      "handling", ["reason"], registry=self.registry)
         self._pools: Mapping[str, Any] = {}
+        self._http: HttpStats | None = None
         self.registry.register(_PoolCollector(lambda: self._pools))
+        self.registry.register(_HttpCollector(lambda: self._http))
 
     def attach_pools(self, pools: Mapping[str, Any]) -> None:
         self._pools = pools
+
+    def attach_http(self, stats: HttpStats) -> None:
+        self._http = stats
 
     def observe(self, outcome: Outcome, seconds: float) -> None:
         """The `Gateway` observer: called once per audited call."""
@@ -95,6 +144,8 @@ class GatewayMetrics:
         self.duration.labels(tool).observe(seconds)
         if code == "RATE_LIMITED":
             self.rate_limited.inc()
+        elif code == "UNAVAILABLE":
+            self.unavailable.labels(tool).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -7,6 +7,7 @@ listed here, and the worker pool routes by the connector named here.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,8 +33,11 @@ class ToolSpec:
     description: str
     output_schema: dict[str, Any]
     open_world: bool
-    # Text content shown to the model, derived from the structured result.
+    # Text content shown to the model, derived from the worker's result.
     render_text: Callable[[dict[str, Any]], str]
+    # The structured content: the worker's result, less what render_text already carries
+    # when that would be sent twice (web.fetch's body).
+    structured: Callable[[dict[str, Any]], dict[str, Any]] = lambda r: r
 
     def input_schema(self) -> dict[str, Any]:
         return _inline_schema(self.args_type)
@@ -56,8 +60,33 @@ def _json_text(result: dict[str, Any]) -> str:
     return json.dumps(result, ensure_ascii=False, separators=(",", ":"))
 
 
+# Characters that could end a line, add a column or restyle the text the agent reads:
+# controls (C0, DEL, C1), invisible format characters (bidi overrides...), line/paragraph
+# separators. Shown as Python-style escapes; a backslash itself is doubled so the escaping
+# stays unambiguous.
+_UNPRINTED = frozenset(("Cc", "Cf", "Zl", "Zp", "Cs"))
+
+
+_SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def escape_name(name: str) -> str:
+    """A file name as one printable table cell: a newline in it shows as backslash-n."""
+    out = []
+    for ch in name:
+        if ch in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[ch])
+        elif unicodedata.category(ch) in _UNPRINTED:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000
+                       else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def _list_text(result: dict[str, Any]) -> str:
-    lines = [f"{e['type']}\t{e['size']}\t{e['name']}" for e in result["entries"]]
+    lines = [f"{e['type']}\t{e['size']}\t{escape_name(e['name'])}" for e in result["entries"]]
     return "\n".join(lines) if lines else "(empty directory)"
 
 
@@ -128,8 +157,11 @@ TOOLS: dict[str, ToolSpec] = {
             args_type=FetchArgs,
             title="Fetch a web page",
             description=(
-                "HTTP GET of a URL on an allowed public host. Credential headers are stripped; redirects "
-                "are followed (each hop re-checked); text bodies come back decoded, binary ones as base64."
+                "HTTP GET of a URL on an allowed public host. Only content-negotiation, caching, conditional "
+                "and range request headers are sent (others are dropped); redirects are followed (each hop "
+                "re-checked). The body is the text content: decoded text, or base64 for binary bodies and "
+                "bodies that would grow as JSON text (see `encoding`); status, final URL, response headers "
+                "and the body's size in bytes are the structured content."
             ),
             output_schema=_obj(
                 {
@@ -137,12 +169,15 @@ TOOLS: dict[str, ToolSpec] = {
                     "url": _STR,
                     "headers": {"type": "object", "additionalProperties": _STR},
                     "encoding": {"type": "string", "enum": ["text", "base64"]},
-                    "body": _STR,
+                    "size": _INT,
+                    "lossy": {"type": "boolean", "const": True,
+                              "description": "present when bytes invalid in the charset became U+FFFD"},
                 },
-                ["status", "url", "headers", "encoding", "body"],
+                ["status", "url", "headers", "encoding", "size"],
             ),
             open_world=True,
             render_text=lambda r: r["body"],
+            structured=lambda r: {k: v for k, v in r.items() if k != "body"},
         ),
         ToolSpec(
             name="db.query",

@@ -22,10 +22,13 @@ from mcp_gateway.tools.arguments import Args
 class ToolError(Exception):
     """A refusal or failure with one of DESIGN.md's error codes and an operator-readable reason."""
 
-    def __init__(self, code: WorkerErrorCode, reason: str) -> None:
+    def __init__(self, code: WorkerErrorCode, reason: str, log_detail: str = "") -> None:
         super().__init__(f"{code}: {reason}")
         self.code: WorkerErrorCode = code
         self.reason = reason
+        # For the operator's log only (with the request id), never for the agent: e.g. the
+        # internal address a name resolved to.
+        self.log_detail = log_detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,10 @@ class Connector(abc.ABC):
 
     def warm(self) -> None:  # noqa: B027 - optional hook
         """Import and initialise everything the worker needs, before any sandbox layer."""
+
+    def inherited_fds(self) -> tuple[int, ...]:
+        """Descriptors `warm()` opened (as the trusted zygote) that every worker keeps."""
+        return ()
 
     @abc.abstractmethod
     def sandbox_profile(self) -> SandboxProfile:

@@ -26,13 +26,14 @@ from __future__ import annotations
 import base64
 import binascii  # noqa: F401 - base64's C half, imported before the sandbox
 import errno
+import fcntl
 import os
 import stat
 import sys
 
 from mcp_gateway.config import FilesystemSettings, GatewayConfig
 from mcp_gateway.guards import GuardDenied
-from mcp_gateway.guards.paths import CheckedPath, check_path, normalise_root
+from mcp_gateway.guards.paths import CheckedPath, as_sent, check_path, lexical_components, normalise_root
 from mcp_gateway.sandbox.profile import SandboxProfile
 from mcp_gateway.tools.arguments import ListDirArgs, ReadFileArgs
 from mcp_gateway.workers.connector import CallLimits, Connector, ToolError
@@ -65,17 +66,32 @@ def _kind(mode: int) -> str:
     return _KIND.get(stat.S_IFMT(mode), "not a regular file")
 
 
+# Root fds opened in the zygote live at or above this number, clear of the descriptors a
+# worker is built from (0-2 stdio, 3 its socket; see workers/zygote.py).
+ANCHOR_FD_MIN = 16
+
+
+def _above_worker_fds(fd: int) -> int:
+    if fd >= ANCHOR_FD_MIN:
+        return fd
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, ANCHOR_FD_MIN)
+    finally:
+        os.close(fd)
+
+
 def _ident(st: os.stat_result) -> tuple[int, int]:
     return (st.st_dev, st.st_ino)
 
 
 class _Root:
-    __slots__ = ("path", "fd", "ident")
+    __slots__ = ("path", "fd", "ident", "parts")
 
     def __init__(self, path: str, fd: int, ident: tuple[int, int]) -> None:
         self.path = path
         self.fd = fd
         self.ident = ident
+        self.parts = tuple(lexical_components(path))
 
 
 class _IsDirectory(Exception):
@@ -91,6 +107,8 @@ class FilesystemConnector(Connector):
         self._roots: dict[str, _Root] = {}
         self._missing_roots: set[str] = set()
         self._denied_idents: set[tuple[int, int]] = set()
+        self._denied_known: set[str] = set()  # denied paths identified at least once
+        self._denied_unverified: set[str] = set()  # exist, but cannot be identified: fail closed
         self._opener: BeneathOpener | None = None
         # True forces the O_NOFOLLOW-walk fallback (tests, or an operator distrusting openat2);
         # otherwise start() probes whether openat2 works under the sandbox.
@@ -99,7 +117,11 @@ class FilesystemConnector(Connector):
     # --- lifecycle -------------------------------------------------------------------
 
     def warm(self) -> None:
-        """Load everything a call touches before the sandbox closes the filesystem."""
+        """In the zygote, still privileged: open the roots and identify the denied paths (the
+        trusted side does it, so only the data itself must be readable by the workers' uids;
+        the fds are inherited by every worker), and load everything a call touches."""
+        self._open_roots()
+        self._refresh_denied()
         "é".encode().decode("utf-8", "strict")
         base64.b64encode(b"warm").decode("ascii")
         try:
@@ -125,23 +147,33 @@ class FilesystemConnector(Connector):
             nofile=limits.nofile,
         )
 
+    def inherited_fds(self) -> tuple[int, ...]:
+        return tuple(r.fd for r in self._roots.values())
+
     def start(self) -> None:
-        """Open each allowed root (O_PATH) and record the identity of each denied path."""
-        self.close()
+        """In the worker, confined: retry the roots that were missing in the zygote (as the
+        worker's uid now), refresh the denied identities, choose openat2 or the walk."""
+        self._open_roots()
+        self._refresh_denied()
+        first_fd = next(iter(self._roots.values())).fd if self._roots else None
+        use_openat2 = (not self.force_walk) and openat2_available(first_fd)
+        self._opener = BeneathOpener(use_openat2, cross_mounts=self.settings.cross_mounts)
+
+    def _open_roots(self) -> None:
+        """O_PATH fd and identity of each allowed root not opened yet."""
+        self._missing_roots.clear()
         for p in self.settings.allowed_paths:
             key = str(normalise_root(p))
+            if key in self._roots:
+                continue
             try:
-                fd = os.open(key, _PATH_DIR)
+                fd = _above_worker_fds(os.open(key, _PATH_DIR))
             except OSError as e:
                 self._missing_roots.add(key)
                 print(f"mcp-gateway filesystem worker: allowed path {key!r} unusable: {e.strerror}",
                       file=sys.stderr, flush=True)
                 continue
             self._roots[key] = _Root(key, fd, _ident(os.fstat(fd)))
-        self._refresh_denied()
-        first_fd = next(iter(self._roots.values())).fd if self._roots else None
-        use_openat2 = (not self.force_walk) and openat2_available(first_fd)
-        self._opener = BeneathOpener(use_openat2)
 
     def close(self) -> None:
         for r in self._roots.values():
@@ -151,6 +183,7 @@ class FilesystemConnector(Connector):
                 pass
         self._roots.clear()
         self._missing_roots.clear()
+        self._opener = None
 
     @property
     def mechanism(self) -> str:
@@ -159,11 +192,24 @@ class FilesystemConnector(Connector):
     def _refresh_denied(self) -> None:
         # Identities accumulate: a denied directory renamed away keeps being denied by
         # identity for the life of this worker; one created later is picked up here.
+        # Fail closed: a denied path that exists but cannot be identified (EACCES...) and was
+        # never identified before stops every call until it can be.
         for p in self.settings.denied_paths:
+            key = str(p)
             try:
                 self._denied_idents.add(_ident(os.stat(p)))
-            except OSError:
-                pass
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # absent: enforced lexically until it exists
+            except OSError as e:
+                if key not in self._denied_known and key not in self._denied_unverified:
+                    print(f"mcp-gateway filesystem worker: denied path {key!r} cannot be identified "
+                          f"({e.strerror}); every call is refused until it can be",
+                          file=sys.stderr, flush=True)
+                if key not in self._denied_known:
+                    self._denied_unverified.add(key)
+                continue
+            self._denied_known.add(key)
+            self._denied_unverified.discard(key)
 
     # --- calls -----------------------------------------------------------------------
 
@@ -183,15 +229,19 @@ class FilesystemConnector(Connector):
             raise ToolError("SECURITY_ERROR", e.reason) from None
         root = self._roots.get(str(checked.root))
         if root is None:
-            raise ToolError("NOT_FOUND", f"allowed path {str(checked.root)!r} is not available")
+            raise ToolError("NOT_FOUND", f"{as_sent(path)}: its allowed directory is not available")
         self._refresh_denied()
+        if self._denied_unverified:
+            raise ToolError("SECURITY_ERROR",
+                            "a denied path of the gateway's configuration cannot be verified, so every "
+                            "filesystem call is refused (the gateway log names it)")
         return checked, root
 
     # readFile ------------------------------------------------------------------------
 
     def read_file(self, args: ReadFileArgs, limits: CallLimits) -> dict:
         checked, root = self._check(args.path)
-        shown = checked.display
+        shown = as_sent(args.path)
         fd = self._open_regular(root, checked.relative, shown)
         try:
             st = os.fstat(fd)
@@ -225,7 +275,7 @@ class FilesystemConnector(Connector):
                     f"{shown} is not valid UTF-8 (invalid byte at offset {args.offset + e.start}; a page "
                     f"boundary may also split a character); read it with encoding \"base64\"") from None
         return {
-            "path": shown,
+            "path": checked.display,
             "size": size,
             "offset": args.offset,
             "length": len(data),
@@ -258,7 +308,7 @@ class FilesystemConnector(Connector):
                 self._dir_then_refuse(root, path, shown)
             # A name directly beneath the root needs no second directory fd: the root's own
             # O_PATH fd is the parent, and it is the root by construction.
-            parent = self._open(root.fd, head, _PATH_DIR, shown) if head else root.fd
+            parent = self._open_beneath(root, head, _PATH_DIR, shown) if head else root.fd
             try:
                 if parent != root.fd:
                     self._check_location(parent, root, shown)
@@ -279,8 +329,8 @@ class FilesystemConnector(Connector):
                     except OSError as e:
                         raise self._error(e, shown) from None
                     if target.startswith("/"):
-                        raise ToolError("SECURITY_ERROR",
-                                        f"{shown} goes through an absolute symlink, which is never followed")
+                        path = self._inside_root(root, target, shown)
+                        continue
                     # The kernel resolves a relative symlink as if its target replaced the
                     # link's name: re-resolve head/target beneath the root fd (physical `..`).
                     path = f"{head}/{target}" if head else target
@@ -304,7 +354,7 @@ class FilesystemConnector(Connector):
         raise ToolError("SECURITY_ERROR", f"{shown}: too many levels of symlinks")
 
     def _dir_then_refuse(self, root: _Root, path: str, shown: str) -> None:
-        fd = self._open(root.fd, path, _PATH_DIR, shown)
+        fd = self._open_beneath(root, path, _PATH_DIR, shown)
         try:
             self._check_location(fd, root, shown)
         finally:
@@ -315,9 +365,9 @@ class FilesystemConnector(Connector):
 
     def list_dir(self, args: ListDirArgs, limits: CallLimits) -> dict:
         checked, root = self._check(args.path)
-        shown = checked.display
+        shown = as_sent(args.path)
         # O_PATH without O_DIRECTORY first, to tell "not a directory" from "not found".
-        pfd = self._open(root.fd, checked.relative, os.O_PATH | os.O_CLOEXEC, shown)
+        pfd = self._open_beneath(root, checked.relative, os.O_PATH | os.O_CLOEXEC, shown)
         try:
             pst = os.fstat(pfd)
             if not stat.S_ISDIR(pst.st_mode):
@@ -337,7 +387,7 @@ class FilesystemConnector(Connector):
             entries = self._scan(dfd, shown, limits.max_bytes)
         finally:
             os.close(dfd)
-        return {"path": shown, "entries": entries}
+        return {"path": checked.display, "entries": entries}
 
     @staticmethod
     def _scan(dfd: int, shown: str, max_bytes: int) -> list[dict]:
@@ -381,6 +431,74 @@ class FilesystemConnector(Connector):
 
     # shared --------------------------------------------------------------------------
 
+    def _open_beneath(self, root: _Root, relative: str, flags: int, shown: str) -> int:
+        """openat2 beneath the root in one go; where the kernel refuses (EXDEV: an absolute
+        symlink, or a mount point), resolve by hand to find out which and follow what may be."""
+        assert self._opener is not None
+        try:
+            return self._opener.open(root.fd, relative, flags)
+        except OSError as e:
+            if e.errno != errno.EXDEV or not self._opener.follows_symlinks:
+                raise self._error(e, shown) from None
+        return self._open(root.fd, self._canonical(root, relative, shown), flags, shown)
+
+    def _canonical(self, root: _Root, relative: str, shown: str) -> str:
+        """`relative` with every symlink resolved, one component at a time beneath the root fd
+        (each step openat2 RESOLVE_BENEATH | NO_SYMLINKS | NO_MAGICLINKS, + NO_XDEV unless
+        cross_mounts): absolute symlinks into the same root are followed from the root, those
+        elsewhere refused; `..` in a symlink target is physical (the path so far has no links)."""
+        assert self._opener is not None
+        done: list[str] = []
+        todo = list(reversed(relative.split("/")))
+        hops = 0
+        while todo:
+            comp = todo.pop()
+            if comp in ("", "."):
+                continue
+            if comp == "..":
+                if not done:
+                    raise ToolError("SECURITY_ERROR", f"{shown} goes through a symlink that leaves its "
+                                                      "allowed root; refused")
+                done.pop()
+                continue
+            step = "/".join((*done, comp))
+            try:
+                fd = self._opener.open_component(root.fd, step)
+            except OSError as e:
+                if e.errno == errno.EXDEV:
+                    raise ToolError("SECURITY_ERROR", f"{shown} crosses a mount point inside its allowed "
+                                                      "root; refused (connectors.filesystem.cross_mounts is "
+                                                      "off)") from None
+                raise self._error(e, shown) from None
+            try:
+                if not stat.S_ISLNK(os.fstat(fd).st_mode):
+                    done.append(comp)
+                    continue
+                hops += 1
+                if hops > MAX_SYMLINK_HOPS:
+                    raise ToolError("SECURITY_ERROR", f"{shown}: too many levels of symlinks")
+                target = os.readlink("", dir_fd=fd)  # readlinkat on the link's own O_PATH fd
+            finally:
+                os.close(fd)
+            if target.startswith("/"):
+                done = []
+                target = self._inside_root(root, target, shown)
+            todo.extend(reversed(target.split("/")))
+        return "/".join(done) or "."
+
+    def _inside_root(self, root: _Root, target: str, shown: str) -> str:
+        """An absolute symlink target as a path relative to `root`, if it lies beneath that
+        same root (lexically, then denied paths by name); else SECURITY_ERROR."""
+        parts = lexical_components(target)
+        if tuple(parts[: len(root.parts)]) != root.parts:
+            raise ToolError("SECURITY_ERROR", f"{shown} goes through an absolute symlink that points "
+                                              "outside its allowed root; refused")
+        try:
+            check_path("/" + "/".join(parts), self.settings)
+        except GuardDenied:
+            raise ToolError("SECURITY_ERROR", f"{shown} resolves into a denied path") from None
+        return "/".join(parts[len(root.parts):]) or "."
+
     def _open(self, dirfd: int, path: str, flags: int, shown: str) -> int:
         assert self._opener is not None
         try:
@@ -421,10 +539,13 @@ class FilesystemConnector(Connector):
     @staticmethod
     def _error(e: OSError, shown: str) -> ToolError:
         n = e.errno
-        if n in (errno.EXDEV, errno.ELOOP):
+        if n == errno.EXDEV:
             return ToolError("SECURITY_ERROR",
-                             f"{shown} escapes its allowed root (via '..', an absolute or outside symlink, "
-                             f"a /proc magic link, or a symlink loop); refused")
+                             f"{shown} leaves its allowed root (through a symlink or a mount point); refused")
+        if n == errno.ELOOP:
+            return ToolError("SECURITY_ERROR",
+                             f"{shown} goes through a symlink that is not followed here, a /proc magic "
+                             "link or a symlink loop; refused")
         if n in (errno.ENOENT, errno.ENOTDIR):
             return ToolError("NOT_FOUND", f"{shown} does not exist")
         if n in (errno.EACCES, errno.EPERM):

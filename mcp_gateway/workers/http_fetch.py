@@ -12,21 +12,21 @@ from __future__ import annotations
 
 import base64
 import codecs
-import ctypes
-import ctypes.util
+import logging
 import os
 import pkgutil
 import re
-import socket
 import ssl
 import time
 import zlib
+from dataclasses import dataclass
 from email.message import Message
 
 import certifi
 import httpcore
 import httpx
 import idna
+import msgspec
 
 from mcp_gateway.config import GatewayConfig, HttpFetchSettings
 from mcp_gateway.guards import GuardDenied
@@ -39,15 +39,15 @@ from mcp_gateway.workers.pinned_transport import (
     PinnedBackend,
     PinnedTransport,
     Resolver,
-    system_resolver,
 )
+from mcp_gateway.workers.resolver import HOSTS_FILE, RESOLV_CONF, DnsResolver, warm_resolver
 
 _ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CHUNK = 64 * 1024
-
-RESOLVER_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/gai.conf",
-                  "/etc/host.conf")
+# JSON around the body and the structured content in the answer (content list, flags, _meta
+# with the request id): measured at about 150 bytes; this leaves room.
+ANSWER_ENVELOPE = 512
 
 TEXT_TYPES = frozenset({
     "application/json", "application/xml", "application/javascript", "application/ecmascript",
@@ -56,31 +56,6 @@ TEXT_TYPES = frozenset({
     "application/toml", "application/graphql", "application/sql", "application/x-ndjson",
     "image/svg+xml",
 })
-
-
-def _nss_host_modules() -> list[str]:
-    """Paths of libnss_*.so.2 modules glibc would dlopen for `hosts:` lookups (files/dns are built in)."""
-    try:
-        with open("/etc/nsswitch.conf", encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return []
-    services: list[str] = []
-    for line in lines:
-        line = line.split("#", 1)[0].strip()
-        if line.startswith("hosts:"):
-            for word in line[len("hosts:"):].split():
-                if not word.startswith("[") and word not in ("files", "dns"):
-                    services.append(word)
-    paths = []
-    for svc in services:
-        for libdir in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64",
-                       "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/lib", "/usr/lib"):
-            p = os.path.join(libdir, f"libnss_{svc}.so.2")
-            if os.path.exists(p):
-                paths.append(os.path.realpath(p))
-                break
-    return paths
 
 
 def is_text_type(media_type: str) -> bool:
@@ -100,7 +75,13 @@ def parse_content_type(value: str | None) -> tuple[str, str | None]:
     return media, (str(charset).strip().strip('"').lower() or None) if charset else None
 
 
-def decode_text(body: bytes, charset: str | None) -> str:
+@dataclass(frozen=True, slots=True)
+class DecodedText:
+    text: str
+    lossy: bool  # bytes invalid in the charset were replaced by U+FFFD
+
+
+def decode_text(body: bytes, charset: str | None) -> DecodedText:
     name = "utf-8"
     if charset:
         try:
@@ -109,7 +90,12 @@ def decode_text(body: bytes, charset: str | None) -> str:
             name = "utf-8"
     if name == "utf-8" and body.startswith(codecs.BOM_UTF8):
         name = "utf-8-sig"
-    return body.decode(name, errors="replace")
+    try:
+        return DecodedText(body.decode(name), lossy=False)
+    except UnicodeDecodeError:
+        return DecodedText(body.decode(name, errors="replace"), lossy=True)
+    except (LookupError, ValueError, TypeError):  # not a text codec ("hex" is bytes-to-bytes)
+        return DecodedText(body.decode("utf-8", errors="replace"), lossy=True)
 
 
 class _BodyCap:
@@ -132,11 +118,9 @@ class HttpFetchConnector(Connector):
     def __init__(self, config: GatewayConfig, resolver: Resolver | None = None) -> None:
         super().__init__(config)
         self.settings: HttpFetchSettings = config.connectors.http_fetch
-        # Injectable for tests: (ASCII host, port) -> address strings. Called once per connection.
-        self.resolver: Resolver = resolver or system_resolver
+        # Injectable for tests: (ASCII host, port, seconds left) -> address strings.
+        self.resolver: Resolver = resolver or DnsResolver()
         self._ssl_context: ssl.SSLContext | None = None
-        self._nss_modules: list[str] = []
-        self._preloaded: list[ctypes.CDLL] = []
         # The backend of the most recent call (tests inspect its connect records).
         self.last_backend: PinnedBackend | None = None
 
@@ -144,13 +128,21 @@ class HttpFetchConnector(Connector):
 
     def _ssl(self) -> ssl.SSLContext:
         if self._ssl_context is None:
-            ctx = ssl.create_default_context(cafile=certifi.where())
+            # Built by hand, not with ssl.create_default_context(), which would honour
+            # SSLKEYLOGFILE and write every session key of every fetch to that file.
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname
             ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            ctx.load_verify_locations(cafile=certifi.where())
             self._ssl_context = ctx
         return self._ssl_context
 
     def warm(self) -> None:
         """Load everything a call needs while the filesystem is still open (before the sandbox)."""
+        # Runs in the zygote: its workers inherit neither the key-log setting nor, below,
+        # httpx's per-request INFO lines (the audit log records every call, without its URL).
+        os.environ.pop("SSLKEYLOGFILE", None)
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         import email.charset  # noqa: F401
         import encodings
 
@@ -176,17 +168,8 @@ class HttpFetchConnector(Connector):
         "exämple.com".encode("idna")
         # TLS: the CA bundle is read now, never again.
         self._ssl()
-        # Resolver: glibc parses nsswitch/resolv.conf and dlopens any NSS module now.
-        for path in _nss_host_modules():
-            try:
-                self._preloaded.append(ctypes.CDLL(path))
-            except OSError:
-                pass
-        self._nss_modules = _nss_host_modules()
-        try:
-            socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
-        except OSError:
-            pass
+        # Resolver: dnspython's lazily imported pieces (no glibc lookup is ever made).
+        warm_resolver()
         # One request through the whole client stack, against an in-memory server, so that
         # every lazily imported piece of httpx/httpcore/h11 is loaded.
         self._warm_request()
@@ -205,7 +188,7 @@ class HttpFetchConnector(Connector):
                 cap = _BodyCap(1 << 20)
                 for chunk in resp.iter_raw(CHUNK):
                     cap.add(chunk)
-                self._result(resp, "http://warm-up.invalid/x", bytes(cap.buf))
+                self._result(resp, "http://warm-up.invalid/x", bytes(cap.buf), 1 << 20)
                 resp.url.join("/other?x#y")
         base64.b64encode(b"x")
         zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(b"", 10)
@@ -214,8 +197,7 @@ class HttpFetchConnector(Connector):
 
     def sandbox_profile(self) -> SandboxProfile:
         paths = [certifi.where()]
-        paths += [p for p in RESOLVER_FILES if os.path.exists(p)]
-        paths += self._nss_modules or _nss_host_modules()
+        paths += [p for p in (RESOLV_CONF, HOSTS_FILE) if os.path.exists(p)]
         limits = self.config.sandbox.limits_for(self.name)
         return SandboxProfile(
             connector=self.name,
@@ -234,7 +216,7 @@ class HttpFetchConnector(Connector):
             raise ToolError("VALIDATION_ERROR", f"tool {tool!r} is not served by http_fetch")
         budget = FetchBudget(time.monotonic() + limits.remaining_s())  # the runtime's deadline, margin included
         try:
-            headers, _dropped = sanitize_headers(dict(args.headers))
+            headers, _dropped = sanitize_headers(dict(args.headers), self.settings.request_headers)
         except GuardDenied as e:
             raise ToolError("VALIDATION_ERROR", e.reason) from None
         headers["User-Agent"] = self.settings.user_agent
@@ -282,7 +264,7 @@ class HttpFetchConnector(Connector):
                         raise ToolError("SECURITY_ERROR", f"redirect {hops} refused: {e.reason}") from None
                     continue
                 body = self._read_body(resp, limits.max_bytes, budget, limits.timeout_ms)
-                return self._result(resp, target.url, body)
+                return self._result(resp, target.url, body, limits.max_bytes)
 
     def _read_body(self, resp: httpx.Response, cap: int, budget: FetchBudget, timeout_ms: int) -> bytes:
         declared = resp.headers.get("content-length")
@@ -313,7 +295,7 @@ class HttpFetchConnector(Connector):
                 raise ToolError("UPSTREAM_ERROR", f"the {coding} response body is corrupt: {e}") from None
         return bytes(out.buf)
 
-    def _result(self, resp: httpx.Response, final_url: str, body: bytes) -> dict:
+    def _result(self, resp: httpx.Response, final_url: str, body: bytes, max_bytes: int) -> dict:
         headers: dict[str, str] = {}
         for k, v in resp.headers.multi_items():
             k = k.lower()
@@ -326,23 +308,56 @@ class HttpFetchConnector(Connector):
             headers.pop("content-encoding", None)
             headers.pop("content-length", None)
             coding = ""
-        media, charset = parse_content_type(headers.get("content-type"))
-        text: str | None = None
-        if not coding or coding == "identity":
-            if is_text_type(media):
-                text = decode_text(body, charset)
-            elif not media:
-                try:
-                    candidate = body.decode("utf-8")
-                except UnicodeDecodeError:
-                    candidate = None
-                if candidate is not None and "\x00" not in candidate:
-                    text = candidate
-        if text is not None:
-            return {"status": resp.status_code, "url": final_url, "headers": headers,
-                    "encoding": "text", "body": text}
-        return {"status": resp.status_code, "url": final_url, "headers": headers,
-                "encoding": "base64", "body": base64.b64encode(body).decode("ascii")}
+        result: dict = {"status": resp.status_code, "url": final_url, "headers": headers, "size": len(body)}
+        encoded, text = _encode_body(body, headers.get("content-type"), raw=bool(coding) and coding != "identity")
+        if text is None:
+            result["encoding"] = "base64"
+            result["body"] = base64.b64encode(body).decode("ascii")
+        else:
+            result["encoding"] = "text"
+            result["body"] = text.text
+            if text.lossy:
+                result["lossy"] = True
+        # The answer carries the body once (as the text content; see tools/catalogue.py) next
+        # to the rest as structured content: hold that JSON to max_bytes here, where the
+        # reason can say why, rather than ship a reply the supervisor must refuse.
+        rest = {k: v for k, v in result.items() if k != "body"}
+        answer_bytes = encoded + len(msgspec.json.encode(rest)) + ANSWER_ENVELOPE
+        if answer_bytes > max_bytes:
+            raise ToolError("RESULT_TOO_LARGE", f"the response body ({len(body)} bytes) would be {answer_bytes} "
+                                                f"bytes of JSON in the answer as {result['encoding']}, more than "
+                                                f"the cap of {max_bytes} bytes")
+        return result
+
+
+def _encode_body(body: bytes, content_type: str | None, raw: bool) -> tuple[int, DecodedText | None]:
+    """(JSON size of the body in the answer, the text if it goes as text, else None for base64).
+
+    Text is chosen when the media type is textual (or absent and the body is UTF-8 without
+    NUL) and its JSON string is no longer than the base64 one would be: a body of control
+    characters (six bytes each once JSON-escaped) or of bytes invalid in its charset (three
+    bytes each as U+FFFD) goes as base64 (four bytes per three), losslessly.
+    """
+    b64_size = 4 * ((len(body) + 2) // 3) + 2
+    if raw:
+        return b64_size, None
+    media, charset = parse_content_type(content_type)
+    decoded: DecodedText | None = None
+    if is_text_type(media):
+        decoded = decode_text(body, charset)
+    elif not media:
+        try:
+            candidate = body.decode("utf-8")
+        except UnicodeDecodeError:
+            candidate = None
+        if candidate is not None and "\x00" not in candidate:
+            decoded = DecodedText(candidate, lossy=False)
+    if decoded is None:
+        return b64_size, None
+    text_size = len(msgspec.json.encode(decoded.text))
+    if text_size > b64_size:
+        return b64_size, None
+    return text_size, decoded
 
 
 def _join(base: ParsedTarget, location: str) -> str:

@@ -34,8 +34,10 @@ RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
 RESOLVE_CACHED = 0x20
 
-# What the filesystem connector always asks for. RESOLVE_NO_XDEV is deliberately not set:
-# mount points beneath an allowed root (bind mounts, volumes) are legitimate content.
+# What the filesystem connector always asks for; RESOLVE_NO_XDEV is added unless
+# `connectors.filesystem.cross_mounts` is on: a mount point inside a root (a bind mount of a
+# denied directory's child, an overlay over it) carries identities the denied-path checks
+# cannot relate to the denied directory, so by default a lookup never crosses one.
 RESOLVE_DEFAULT = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS
 
 # openat2 returns EAGAIN when a rename or mount raced a `..` step under RESOLVE_BENEATH.
@@ -96,12 +98,14 @@ def openat2_available(dirfd: int | None = None) -> bool:
             os.close(dirfd)
 
 
-def walk_open(dirfd: int, path: str | bytes, flags: int, mode: int = 0) -> int:
+def walk_open(dirfd: int, path: str | bytes, flags: int, mode: int = 0, same_device: bool = False) -> int:
     """Open `path` beneath `dirfd` one component at a time, refusing symlinks and `..`.
 
     Intermediate components are opened O_PATH|O_DIRECTORY|O_NOFOLLOW from the previous
     component's fd; the last one with `flags | O_NOFOLLOW`. A symlink anywhere (including the
     last component, even with O_PATH) raises ELOOP; `..` or an absolute path raises EXDEV.
+    `same_device`: a component on another device than dirfd raises EXDEV (the walk's stand-in
+    for RESOLVE_NO_XDEV; a bind mount of the same filesystem keeps st_dev and is not seen).
     """
     spath = os.fsdecode(path)
     if "\0" in spath:
@@ -114,6 +118,7 @@ def walk_open(dirfd: int, path: str | bytes, flags: int, mode: int = 0) -> int:
     if not parts:
         parts = ["."]
     cur = dirfd
+    device = os.fstat(dirfd).st_dev if same_device else None
     try:
         for comp in parts[:-1]:
             try:
@@ -125,8 +130,11 @@ def walk_open(dirfd: int, path: str | bytes, flags: int, mode: int = 0) -> int:
             if cur != dirfd:
                 os.close(cur)
             cur = nxt
-            if not stat.S_ISDIR(os.fstat(cur).st_mode):  # belt and braces: O_DIRECTORY said so
+            st = os.fstat(cur)
+            if not stat.S_ISDIR(st.st_mode):  # belt and braces: O_DIRECTORY said so
                 _raise(errno.ENOTDIR, path)
+            if device is not None and st.st_dev != device:
+                _raise(errno.EXDEV, path)
         try:
             fd = os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=cur)
         except OSError as e:
@@ -134,9 +142,13 @@ def walk_open(dirfd: int, path: str | bytes, flags: int, mode: int = 0) -> int:
                 _raise(errno.ELOOP, path)
             raise
         # O_PATH|O_NOFOLLOW on a symlink returns the link itself: refused like any other.
-        if stat.S_ISLNK(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if stat.S_ISLNK(st.st_mode):
             os.close(fd)
             _raise(errno.ELOOP, path)
+        if device is not None and st.st_dev != device:
+            os.close(fd)
+            _raise(errno.EXDEV, path)
         return fd
     finally:
         if cur != dirfd:
@@ -157,8 +169,10 @@ class BeneathOpener:
     followed (openat2) or refused outright (the walk).
     """
 
-    def __init__(self, use_openat2: bool) -> None:
+    def __init__(self, use_openat2: bool, cross_mounts: bool = False) -> None:
         self.use_openat2 = use_openat2
+        self.cross_mounts = cross_mounts
+        self.resolve = RESOLVE_DEFAULT | (0 if cross_mounts else RESOLVE_NO_XDEV)
 
     @property
     def mechanism(self) -> str:
@@ -170,5 +184,13 @@ class BeneathOpener:
 
     def open(self, dirfd: int, path: str, flags: int, mode: int = 0) -> int:
         if self.use_openat2:
-            return openat2(dirfd, path, flags | os.O_CLOEXEC, mode, RESOLVE_DEFAULT)
-        return walk_open(dirfd, path, flags, mode)
+            return openat2(dirfd, path, flags | os.O_CLOEXEC, mode, self.resolve)
+        return walk_open(dirfd, path, flags, mode, same_device=not self.cross_mounts)
+
+    def open_component(self, dirfd: int, path: str) -> int:
+        """O_PATH fd of `path` itself (a symlink is returned, not followed), no symlink on the
+        way: one step of a resolution done by hand (FilesystemConnector._canonical)."""
+        flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+        if self.use_openat2:
+            return openat2(dirfd, path, flags, 0, self.resolve | RESOLVE_NO_SYMLINKS)
+        return walk_open(dirfd, path, flags, 0, same_device=not self.cross_mounts)

@@ -27,39 +27,12 @@ from httpcore._backends.sync import SyncStream  # httpcore is pinned; SyncStream
 
 from mcp_gateway.config import HttpFetchSettings
 from mcp_gateway.guards import GuardDenied
-from mcp_gateway.guards.addresses import classify, parse_ip
+from mcp_gateway.guards.addresses import parse_ip, refusal
 from mcp_gateway.guards.urls import check_host, parse_host
 from mcp_gateway.workers.connector import ToolError
 
-Resolver = Callable[[str, int], list[str]]
-
-_NOT_FOUND_ERRNOS = {getattr(socket, n) for n in ("EAI_NONAME", "EAI_NODATA", "EAI_ADDRFAMILY")
-                     if hasattr(socket, n)}
-
-
-def system_resolver(host: str, port: int) -> list[str]:
-    """Addresses of `host` from getaddrinfo, in its order, without duplicates.
-
-    The name is passed fully qualified (trailing dot) so that resolv.conf search domains are
-    never appended to it. Raises ToolError NOT_FOUND when the name does not exist.
-    """
-    try:
-        infos = socket.getaddrinfo(host + ".", port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as e:
-        if e.errno in _NOT_FOUND_ERRNOS:
-            raise ToolError("NOT_FOUND", f"host {host!r} does not exist (DNS: {e.strerror})") from None
-        raise ToolError("UPSTREAM_ERROR", f"could not resolve {host!r}: {e.strerror}") from None
-    except UnicodeError:
-        raise ToolError("NOT_FOUND", f"host {host!r} cannot be looked up") from None
-    out: list[str] = []
-    for family, _, _, _, sockaddr in infos:
-        if family in (socket.AF_INET, socket.AF_INET6):
-            addr = str(sockaddr[0])
-            if family == socket.AF_INET6 and len(sockaddr) >= 4 and sockaddr[3]:
-                addr = f"{addr}%{sockaddr[3]}"  # scoped: classify() refuses it
-            if addr not in out:
-                out.append(addr)
-    return out
+# (ASCII host name, port, seconds left) -> address strings; raises ToolError. Called once per connection.
+Resolver = Callable[[str, int, float], list[str]]
 
 
 @dataclass
@@ -134,16 +107,24 @@ class PinnedBackend(httpcore.NetworkBackend):
         if literal is not None:
             addresses = [str(literal)]
         else:
-            self.budget.clamp(None, httpcore.ConnectTimeout)
-            addresses = list(self.resolver(name, port))  # exactly once per connection
+            left = self.budget.clamp(None, httpcore.ConnectTimeout)
+            addresses = list(self.resolver(name, port, left))  # exactly once per connection
             if not addresses:
                 raise ToolError("NOT_FOUND", f"host {name!r} has no IPv4 or IPv6 address")
         record.resolved = addresses
         for a in addresses:  # every answer must pass, not just the one we would use
-            reason = classify(a, self.settings.allow_internal_cidrs)
-            if reason is not None:
-                what = f"host {name!r} resolves to {a}" if literal is None else f"address {a}"
-                raise ToolError("SECURITY_ERROR", f"{what}, which is blocked: {reason}")
+            verdict = refusal(a, self.settings.allow_internal_cidrs)
+            if verdict is None:
+                continue
+            if literal is not None:
+                raise ToolError("SECURITY_ERROR", f"address {a} is blocked: {verdict.detail}")
+            # The agent learns the rule, not what an internal name resolves to (no DNS
+            # oracle); the operator's log gets the addresses.
+            raise ToolError("SECURITY_ERROR",
+                            f"host {name!r} resolves to a blocked address (rule: {verdict.rule}); the gateway "
+                            "log has the address",
+                            log_detail=f"web.fetch host {name!r} resolved to {', '.join(addresses)}; "
+                                       f"refused: {a} is {verdict.detail}")
         last: OSError | None = None
         for a in addresses:
             ip = parse_ip(a)

@@ -26,6 +26,7 @@ from typing import Any
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.guards import GuardDenied
 from mcp_gateway.guards.sql import CheckedSql, prepare_sql
+from mcp_gateway.guards.sql_catalog import SqlCatalog, load_catalog
 from mcp_gateway.sandbox.profile import INET_FAMILIES, SandboxProfile
 from mcp_gateway.tools.arguments import Args, QueryArgs, SchemaArgs
 from mcp_gateway.workers.connector import CallLimits, Connector, ToolError
@@ -96,6 +97,7 @@ class PostgresConnector(Connector):
         self.settings = config.connectors.postgres
         self._conn: Any = None
         self._type_names: dict[int, str] = {}
+        self._catalog: SqlCatalog | None = None
         self._deadline = 0.0
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -160,16 +162,40 @@ class PostgresConnector(Connector):
             pwd.getpwuid(os.getuid())
         except (KeyError, ImportError):
             pass
-        # sqlglot loads its postgres dialect (parser, generator, tokenizer) on first use.
+        # sqlglot imports modules lazily (its postgres dialect, and optimizer.annotate_types /
+        # simplify from inside the parser for subscripts and some functions): import them all
+        # now, while the filesystem is open, then run the guard over probes of each path.
+        import importlib
+        import pkgutil
+
+        import sqlglot
+
+        for mod in pkgutil.walk_packages(sqlglot.__path__, "sqlglot."):
+            if mod.name.endswith("__main__"):  # the command line: it would parse our argv
+                continue
+            with contextlib.suppress(Exception):  # optional extras (e.g. the Rust tokenizer)
+                importlib.import_module(mod.name)
+        probe_catalog = SqlCatalog(
+            functions=frozenset({"pg_sleep"}),
+            callable=frozenset({"count"}),
+            operators=frozenset(),
+            types=frozenset(),
+            relations=frozenset({"pg_authid"}),
+            system_schemas=frozenset({"pg_catalog"}),
+            allowed_relations=frozenset(),
+        )
         for probe, with_params in (
             ("SELECT a, count(*) FROM t WHERE b = %s GROUP BY a", True),
             ("EXPLAIN (COSTS OFF) WITH x AS (SELECT 1) SELECT * FROM x UNION SELECT 2", False),
+            ("SELECT (ARRAY[1])[1], a[1][2], regexp_replace(n, '\\s', '_', 'g'), @ -5 FROM t", False),
+            ("SELECT collation for ('x'), x FROM t ORDER BY x USING >", False),
+            ("SELECT * FROM pg_catalog.pg_class, information_schema.tables", False),
             ("SELECT * FROM", False),
             ("DELETE FROM t", False),
             ("SELECT pg_sleep(1)", False),
         ):
             try:
-                prepare_sql(probe, with_params=with_params)
+                prepare_sql(probe, probe_catalog, with_params=with_params)
             except GuardDenied:
                 pass
         msgspec_encode_probe = [None, True, 1, 1.5, "x", [1, "a"], {"a": [1]}]
@@ -285,6 +311,18 @@ class PostgresConnector(Connector):
         for t in _ISO_TYPES:
             conn.adapters.register_loader(t, _Iso)
         self._type_names = {}
+        try:
+            with conn.cursor() as cur:
+                self._catalog = load_catalog(
+                    cur,
+                    allow_functions=self.settings.allow_functions,
+                    allow_relations=self.settings.allow_relations,
+                )
+        except psycopg.Error as e:
+            conn.close()
+            raise ToolError(
+                "UPSTREAM_ERROR", f"could not read the function catalog: {_pg_message(e)}"
+            ) from None
         return conn
 
     def _connection(self) -> Any:
@@ -302,8 +340,10 @@ class PostgresConnector(Connector):
         if tool == "db.query":
             if not isinstance(args, QueryArgs):
                 raise ToolError("VALIDATION_ERROR", "db.query takes QueryArgs")
+            self._connection()  # the guard decides names by this server's catalog
+            assert self._catalog is not None
             try:
-                checked = prepare_sql(args.sql, with_params=bool(args.params))
+                checked = prepare_sql(args.sql, self._catalog, with_params=bool(args.params))
             except GuardDenied as e:
                 raise ToolError("SECURITY_ERROR", e.reason) from None
             if checked.placeholders and checked.placeholders != len(args.params):
@@ -328,6 +368,13 @@ class PostgresConnector(Connector):
         t = max(1, int(limits.timeout_ms))
         # The runtime's deadline already leaves time to cancel and roll back.
         stmt_ms = max(1, int(limits.remaining_s() * 1000))
+        # A backend whose worker was killed (call timeout, cancellation) notices the closed
+        # socket within this interval and aborts the statement (PostgreSQL >= 14).
+        check_interval = (
+            "; SET LOCAL client_connection_check_interval = 250"
+            if conn.info.server_version >= 140000
+            else ""
+        )
         # statement_timeout applies to each FETCH on its own: the whole call is bounded here.
         self._deadline = time.monotonic() + stmt_ms / 1000
         began = False
@@ -344,6 +391,7 @@ class PostgresConnector(Connector):
                         " SET LOCAL IntervalStyle = 'iso_8601';"
                         " SET LOCAL TimeZone = 'UTC';"
                         " SET LOCAL extra_float_digits = 3"
+                        + check_interval
                     )
                 began = True
                 return body(conn)

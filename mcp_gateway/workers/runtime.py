@@ -65,6 +65,9 @@ def handle(connector: Connector, req: CallRequest, limits: CallLimits) -> CallOk
     try:
         result = connector.call(req.tool, args, limits)
     except ToolError as e:
+        if e.log_detail:
+            print(f"mcp-gateway worker {os.getpid()} request {req.request_id}: {e.log_detail}",
+                  file=sys.stderr, flush=True)
         return CallFailed(req.request_id, e.code, e.reason)
     except MemoryError:
         return CallFailed(req.request_id, "INTERNAL_ERROR", "the worker ran out of memory (sandbox memory limit)")

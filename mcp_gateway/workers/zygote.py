@@ -45,7 +45,8 @@ from mcp_gateway.ipc.control import (
 from mcp_gateway.ipc.frames import send_frame
 from mcp_gateway.ipc.messages import WorkerAbort, WorkerReady, hello_encoder
 from mcp_gateway.process_title import set_process_title
-from mcp_gateway.sandbox import SandboxError, apply, with_limits
+from mcp_gateway.sandbox import SandboxError, apply, check_identities, with_limits
+from mcp_gateway.sandbox.descriptors import close_all_but
 from mcp_gateway.workers.registry import connector_class
 from mcp_gateway.workers.runtime import Wear, serve
 
@@ -78,7 +79,7 @@ def _become_worker(zygote_pid: int, fd: int, connector, config: GatewayConfig) -
     if fd != WORKER_FD:
         os.dup2(fd, WORKER_FD)
         os.close(fd)
-    os.closerange(WORKER_FD + 1, 1 << 20)
+    close_all_but(WORKER_FD + 1, connector.inherited_fds())
     sock = socket.socket(fileno=WORKER_FD)
     profile = with_limits(connector.sandbox_profile(), config.sandbox)
     try:
@@ -240,6 +241,7 @@ def zygote_main(name: str, config: GatewayConfig, control: socket.socket, superv
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
+        check_identities(config.sandbox)
         connector = connector_class(name)(config)
         connector.warm()
     except Exception as e:

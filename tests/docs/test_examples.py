@@ -63,9 +63,9 @@ def test_there_are_the_three_example_setups():
 
 @pytest.mark.parametrize("path", [p for p in EXAMPLES if p.name != "prometheus-rules.yaml"], ids=lambda p: p.name)
 def test_example_config_passes_check_config(path):
-    # Relative paths resolve against the config file's directory, and filesystem
-    # allowed_paths need not exist for check-config: run from elsewhere to prove both.
-    out = _gateway("check-config", "--config", str(path), cwd=Path(tempfile.gettempdir()))
+    # The examples name another machine's paths: --schema-only checks the file alone, from
+    # another directory (relative paths resolve against the config file's directory).
+    out = _gateway("check-config", "--schema-only", "--config", str(path), cwd=Path(tempfile.gettempdir()))
     assert out.returncode == 0, out.stderr
     assert "default deny: on" in out.stdout
 
@@ -277,3 +277,59 @@ def test_make_run_serves_a_real_mcp_client():
     assert tools == {"fs.readFile", "fs.listDir"}
     assert not result.is_error
     assert result.structured_content["content"] == HELLO
+
+
+def _readme_python_snippet() -> str:
+    text = (REPO / "README.md").read_text()
+    (block,) = re.findall(r"^```python\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+    return block
+
+
+def test_the_readme_client_snippet_connects_to_make_run():
+    """What `make run` tells a newcomer to do (README, "Connect a client") works as written."""
+    if shutil.which("make") is None or not (REPO / ".venv" / "bin" / "python").exists():
+        pytest.skip("make or .venv is missing")
+    out = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-c", _readme_python_snippet()],
+                         capture_output=True, text=True, cwd=REPO, env=_env(), timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "fs.listDir" in out.stdout and "fs.readFile" in out.stdout
+    assert HELLO.strip() in out.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only as root do workers take another uid, which a 0700 directory "
+                                               "above the checkout shuts out")
+@pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(),
+                    reason="not a git checkout (the 0700 pass of scripts/test.sh runs from a plain copy)")
+def test_a_clone_under_a_0700_directory_serves_the_bundled_example_to_the_sdk_client():
+    """Issue 18: a newcomer who is root clones into /root (0700) and runs the example."""
+    import trio
+    from mcp.client import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    private = Path(tempfile.mkdtemp(prefix="mcp-gw-0700-"))
+    try:
+        assert private.stat().st_mode & 0o777 == 0o700
+        clone = private / "mcp-gateway"
+        subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True, timeout=120,
+                       capture_output=True)
+        env = {**_env(), "PYTHONPATH": str(clone)}
+        params = StdioServerParameters(command=sys.executable, env=env, cwd=str(clone),
+                                       args=["-m", "mcp_gateway", "serve", "--config", "config.example.yaml"])
+
+        async def session():
+            with trio.fail_after(120):
+                async with Client(params, read_timeout_seconds=60) as client:
+                    tools = {t.name for t in (await client.list_tools()).tools}
+                    result = await client.call_tool("fs.readFile", {"path": "hello.txt"})
+                    denied = await client.call_tool("fs.readFile", {"path": "secrets/denied-example.txt"})
+                    return tools, result, denied
+
+        tools, result, denied = trio.run(session)
+        assert tools == {"fs.readFile", "fs.listDir"}
+        assert not result.is_error, result
+        assert result.structured_content["content"] == (clone / "data" / "hello.txt").read_text()
+        assert denied.is_error and denied.content[0].text.startswith("SECURITY_ERROR")
+        audit = [json.loads(x) for x in (clone / "audit.jsonl").read_text().splitlines()]
+        assert [x["decision"] for x in audit] == ["allow", "deny"]
+    finally:
+        shutil.rmtree(private, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +15,9 @@ import pytest
 from mcp_gateway.config import ConnectorsSettings, GatewayConfig, HttpFetchSettings
 from mcp_gateway.workers.connector import CallLimits
 from mcp_gateway.workers.http_fetch import HttpFetchConnector
+
+# Collected only inside the namespaces test_fetch_netns.py creates (it sets MCPGW_IN_NETNS).
+collect_ignore = [] if os.environ.get("MCPGW_IN_NETNS") == "1" else ["test_fetch_in_netns.py"]
 
 
 class Stats:
@@ -112,6 +116,17 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/gzip-bomb":
             self._send(200, gzip.compress(b"\0" * (20 * 1024 * 1024)), "application/octet-stream",
                        {"Content-Encoding": "gzip"})
+        elif path == "/bytes":
+            # ?kind=controls|invalid|mostly-text&n=<bytes>&ctype=<Content-Type>
+            n = int(q.get("n", "1000"))
+            kind = q.get("kind", "controls")
+            if kind == "controls":
+                body = (bytes(range(1, 32)) * (n // 31 + 1))[:n]
+            elif kind == "invalid":
+                body = b"\xff" * n
+            else:
+                body = (b"plain text with one bad byte \xe9 here. " * (n // 30 + 1))[:n]
+            self._send(200, body, q.get("ctype", "text/plain; charset=utf-8"))
         elif path == "/garbage":
             self.wfile.write(b"NOT HTTP AT ALL\r\n\r\n")
             self.close_connection = True
@@ -147,7 +162,7 @@ def server():
         srv.server_close()
 
 
-def no_dns(host: str, port: int) -> list[str]:
+def no_dns(host: str, port: int, timeout_s: float) -> list[str]:
     raise AssertionError(f"unexpected DNS lookup of {host!r}")
 
 
@@ -158,7 +173,8 @@ class RecordingResolver:
         self.answers = answers
         self.calls: list[tuple[str, int]] = []
 
-    def __call__(self, host: str, port: int) -> list[str]:
+    def __call__(self, host: str, port: int, timeout_s: float) -> list[str]:
+        assert 0 < timeout_s <= 60, timeout_s
         self.calls.append((host, port))
         seq = self.answers.get(host)
         if seq is None:

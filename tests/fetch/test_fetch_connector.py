@@ -28,26 +28,36 @@ def refused(conn, url, code="SECURITY_ERROR", limits=LIMITS, headers=None):
 
 def test_simple_get_and_header_policy(server):
     conn = make_connector(server.port)
-    r = fetch(conn, server.url("/echo"), headers={
+    sent = {
         "AuThOrIzAtIoN": "Bearer s3cret", "cookie": "sid=1", "X-aPi-KeY": "k", "x_auth_token": "t",
         "Proxy-Authorization": "Basic x", "User-Agent": "evil-agent", "Accept": "application/json",
-        "X-Forwarded-For": "127.0.0.1", "X-Custom": "kept", "Connection": "Upgrade", "Upgrade": "h2c",
-        "X-Http-Method-Override": "DELETE",
-    })
+        "X-Forwarded-For": "127.0.0.1", "X-Custom": "dropped", "Connection": "Upgrade", "Upgrade": "h2c",
+        "X-Http-Method-Override": "DELETE", "X-Original-Host": "internal", "Client-IP": "10.0.0.1",
+        "X-Remote-Addr": "10.0.0.1", "Via": "1.1 trusted-proxy", "X-Envoy-Internal": "true",
+        "DPoP": "eyJ", "X-Client-Cert": "MII", "X-SSL-Client-Cert": "MII", "If-None-Match": '"abc"',
+    }
+    r = fetch(conn, server.url("/echo"), headers=sent)
     assert r["status"] == 200 and r["encoding"] == "text"
     assert r["url"] == server.url("/echo")
     seen = json.loads(r["body"])
     assert seen["method"] == "GET"
     names = {k.lower(): v for k, v in seen["headers"]}
-    for gone in ("authorization", "cookie", "x-api-key", "x_auth_token", "proxy-authorization",
-                 "x-forwarded-for", "upgrade", "x-http-method-override"):
-        assert gone not in names
+    # Exactly the allowlisted caller headers arrive, plus what the gateway itself sets.
+    assert set(names) == {"host", "accept", "if-none-match", "user-agent", "accept-encoding", "connection"}, names
     assert names["user-agent"] == conn.settings.user_agent
     assert names["accept"] == "application/json"
-    assert names["x-custom"] == "kept"
     assert names["host"] == f"127.0.0.1:{server.port}"
     assert "s3cret" not in r["body"]
     assert conn.last_backend.connects[0].address == "127.0.0.1"
+
+
+@pytest.mark.parametrize("value", [" application/json", "application/json ", "\tx"])
+def test_spaced_header_value_refused_before_connecting(server, value):
+    conn = make_connector(server.port)
+    reason = refused(conn, server.url("/echo"), code="VALIDATION_ERROR", headers={"Accept": value})
+    assert "whitespace" in reason
+    assert conn.last_backend is None
+    assert server.stats.requests == []
 
 
 def test_literal_refused_without_dns_or_connection(server):
@@ -187,40 +197,16 @@ def test_name_not_found():
     assert res.calls == [("nx.example.com", 80)]
 
 
-def test_system_resolver_not_found_mapping(monkeypatch):
-    from mcp_gateway.workers import pinned_transport
-
-    def fake(*a, **k):
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-    monkeypatch.setattr(pinned_transport.socket, "getaddrinfo", fake)
-    with pytest.raises(ToolError) as e:
-        pinned_transport.system_resolver("nx.example.com", 80)
-    assert e.value.code == "NOT_FOUND"
-
-    def again(*a, **k):
-        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
-    monkeypatch.setattr(pinned_transport.socket, "getaddrinfo", again)
-    with pytest.raises(ToolError) as e:
-        pinned_transport.system_resolver("x.example.com", 80)
-    assert e.value.code == "UPSTREAM_ERROR"
-
-    seen = []
-
-    def ok(host, port, **k):
-        seen.append(host)
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
-                (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
-    monkeypatch.setattr(pinned_transport.socket, "getaddrinfo", ok)
-    assert pinned_transport.system_resolver("a.example.com", 80) == ["127.0.0.1"]
-    assert seen == ["a.example.com."]  # fully qualified: no search-domain expansion
-
-
 def test_mixed_answers_refused_before_connecting(server):
     res = RecordingResolver({"mixed.example.com": [["93.184.215.14", "127.0.0.1"]]})
     conn = make_connector(server.port, resolver=res, allowed_domains=["*.example.com"],
                           allow_internal_cidrs=[])
-    reason = refused(conn, f"http://mixed.example.com:{server.port}/echo")
-    assert "127.0.0.1" in reason and "loopback" in reason
+    with pytest.raises(ToolError) as e:
+        fetch(conn, f"http://mixed.example.com:{server.port}/echo")
+    # The agent learns the rule, never what the name resolves to (no DNS oracle); the log does.
+    assert e.value.code == "SECURITY_ERROR"
+    assert "loopback" in e.value.reason and "127.0.0.1" not in e.value.reason
+    assert "93.184.215.14, 127.0.0.1" in e.value.log_detail and "loopback 127.0.0.0/8" in e.value.log_detail
     assert res.calls == [("mixed.example.com", server.port)]
     assert conn.last_backend.connects[0].address is None
     assert server.stats.requests == []
@@ -254,8 +240,9 @@ def test_dns_rebinding_resolves_once_and_connects_to_checked_address(server):
     conn2 = make_connector(server.port, resolver=res2, allowed_domains=["rebind.example.com"])
     from urllib.parse import quote
     url = f"http://rebind.example.com:{server.port}/redirect?close=1&to=" + quote("/echo", safe="")
-    reason = refused(conn2, url)
-    assert "127.0.0.2" in reason
+    with pytest.raises(ToolError) as e:
+        fetch(conn2, url)
+    assert e.value.code == "SECURITY_ERROR" and "127.0.0.2" in e.value.log_detail
     assert len(res2.calls) == 2
     assert [c.address for c in conn2.last_backend.connects] == ["127.0.0.1", None]
 
@@ -282,7 +269,7 @@ def test_wrong_tool_and_bad_header_value(server):
     with pytest.raises(ToolError) as e:
         conn.call("fs.readFile", FetchArgs(url=server.url("/")), LIMITS)
     assert e.value.code == "VALIDATION_ERROR"
-    refused(conn, server.url("/echo"), code="VALIDATION_ERROR", headers={"X-A": "a\r\nHost: evil"})
+    refused(conn, server.url("/echo"), code="VALIDATION_ERROR", headers={"Accept": "a\r\nHost: evil"})
 
 
 def test_sandbox_profile():
@@ -297,4 +284,89 @@ def test_sandbox_profile():
 
 def test_no_dns_helper_really_fails():
     with pytest.raises(AssertionError):
-        no_dns("x", 1)
+        no_dns("x", 1, 1.0)
+
+
+# --- the answer: body carried once, bounded by max_bytes after JSON encoding -------------
+
+
+def answer_size(result: dict) -> int:
+    """Bytes of the MCP answer the gateway builds from this worker result (body as the text)."""
+    import msgspec
+
+    from mcp_gateway.tools import TOOLS
+
+    spec = TOOLS["web.fetch"]
+    structured = spec.structured(result)
+    assert "body" not in structured
+    return len(msgspec.json.encode({
+        "content": [{"type": "text", "text": spec.render_text(result)}], "structuredContent": structured,
+        "isError": False, "_meta": {"io.mcp-gateway/request_id": "0" * 36}}))
+
+
+def test_ten_megabyte_control_character_body_within_the_cap(server):
+    conn = make_connector(server.port)
+    n = 10_000_000
+    cap = 16 * 1024 * 1024
+    r = fetch(conn, server.url(f"/bytes?kind=controls&n={n}"), limits=CallLimits(20_000, cap))
+    # As JSON text it would be ~6 bytes a character (60 MB); as base64, 4 per 3.
+    assert r["encoding"] == "base64" and r["size"] == n
+    assert base64.b64decode(r["body"]) == (bytes(range(1, 32)) * (n // 31 + 1))[:n]
+    assert answer_size(r) <= cap
+
+
+def test_control_character_body_over_the_encoded_cap_refused_clearly(server):
+    conn = make_connector(server.port)
+    n = 10_000_000
+    reason = refused(conn, server.url(f"/bytes?kind=controls&n={n}"), code="RESULT_TOO_LARGE",
+                     limits=CallLimits(20_000, 10 * 1024 * 1024))
+    assert "bytes of JSON" in reason and "base64" in reason
+
+
+def test_invalid_utf8_at_seventy_percent_of_the_cap_comes_back_as_base64(server):
+    conn = make_connector(server.port)
+    cap = 1 << 20
+    n = int(cap * 0.7)
+    r = fetch(conn, server.url(f"/bytes?kind=invalid&n={n}"), limits=CallLimits(10_000, cap))
+    assert r["encoding"] == "base64" and r["size"] == n and "lossy" not in r
+    assert base64.b64decode(r["body"]) == b"\xff" * n
+    assert answer_size(r) <= cap
+
+
+def test_text_with_a_few_invalid_bytes_stays_text_flagged_lossy(server):
+    conn = make_connector(server.port)
+    r = fetch(conn, server.url("/bytes?kind=mostly-text&n=4000"))
+    assert r["encoding"] == "text" and r["lossy"] is True and "\ufffd" in r["body"]
+    assert r["size"] == 4000
+
+
+@pytest.mark.parametrize("ctype", ["text/plain; charset=hex", "text/plain; charset=rot13",
+                                   "text/plain; charset=utf-16", "text/plain; charset=nonsense"])
+def test_odd_charsets_never_crash(server, ctype):
+    from urllib.parse import quote
+    r = fetch(make_connector(server.port), server.url(f"/bytes?kind=mostly-text&n=999&ctype={quote(ctype)}"))
+    assert r["encoding"] in ("text", "base64") and r["size"] == 999
+
+
+@pytest.mark.parametrize("kind", ["controls", "invalid", "mostly-text"])
+def test_answer_bounded_at_every_size_near_the_cap(server, kind):
+    conn = make_connector(server.port)
+    cap = 64 * 1024
+    for n in (cap // 2, int(cap * 0.74), int(cap * 0.76), cap - 600, cap - 1, cap):
+        try:
+            r = fetch(conn, server.url(f"/bytes?kind={kind}&n={n}"), limits=CallLimits(5000, cap))
+        except ToolError as e:
+            assert e.code == "RESULT_TOO_LARGE", e.reason
+            continue
+        assert answer_size(r) <= cap, (kind, n)
+
+
+@pytest.mark.parametrize("to", ["http://[::ffff:169.254.169.254]/latest/meta-data/", "http://[::ffff:a9fe:a9fe]/",
+                                "http://[64:ff9b::a9fe:a9fe]/", "http://[::ffff:10.0.0.5]/",
+                                "http://[2002:a9fe:a9fe::1]/", "http://[::ffff:100.100.100.200]/"])
+def test_redirect_to_mapped_internal_refused_with_ipv6_all_open(server, to):
+    from urllib.parse import quote
+    conn = make_connector(server.port, allow_internal_cidrs=["127.0.0.1/32", "::/0"])
+    reason = refused(conn, server.url("/redirect?to=" + quote(to, safe="")))
+    assert "redirect" in reason and ("metadata" in reason or "private" in reason), reason
+    assert len(server.stats.requests) == 1

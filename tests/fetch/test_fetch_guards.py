@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from mcp_gateway.config import HttpFetchSettings
 from mcp_gateway.guards import GuardDenied
 from mcp_gateway.guards.addresses import BLOCKED_V4, classify
-from mcp_gateway.guards.urls import check_url, header_dropped, parse_inet_aton, sanitize_headers
+from mcp_gateway.guards.urls import check_url, header_never_sent, parse_inet_aton, sanitize_headers
 from tests.corpus import load_corpus
 
 LISTED = HttpFetchSettings(enabled=True, allowed_domains=["example.com", "*.example.com"])
@@ -160,7 +160,7 @@ def test_allow_internal_cidrs_opens_literals_but_not_metadata():
     ("192.0.0.8", "IETF"), ("192.0.2.1", "documentation"), ("192.88.99.1", "6to4 relay"),
     ("192.168.0.1", "private"), ("198.19.0.1", "benchmarking"), ("198.51.100.1", "documentation"),
     ("203.0.113.9", "documentation"), ("224.0.0.1", "multicast"), ("250.1.1.1", "reserved"),
-    ("255.255.255.255", "reserved"),
+    ("255.255.255.255", "broadcast"),
     ("::", "unspecified"), ("::1", "loopback"), ("fd00::1", "unique local"), ("fe80::1", "link-local"),
     ("fec0::1", "site-local"), ("ff02::1", "multicast"), ("2001:db8::1", "documentation"),
     ("100::1", "discard"), ("::ffff:10.0.0.1", "private"), ("::10.0.0.1", "IPv4-compatible"),
@@ -227,29 +227,67 @@ def test_inet_aton_rejects(text):
 
 # --- headers ------------------------------------------------------------------------------
 
+DEFAULT_ALLOWED = HttpFetchSettings().request_headers
 
-@pytest.mark.parametrize("name", [
+# Credentials, client-address and proxy-trust claims, client certificates, hop-by-hop and
+# framing headers, and names that merely look like any of them: none is ever sent.
+NEVER = [
     "Authorization", "aUtHoRiZaTiOn", "Proxy-Authorization", "COOKIE", "Set-Cookie", "x-api-key",
     "X-API-KEY", "Api-Key", "X-Auth-Token", "X-Amz-Security-Token", "X-My-Secret", "x_api_key",
     "X-Session-Id", "Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
     "Transfer-Encoding", "Upgrade", "Host", "Content-Length", "User-Agent", "X-Forwarded-For",
     "X-Real-IP", "Forwarded", "X-HTTP-Method-Override", "Private-Token", "X-Vault-Token",
-])
-def test_header_dropped(name):
-    assert header_dropped(name)
+    "X-Original-Host", "Client-IP", "X-Remote-Addr", "Via", "X-Envoy-External-Address",
+    "X-Envoy-Internal", "DPoP", "X-Client-Cert", "X-SSL-Client-Cert", "SSL-Client-Cert",
+    "X-Forwarded-Client-Cert", "True-Client-IP", "X-Amzn-Trace-Id", "CF-Connecting-IP",
+    "Fastly-Client-IP", "X-Host", "Sec-Fetch-Site", "Accept-Encoding",
+]
 
 
-@pytest.mark.parametrize("name", ["Accept", "Accept-Language", "If-None-Match", "X-Request-Id", "Range",
-                                  "Cache-Control", "Referer"])
-def test_header_kept(name):
-    assert not header_dropped(name)
+@pytest.mark.parametrize("name", NEVER)
+def test_header_never_sent_even_if_configured(name):
+    assert header_never_sent(name)
+    kept, dropped = sanitize_headers({name: "v"}, [name.lower()])
+    assert kept == {} and dropped == [name]
+    with pytest.raises(ValueError, match="never sends"):
+        HttpFetchSettings(request_headers=[name])
 
 
-def test_header_value_injection_refused():
-    with pytest.raises(GuardDenied):
-        sanitize_headers({"Accept": "text/html\r\nX-Evil: 1"})
-    with pytest.raises(GuardDenied):
-        sanitize_headers({"Accept": "tëxt"})
+@pytest.mark.parametrize("name", ["X-Request-Id", "Referer", "X-Custom", "Origin", "X-Debug", "Content-Type"])
+def test_header_outside_the_allowlist_dropped(name):
+    kept, dropped = sanitize_headers({name: "v", "Accept": "text/html"}, DEFAULT_ALLOWED)
+    assert kept == {"Accept": "text/html"} and dropped == [name]
+
+
+@pytest.mark.parametrize("name", ["Accept", "accept-language", "If-None-Match", "If-Modified-Since", "Range",
+                                  "Cache-Control", "If-Range"])
+def test_header_on_the_allowlist_kept(name):
+    assert sanitize_headers({name: "v"}, DEFAULT_ALLOWED) == ({name: "v"}, [])
+
+
+def test_operator_extends_the_allowlist():
+    s = HttpFetchSettings(request_headers=[*DEFAULT_ALLOWED, "X-GitHub-Api-Version"])
+    assert "x-github-api-version" in s.request_headers
+    assert sanitize_headers({"X-GITHUB-API-VERSION": "2022-11-28"}, s.request_headers)[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,40}", fullmatch=True))
+def test_only_allowlisted_names_pass(name):
+    kept, _ = sanitize_headers({name: "v"}, DEFAULT_ALLOWED)
+    assert set(kept) <= {n for n in (name,) if n.lower() in DEFAULT_ALLOWED}
+
+
+@pytest.mark.parametrize("value", ["text/html\r\nX-Evil: 1", "tëxt", "a\x00b", "a\x7fb"])
+def test_header_value_injection_refused(value):
+    with pytest.raises(GuardDenied, match="control or non-ASCII"):
+        sanitize_headers({"Accept": value}, DEFAULT_ALLOWED)
+
+
+@pytest.mark.parametrize("value", [" text/html", "text/html ", "\ttext/html", "text/html\t", " "])
+def test_header_value_with_surrounding_whitespace_refused(value):
+    with pytest.raises(GuardDenied, match="leading or trailing whitespace"):
+        sanitize_headers({"Accept": value}, DEFAULT_ALLOWED)
 
 
 # --- property tests: every spelling of an internal address is refused ---------------------
@@ -351,3 +389,19 @@ def test_check_url_never_crashes(junk):
         assert t.scheme in ("http", "https")
         if t.ip is not None:
             assert classify(t.ip, ()) is None
+
+
+V6_OPEN = HttpFetchSettings(enabled=True, allowed_domains=["*"], allow_internal_cidrs=["::/0"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(host=ipv6_spellings(), scheme=st.sampled_from(["http", "https"]))
+def test_carried_internal_ipv4_refused_with_ipv6_all_open(host, scheme):
+    from ipaddress import IPv6Address
+
+    from mcp_gateway.guards.addresses import embedded_ipv4
+    addr = IPv6Address(host[1:-1])
+    if embedded_ipv4(addr) is None:
+        return  # a native IPv6 address: "::/0" opens the internal ones, as the operator asked
+    with pytest.raises(GuardDenied):
+        check_url(f"{scheme}://{host}/", V6_OPEN)

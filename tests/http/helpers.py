@@ -50,12 +50,13 @@ def stdio_variant(config: Path, name: str = "config-stdio.yaml") -> Path:
 class HttpGateway:
     """`python -m mcp_gateway serve` with transport http; stderr goes to a file next to the config."""
 
-    def __init__(self, config: Path, wait: bool = True) -> None:
+    def __init__(self, config: Path, wait: bool = True, prefix: list[str] | None = None) -> None:
+        """`prefix`: a command to run the gateway under (e.g. prlimit)."""
         self.config = config
         self.stderr_path = config.with_name(config.stem + ".stderr")
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mcp_gateway", "serve", "--config", str(config)],
+            [*(prefix or []), sys.executable, "-m", "mcp_gateway", "serve", "--config", str(config)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
             env=gateway_env(), cwd=str(config.parent))
         self.url = ""
@@ -66,7 +67,7 @@ class HttpGateway:
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
 
-    def wait_ready(self, timeout: float = 20.0) -> None:
+    def wait_ready(self, timeout: float = 60.0) -> None:  # bounded; generous for a loaded CI box
         deadline = time.monotonic() + timeout
         while not self.url:
             m = SERVING.search(self.stderr())

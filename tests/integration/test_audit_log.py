@@ -48,28 +48,50 @@ def test_n_calls_of_mixed_outcomes_give_exactly_n_lines(gw_dir):
             assert line["result_bytes"] > 0
 
 
-def test_unwritable_audit_log_fails_closed_and_the_gateway_keeps_serving(gw_dir):
-    config = fs_config(gw_dir, audit={"path": "/dev/full"})  # every write fails with ENOSPC
-    with raw_gateway(config) as gw:
-        for _ in range(3):
-            result = gw.call("fs.readFile", {"path": "hello.txt"})
-            assert result["isError"]
-            assert result["structuredContent"]["error_code"] == "INTERNAL_ERROR"
-            assert "audit" in result["structuredContent"]["reason"]
-            assert "hello world" not in json.dumps(result)
-        assert gw.request("ping")["result"] == {}
+@pytest.mark.parametrize("where", ["/dev/full", "/dev/null", "missing-dir/audit.jsonl", "a-directory",
+                                   "read-only.jsonl"])
+def test_an_unusable_audit_destination_is_refused_at_start(gw_dir, where):
+    import subprocess
+    import sys
+
+    from tests.gateway_process import gateway_env
+
+    if where == "read-only.jsonl":
+        if os.geteuid() == 0:
+            pytest.skip("root ignores file modes (the other cases cover root)")
+        (gw_dir / where).write_text("")
+        (gw_dir / where).chmod(0o444)
+    if where == "a-directory":
+        (gw_dir / where).mkdir()
+    path = where if where.startswith("/") else str(gw_dir / where)
+    out = subprocess.run([sys.executable, "-m", "mcp_gateway", "serve", "--config",
+                          str(fs_config(gw_dir, audit={"path": path}))],
+                         input="", capture_output=True, text=True, env=gateway_env(), timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.startswith(f"mcp-gateway: cannot start: audit log {path}"), out.stderr
+    assert len(out.stderr.splitlines()) == 1 and "Traceback" not in out.stderr
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file modes; /dev/full covers root")
-def test_read_only_audit_file_fails_closed(gw_dir):
-    audit = gw_dir / "audit.jsonl"
-    audit.write_text("")
-    audit.chmod(0o444)
+def test_an_audit_log_that_fails_later_refuses_calls_and_the_gateway_keeps_serving(gw_dir):
     with raw_gateway(fs_config(gw_dir)) as gw:
-        result = gw.call("fs.readFile", {"path": "hello.txt"})
-        assert result["structuredContent"]["error_code"] == "INTERNAL_ERROR"
-        assert "audit" in result["structuredContent"]["reason"]
-    assert audit.read_text() == ""
+        assert not gw.call("fs.readFile", {"path": "hello.txt"})["isError"]
+        # Rotated away, and a directory now stands where the log must be reopened.
+        os.rename(gw_dir / "audit.jsonl", gw_dir / "audit.jsonl.1")
+        (gw_dir / "audit.jsonl").mkdir()
+        gw.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while True:
+            result = gw.call("fs.readFile", {"path": "hello.txt"})
+            if result["isError"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        for _ in range(3):
+            text = result["content"][0]["text"]
+            assert result["isError"] and text.startswith("INTERNAL_ERROR") and "audit" in text, result
+            assert "hello world" not in json.dumps(result)
+            result = gw.call("fs.readFile", {"path": "hello.txt"})
+        assert gw.request("ping")["result"] == {}
+    assert len((gw_dir / "audit.jsonl.1").read_text().splitlines()) == 1
 
 
 def test_sighup_reopens_the_log_for_logrotate(gw_dir):

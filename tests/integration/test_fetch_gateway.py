@@ -1,9 +1,12 @@
 """web.fetch through the real gateway: the SSRF corpus, and a sandboxed fetch on loopback."""
 
+import base64
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import yaml
 
 from mcp_gateway.config import HttpFetchSettings
 from mcp_gateway.guards import GuardDenied
@@ -54,6 +57,8 @@ class _Page(BaseHTTPRequestHandler):
             self.end_headers()
             return
         body = b"x" * 4096
+        if self.path == "/controls":
+            body = bytes(range(1, 32)) * (10_000_000 // 31)
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
@@ -78,10 +83,30 @@ def test_sandboxed_fetch_on_loopback_strips_credentials_and_rechecks_redirects(g
         ok = gw.call("web.fetch", {"url": f"http://127.0.0.1:{port}/page",
                                    "headers": {"AuthoriZation": "Bearer s3cret", "X-Api-KEY": "k", "Accept": "*/*"}})
         assert not ok["isError"], ok
-        assert ok["structuredContent"]["status"] == 200 and len(ok["structuredContent"]["body"]) == 4096
+        # The body is carried once: as the text content, not again in the structured content.
+        assert ok["structuredContent"]["status"] == 200 and ok["structuredContent"]["size"] == 4096
+        assert ok["content"][0]["text"] == "x" * 4096 and "body" not in ok["structuredContent"]
         headers = _Page.seen[-1]
         assert "authorization" not in headers and "x-api-key" not in headers and headers["accept"] == "*/*"
         redirected = gw.call("web.fetch", {"url": f"http://127.0.0.1:{port}/redirect-metadata"})
         assert redirected["structuredContent"]["error_code"] == "SECURITY_ERROR"
         other_port = gw.call("web.fetch", {"url": f"http://127.0.0.1:{port + 1 if port < 65535 else 1}/"})
         assert other_port["structuredContent"]["error_code"] == "SECURITY_ERROR"
+
+
+def test_ten_megabyte_control_character_body_answer_within_the_cap(gw_dir, page_server):
+    port = page_server
+    cap = 16 * 1024 * 1024
+    config = _fetch_config(gw_dir, ["*"], allow_internal_cidrs=["127.0.0.1/32"], allowed_ports=[port])
+    doc = yaml.safe_load(config.read_text())
+    doc["policy"].setdefault("per_tool", {})["web.fetch"] = {"max_bytes": cap, "timeout_ms": 30000}
+    config.write_text(yaml.safe_dump(doc))
+    with raw_gateway(config) as gw:
+        result = gw.call("web.fetch", {"url": f"http://127.0.0.1:{port}/controls"}, timeout=60)
+    assert not result["isError"], str(result)[:500]
+    assert result["structuredContent"]["encoding"] == "base64"
+    assert result["structuredContent"]["size"] == 31 * (10_000_000 // 31)
+    assert "body" not in result["structuredContent"]
+    assert base64.b64decode(result["content"][0]["text"])[:31] == bytes(range(1, 32))
+    # What went over the wire (the JSON-RPC result) is within the cap (it was 120 MB).
+    assert len(json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode()) <= cap

@@ -115,12 +115,14 @@ def test_workers_are_confined(gw_dir, connector_workers):
                 with pytest.raises(PermissionError):
                     os.listdir(f"/proc/{pid}/fd")
                 continue
-            # stdio (null/stderr), the IPC socket, and the connector's own root directory fd.
+            # stdio (null/stderr), the IPC socket, the connector's own root directory fd, and
+            # the lock that keeps the worker's uid its own (sandbox/identity.py).
             fds = sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))
             assert fds[:4] == [0, 1, 2, 3]
             assert os.readlink(f"/proc/{pid}/fd/3").startswith("socket:")
-            for fd in fds[4:]:
-                assert os.readlink(f"/proc/{pid}/fd/{fd}") == str(gw_dir / "data")
+            uid_lock = f"/run/mcp-gateway/worker-uids/{status['Uid'].split()[0]}"
+            rest = sorted(os.readlink(f"/proc/{pid}/fd/{fd}") for fd in fds[4:])
+            assert rest == sorted([str(gw_dir / "data"), uid_lock]), rest
 
 
 def test_a_full_queue_refuses_at_once(gw_dir):
@@ -135,7 +137,7 @@ def test_a_full_queue_refuses_at_once(gw_dir):
             time.sleep(0.1)
         first = gw.read()
         assert first["id"] == 202  # answered at once, before the other two time out
-        assert first["result"]["structuredContent"]["error_code"] == "RATE_LIMITED"
+        assert first["result"]["structuredContent"]["error_code"] == "UNAVAILABLE"
         assert "capacity" in first["result"]["structuredContent"]["reason"]
         rest = {r["id"]: r["result"] for r in (gw.read(), gw.read())}
         assert rest[200]["structuredContent"]["error_code"] == "TIMEOUT"

@@ -13,6 +13,20 @@ from tests.pg_cluster import PgCluster, pg_available
 ACCEPT = "sql_accept.txt"
 REJECT = "sql_reject.txt"
 
+# Valid, harmless SQL that sqlglot cannot parse as written (the guard rewrites it for the
+# structure check only): test_sql_guard accepts each, test_postgres_connector runs it.
+GOOD_SQL_SQLGLOT_CANNOT_READ = [
+    "SELECT @ -5 AS abs_val",
+    "SELECT collation for ('x'::text)",
+    "SELECT id FROM users ORDER BY id USING >",
+    "SELECT 1 FOR READ ONLY",
+    "SELECT xmlserialize(content xmlelement(name a, 'x') AS text)",
+    "SELECT xmlparse(document '<a>1</a>')",
+    "SELECT xmlparse(content '<a>1</a>')::text",
+    "SELECT (ARRAY[[1, 2], [3, 4]])[2][1], regexp_replace('a b', '\\s', '_', 'g')",
+    "SELECT point(1, 2) ## lseg(point(0, 0), point(3, 3))",
+]
+
 
 @pytest.fixture(scope="session")
 def pg_cluster():
@@ -24,6 +38,17 @@ def pg_cluster():
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def sql_catalog(pg_cluster):
+    """The guard's catalog as a worker reads it from the session cluster at connect."""
+    import psycopg
+
+    from mcp_gateway.guards.sql_catalog import load_catalog
+
+    with psycopg.connect(autocommit=True, **pg_cluster.conninfo()) as conn, conn.cursor() as cur:
+        return load_catalog(cur)
 
 
 def make_config(cluster: PgCluster, **overrides) -> GatewayConfig:

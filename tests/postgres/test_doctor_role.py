@@ -19,7 +19,27 @@ def _check(pg_cluster, user: str, password: str, monkeypatch) -> str:
 
 def test_superuser_fails(pg_cluster, monkeypatch):
     text = _check(pg_cluster, pg_cluster.superuser, pg_cluster.password, monkeypatch)
-    assert text.startswith("FAIL") and "is a superuser" in text
+    assert text.startswith("FAIL") and 'is a superuser (ALTER ROLE "pgadmin" NOSUPERUSER)' in text
+
+
+def test_dangerous_memberships_and_attributes_fail_naming_the_fix(pg_cluster, monkeypatch):
+    pg_cluster.execute(
+        "DROP ROLE IF EXISTS doctor_wide;"
+        f"CREATE ROLE doctor_wide LOGIN REPLICATION BYPASSRLS PASSWORD '{RO_PASSWORD}';"
+        "GRANT pg_read_server_files, pg_signal_backend TO doctor_wide;"
+    )
+    try:
+        text = _check(pg_cluster, "doctor_wide", RO_PASSWORD, monkeypatch)
+    finally:
+        pg_cluster.execute("DROP ROLE doctor_wide")
+    assert text.startswith("FAIL") and "doctor_wide" in text
+    for fix in (
+        'ALTER ROLE "doctor_wide" NOREPLICATION',
+        'ALTER ROLE "doctor_wide" NOBYPASSRLS',
+        'REVOKE pg_read_server_files FROM "doctor_wide"',
+        'REVOKE pg_signal_backend FROM "doctor_wide"',
+    ):
+        assert fix in text, (fix, text)
 
 
 def test_role_with_write_privilege_fails_and_select_only_passes(pg_cluster, monkeypatch):

@@ -79,10 +79,10 @@ def _run_original(admin, text: str):
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.sampled_from(_FRAGMENTS), min_size=1, max_size=6))
-def test_one_statement_for_postgres_too(admin, connector, frags):
+def test_one_statement_for_postgres_too(admin, connector, sql_catalog, frags):
     text = "".join(frags)
     try:
-        checked = prepare_sql(text)
+        checked = prepare_sql(text, sql_catalog)
     except GuardDenied:
         return
     original = _run_original(admin, text)
@@ -124,7 +124,7 @@ _TEXT = st.text(
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=_TEXT, hows=st.lists(st.integers(0, 4), min_size=30, max_size=30), form=st.integers(0, 4))
-def test_literals_mean_the_same(admin, connector, value, hows, form):
+def test_literals_mean_the_same(admin, connector, sql_catalog, value, hows, form):
     if form == 0:
         lit = "'" + value.replace("'", "''") + "'"
     elif form == 1:
@@ -147,7 +147,7 @@ def test_literals_mean_the_same(admin, connector, value, hows, form):
         a, b = value[:half], value[half:]
         lit = "'" + a.replace("'", "''") + "'\n  -- c\n'" + b.replace("'", "''") + "'"
     sql = f"SELECT {lit} AS v"
-    checked = prepare_sql(sql)
+    checked = prepare_sql(sql, sql_catalog)
     # sqlglot sees the literal with exactly PostgreSQL's value
     tree = sqlglot.parse(checked.text, read="postgres")[0]
     lits = list(tree.find_all(sqlglot.exp.Literal))

@@ -3,9 +3,15 @@ the warmed zygote, every sandbox layer applied before the first connection."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import time
+
 import pytest
 
-from tests.gateway_process import audit_lines, fs_config, raw_gateway
+from tests.gateway_process import audit_lines, fs_config, raw_gateway, worker_pids
+from tests.postgres.conftest import ACCEPT, REJECT, load_corpus
 
 
 @pytest.fixture
@@ -54,9 +60,105 @@ def test_queries_in_a_sandboxed_worker(pg_gateway_config, gw_dir, pg_cluster):
         assert _code(slow) == "TIMEOUT"
         again = _ok(gw.call("db.query", {"sql": "SELECT 42"}))
         assert again["rows"] == [[42]]
+        gw.proc.send_signal(signal.SIGTERM)  # drains and exits: then its whole stderr is readable
+        gw.proc.wait(20)
         stderr = gw.stderr_tail()
     assert pg_cluster.password not in stderr
+    # connected as a superuser: serve says so at start, with the fix
+    assert "SECURITY WARNING: database role pgadmin is not read-only" in stderr
+    assert 'ALTER ROLE "pgadmin" NOSUPERUSER' in stderr
     lines = audit_lines(gw_dir)
     assert [x["decision"] for x in lines].count("deny") == 2
     assert all(pg_cluster.password not in str(x) for x in lines)
     assert pg_cluster.snapshot() == before
+
+
+# Secrets the enriched test cluster holds (tests/pg_cluster.py): none may come back.
+SECRETS = (
+    "analyst-password-secret",
+    "mapping-secret",
+    "subscription-secret",
+    "database-setting-secret",
+    "SCRAM-SHA-256$",
+)
+
+
+def test_corpora_in_a_sandboxed_worker(pg_gateway_config, pg_cluster):
+    """Every accept statement runs and every reject statement is refused inside a real
+    sandboxed worker (a lazy import the sandbox refuses would fail here), nothing secret comes
+    back, and the data and the server state are unchanged."""
+    before = pg_cluster.snapshot()
+    failures = []
+    with raw_gateway(pg_gateway_config) as gw:
+        for sql in load_corpus(ACCEPT):
+            res = gw.call("db.query", {"sql": sql})
+            if res.get("isError"):
+                failures.append((sql, res["structuredContent"]))
+            assert not any(s in json.dumps(res) for s in SECRETS), sql
+        for sql in load_corpus(REJECT):
+            res = gw.call("db.query", {"sql": sql})
+            assert _code(res) == "SECURITY_ERROR", (sql, res)
+            assert not any(s in json.dumps(res) for s in SECRETS), sql
+    assert not failures, failures
+    assert pg_cluster.snapshot() == before
+
+
+def test_heavy_statement_does_not_hold_up_a_ping(pg_gateway_config):
+    """A 100 KB statement that is expensive to parse is parsed in the worker, under the call's
+    deadline: a ping sent after it is answered before it."""
+    heavy = "SELECT a" + "[1]" * 33_000 + " FROM t"
+    assert len(heavy) <= 100_000
+    with raw_gateway(pg_gateway_config) as gw:
+        gw.send_json(
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+             "params": {"name": "db.query", "arguments": {"sql": heavy}}}
+        )
+        gw.send_json({"jsonrpc": "2.0", "id": 2, "method": "ping"})
+        first, second = gw.read(), gw.read(timeout=30)
+        assert first["id"] == 2 and first["result"] == {}
+        assert second["id"] == 1 and second["result"]["isError"]
+        assert second["result"]["structuredContent"]["error_code"] in ("TIMEOUT", "SECURITY_ERROR")
+        assert _ok(gw.call("db.query", {"sql": "SELECT 1"}))["rows"] == [[1]]
+
+
+def _running(pg_cluster, marker: str) -> list[tuple]:
+    return pg_cluster.execute(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'mcp-gateway'"
+        " AND state = 'active' AND query LIKE %s",
+        (f"%{marker}%",),
+    )
+
+
+def _poll(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_killed_worker_stops_its_statement(gw_dir, pg_env, pg_cluster):
+    """A call that ends by timeout or cancellation kills its worker; the backend notices the
+    closed connection (client_connection_check_interval) and aborts the statement, long
+    before its own statement_timeout (almost 30 s here)."""
+    config = fs_config(
+        gw_dir,
+        policy={"allow_tools": ["db.query"], "global_timeout_ms": 30_000},
+        connectors={"postgres": pg_env.postgres_settings(workers=1)},
+    )
+    with raw_gateway(config) as gw:
+        gw.send_json(
+            {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+             "params": {"name": "db.query", "arguments": {
+                 "sql": "SELECT count(*) FROM generate_series(1, 100000000000)"}}}
+        )
+        # the rows are computed by the cursor's first FETCH: kill the worker while it runs
+        assert _poll(lambda: bool(_running(pg_cluster, "FETCH")), 20), "the FETCH never started"
+        for pid in worker_pids(gw.proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        # bounded wait, generous for a loaded machine; without the check interval the
+        # statement would run until statement_timeout, ~29 s later
+        assert _poll(lambda: not _running(pg_cluster, "FETCH"), 5), "the statement outlived its worker"
+        reply = gw.read(timeout=30)
+        assert reply["id"] == 7 and reply["result"]["isError"]

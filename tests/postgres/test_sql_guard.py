@@ -1,4 +1,6 @@
-"""The SQL guard on its own: corpora, reasons, lexer edge cases, denylist, properties."""
+# ruff: noqa: S608  (this file builds hostile SQL on purpose)
+"""The SQL guard on its own (against the catalog of the real throwaway cluster, read as a
+worker reads it at connect): corpora, reasons, lexer edge cases, every name form, properties."""
 
 from __future__ import annotations
 
@@ -10,11 +12,28 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mcp_gateway.guards import GuardDenied
-from mcp_gateway.guards.sql import DENIED_FUNCTIONS, check_sql, prepare_sql
-from tests.postgres.conftest import ACCEPT, REJECT, load_corpus
+from mcp_gateway.guards import sql as sqlguard
+from mcp_gateway.guards.sql_catalog import SqlCatalog
+from tests.postgres.conftest import ACCEPT, GOOD_SQL_SQLGLOT_CANNOT_READ, REJECT, load_corpus
 
 ACCEPTED = load_corpus(ACCEPT)
 REJECTED = load_corpus(REJECT)
+CATALOG: SqlCatalog | None = None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _catalog(sql_catalog):
+    global CATALOG
+    CATALOG = sql_catalog
+
+
+def prepare_sql(sql: str, **kw) -> sqlguard.CheckedSql:
+    assert CATALOG is not None
+    return sqlguard.prepare_sql(sql, CATALOG, **kw)
+
+
+def check_sql(sql: str, **kw) -> None:
+    prepare_sql(sql, **kw)
 
 
 def reason(sql: str, **kw) -> str:
@@ -56,6 +75,28 @@ def test_reject_corpus(sql):
         ("SELECT \"pg_read_file\"('/etc/passwd')", 'function "pg_read_file" is not allowed'),
         ("SELECT pg_catalog.pg_read_file('/etc/passwd')", 'function "pg_read_file" is not allowed'),
         ('SELECT "PG_CATALOG"."Lo_Get"(1)', 'function "lo_get" is not allowed'),
+        ("SELECT ('x'::text).pg_read_file", 'function "pg_read_file" is not allowed'),
+        ("SELECT * FROM pg_catalog.pg_statistic", 'relation "pg_statistic" is not allowed'),
+        ("SELECT * FROM pg_stats", 'relation "pg_stats" is not allowed'),
+        (
+            "SELECT * FROM information_schema._pg_user_mappings",
+            'relation "information_schema._pg_user_mappings" is not allowed',
+        ),
+        ("SELECT current_setting('app.secret')", 'function "current_setting" is not allowed'),
+        ("SELECT no_such_function(1)", 'function "no_such_function" is not allowed'),
+        # user-defined objects of the fixture: the functions behind them are volatile
+        ("SELECT 1 ### 2", 'operator "###" is not allowed (the function behind it may not run)'),
+        (
+            "SELECT 1::fixture_mood",
+            'type "fixture_mood" is not allowed (a cast or I/O function behind it may not run)',
+        ),
+        ("SELECT fixture_volatile(1, 2)", 'function "fixture_volatile" is not allowed'),
+        # PostgreSQL truncates identifiers to 63 bytes: the longer name is the same function
+        (
+            "SELECT (1).fixture_function_whose_name_is_exactly_sixty_three_bytes_long_x_and_more",
+            'function "fixture_function_whose_name_is_exactly_sixty_three_bytes_long_x" is not allowed',
+        ),
+        ("SELECT public.current_setting('TimeZone')", 'function "current_setting" is not allowed'),
         ("SELECT pg_read_file /* gap */ ('x')", 'function "pg_read_file" is not allowed'),
         ("SELECT U&\"pg_read_fil\\0065\"('x')", 'function "pg_read_file" is not allowed'),
         (
@@ -216,6 +257,7 @@ def test_refused(sql):
         "SELECT 10 % 3",
         "SELECT count(*) FROM generate_series(1, 10)",
         'SELECT lower(name), "left"(name, 1), lpad(name, 3) FROM users',
+        *GOOD_SQL_SQLGLOT_CANNOT_READ,
     ],
 )
 def test_accepted(sql):
@@ -244,7 +286,28 @@ def test_placeholders():
     assert c.text == "SELECT $1, $2" and c.placeholders == 2
 
 
-_DENY_SAMPLES = sorted(DENIED_FUNCTIONS) + [
+_DENY_SAMPLES = [
+    "nextval",
+    "setval",
+    "set_config",
+    "pg_terminate_backend",
+    "pg_cancel_backend",
+    "pg_reload_conf",
+    "pg_notify",
+    "ts_stat",
+    "ts_rewrite",
+    "query_to_xml",
+    "txid_current",
+    "pg_current_xact_id",
+    "pg_stat_get_activity",
+    "pg_show_all_settings",
+    "pg_stat_file",
+    "brin_summarize_new_values",
+    "brin_summarize_range",
+    "brin_desummarize_range",
+    "gin_clean_pending_list",
+    "setseed",
+    "current_setting",
     "pg_read_file",
     "pg_read_binary_file",
     "pg_ls_dir",
@@ -293,7 +356,7 @@ _DENY_SAMPLES = sorted(DENIED_FUNCTIONS) + [
 
 
 @pytest.mark.parametrize("name", _DENY_SAMPLES)
-def test_denylist_every_form(name):
+def test_refused_function_every_form(name):
     for sql in (
         f"SELECT {name}(1)",
         f"SELECT {name.upper()}(1, 2)",
@@ -398,3 +461,164 @@ def test_string_literals_round_trip(value):
     dollar = f"$q${value}$q$"
     if "$q$" not in value:
         assert prepare_sql(f"SELECT {dollar}").text == f"SELECT {quoted}"
+
+
+# --- wrapping a refused function call in every way PostgreSQL still resolves it -----------
+
+_REFUSED_ONE_ARG = [
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_sleep",
+    "nextval",
+    "lo_unlink",
+    "lo_get",
+    "pg_try_advisory_lock",
+    "pg_terminate_backend",
+    "ts_stat",
+    "pg_stat_file",
+    "pg_ls_dir",
+    "brin_summarize_new_values",
+    "gin_clean_pending_list",
+    "pg_create_physical_replication_slot",
+    "pg_replication_origin_create",
+    "query_to_xml",
+    "current_setting",
+    "setseed",
+]
+
+
+def _u_ident(name: str, draw) -> str:
+    """U&"..." with some characters written as \\XXXX escapes."""
+    body = "".join(f"\\{ord(c):04x}" if draw(st.booleans()) else c for c in name)
+    return f'U&"{body}"'
+
+
+@st.composite
+def _spelled(draw, name: str) -> str:
+    how = draw(st.integers(0, 3))
+    if how == 0:
+        word = "".join(c.upper() if draw(st.booleans()) else c for c in name)
+    elif how == 1:
+        word = f'"{name}"'
+    elif how == 2:
+        word = _u_ident(name, draw)
+    else:
+        word = name
+    if draw(st.booleans()):
+        schema = draw(st.sampled_from(["pg_catalog", '"pg_catalog"', "PG_CATALOG", 'U&"pg_c\\0061talog"']))
+        word = f"{schema}.{word}"
+    return word
+
+
+_ARGS = ["'/etc/passwd'", "'/etc/passwd'::text", "CAST('x' AS text)", "1", "1::int8", "(SELECT 'x')", "id"]
+
+
+@st.composite
+def _refused_call(draw) -> str:
+    name = draw(st.sampled_from(_REFUSED_ONE_ARG))
+    word = draw(_spelled(name))
+    arg = draw(st.sampled_from(_ARGS))
+    gap = draw(st.sampled_from(["", " ", " /* c */ ", "\n"]))
+    form = draw(st.integers(0, 4))
+    if form == 0:
+        expr = f"{word}{gap}({arg})"
+    elif form == 1:  # attribute notation: PostgreSQL reads (x).f as f(x)
+        expr = f"({arg}){gap}.{gap}{word}"
+    elif form == 2:
+        expr = f"(({arg}))." + word
+    elif form == 3:
+        expr = f"(CAST({arg} AS text)).{word}"
+    else:
+        expr = f"({word}({arg}))::text"
+    for _ in range(draw(st.integers(0, 3))):
+        expr = draw(
+            st.sampled_from(
+                [
+                    f"coalesce({expr}, NULL)",
+                    f"ARRAY[{expr}]",
+                    f"({expr})::text",
+                    f"CAST({expr} AS text)",
+                    f"(SELECT {expr})",
+                    f"CASE WHEN true THEN {expr} END",
+                    f"({expr}) IS NULL",
+                ]
+            )
+        )
+    return draw(
+        st.sampled_from(
+            [
+                f"SELECT {expr}",
+                f"SELECT * FROM (SELECT {expr} AS v) s",
+                f"WITH c AS (SELECT {expr} AS v) SELECT * FROM c",
+                f"WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE {expr} IS NULL) SELECT * FROM r",
+                f"SELECT 1 FROM users WHERE {expr} IS NOT NULL",
+                f"SELECT id FROM users ORDER BY {expr}",
+                f"SELECT count(*) FILTER (WHERE {expr} IS NULL) FROM users",
+                f"SELECT * FROM users u, LATERAL (SELECT {expr} AS v) l",
+                f"SELECT sum(id) OVER (PARTITION BY {expr}) FROM users",
+                f"VALUES ({expr})",
+                f"EXPLAIN SELECT {expr}",
+                f"SELECT 1 UNION ALL SELECT {expr}",
+                f"SELECT (ARRAY[1, 2])[({expr}) IS NULL::int + 1]",
+            ]
+        )
+    )
+
+
+@given(_refused_call())
+def test_wrapped_refused_calls_stay_refused(sql):
+    with pytest.raises(GuardDenied):
+        check_sql(sql)
+
+
+@pytest.mark.parametrize("name", _REFUSED_ONE_ARG)
+def test_every_sample_is_refused_by_the_catalog(name):
+    """The property above is only meaningful if each name is refused by the catalog itself."""
+    assert CATALOG is not None and name in CATALOG.functions
+
+
+def test_readable_settings_only_by_literal():
+    check_sql("SELECT current_setting('TimeZone'), pg_catalog.current_setting('server_version_num', true)")
+    for sql in (
+        "SELECT current_setting('app.secret')",
+        "SELECT current_setting('Time' || 'Zone')",
+        "SELECT current_setting(name) FROM (SELECT 'app.secret' AS name) s",
+        "SELECT ('app.secret'::text).current_setting",
+        "SELECT current_setting($$app.secret$$)",
+        "SELECT current_setting('TimeZone', current_setting('app.secret') IS NULL)",
+    ):
+        assert "is not allowed" in reason(sql), sql
+
+
+# --- the supervisor's precheck ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM users",
+        "  /* a /* nested */ b */ -- c\n ((  delete FROM users",
+        "COPY users TO STDOUT",
+        "set statement_timeout = 0",
+        "SELECT " + "1," * 50_000 + "1",  # longer than the cap
+    ],
+)
+def test_precheck_refuses(sql):
+    with pytest.raises(GuardDenied):
+        sqlguard.precheck_sql(sql)
+
+
+@pytest.mark.parametrize("sql", [*ACCEPTED, "EXPLAIN SELECT 1", "SELECT pg_read_file('x')", "/* unterminated"])
+def test_precheck_passes_queries_on(sql):
+    """Everything that starts like a query goes on to the worker's full check."""
+    sqlguard.precheck_sql(sql)
+
+
+@given(st.text(max_size=300))
+def test_precheck_never_crashes_and_agrees_with_the_guard(text):
+    """The precheck refuses only what the full guard refuses too."""
+    try:
+        sqlguard.precheck_sql(text)
+    except GuardDenied:
+        with pytest.raises(GuardDenied):
+            check_sql(text)

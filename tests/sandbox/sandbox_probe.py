@@ -220,3 +220,56 @@ def pending_connection(listener: socket.socket) -> bool:
     """True when something connected to the listener (a SYN reached it)."""
     r, _, _ = select.select([listener], [], [], 0.2)
     return bool(r)
+
+
+class ConfinedSibling:
+    """A second process confined under the same profile (a sibling worker): a target for
+    prlimit/signal attacks. It waits until stopped; every wait has a deadline."""
+
+    _open_go: set[int] = set()  # other siblings' stop pipes: a new sibling must not hold them
+
+    def __init__(self, profile: SandboxProfile, sandbox: SandboxSettings, timeout: float = 15.0) -> None:
+        from mcp_gateway.sandbox import apply
+
+        ready_r, ready_w = os.pipe()
+        self._go_r, self._go_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                os.close(ready_r)
+                os.close(self._go_w)
+                for fd in ConfinedSibling._open_go:
+                    os.close(fd)
+                apply(profile, sandbox)
+                os.write(ready_w, b"1")
+                select.select([self._go_r], [], [], 60)
+            finally:
+                os._exit(0)
+        os.close(ready_w)
+        os.close(self._go_r)
+        ConfinedSibling._open_go.add(self._go_w)
+        try:
+            if not select.select([ready_r], [], [], timeout)[0] or os.read(ready_r, 1) != b"1":
+                self.stop()
+                raise AssertionError("the sibling did not confine itself in time")
+        finally:
+            os.close(ready_r)
+
+    def alive(self) -> bool:
+        done, _ = os.waitpid(self.pid, os.WNOHANG)
+        return done == 0
+
+    def stop(self) -> None:
+        if self._go_w in ConfinedSibling._open_go:
+            ConfinedSibling._open_go.discard(self._go_w)
+            os.close(self._go_w)
+        deadline = time.monotonic() + 10
+        try:
+            while os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+                if time.monotonic() > deadline:
+                    os.kill(self.pid, signal.SIGKILL)
+                    os.waitpid(self.pid, 0)
+                    return
+                time.sleep(0.01)
+        except ChildProcessError:
+            pass

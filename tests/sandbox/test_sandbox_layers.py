@@ -27,7 +27,7 @@ from sandbox_probe import (
 )
 
 import mcp_gateway.sandbox as sandbox
-from mcp_gateway.config import SandboxSettings
+from mcp_gateway.config import DEFAULT_UID_RANGE, SandboxSettings
 from mcp_gateway.sandbox import SandboxError, apply, host_support, with_limits
 from mcp_gateway.sandbox._common import (
     PR_GET_DUMPABLE,
@@ -73,9 +73,12 @@ def test_user_layer_alone(tree: str) -> None:
         assert int(r["caps"][k], 16) == 0, r["caps"]
     assert r["nnp"] == 0  # the layer does not do more than it says
     if IS_ROOT:
-        assert r["report"]["user"] == "uid 65534 gid 65534, no capabilities"
-        assert r["resuid"] == [65534] * 3 and r["resgid"] == [65534] * 3
-        assert r["groups"] in ([], [65534])
+        first, count = DEFAULT_UID_RANGE
+        uid = r["resuid"][0]
+        assert first <= uid < first + count, r["resuid"]
+        assert r["report"]["user"] == f"uid {uid} gid {uid}, no capabilities (own uid, sandbox.uid_range)"
+        assert r["resuid"] == [uid] * 3 and r["resgid"] == [uid] * 3
+        assert r["groups"] in ([], [uid])
         assert int(r["caps"]["CapBnd"], 16) == 0
         assert r["setuid0"] == "EPERM"
     else:
@@ -86,6 +89,7 @@ def test_user_layer_alone(tree: str) -> None:
 def test_user_layer_accepts_names() -> None:
     s = SandboxSettings.model_validate(
         {
+            "uid_range": None,
             "user": "nobody",
             "group": "nogroup",
             "layers": {"prctl": "off", "rlimits": "off", "landlock": "off", "seccomp": "off"},
@@ -98,7 +102,7 @@ def test_user_layer_accepts_names() -> None:
 @pytest.mark.skipif(not IS_ROOT, reason="switching users needs root")
 def test_user_layer_refuses_root_target() -> None:
     s = SandboxSettings.model_validate(
-        {"user": 0, "layers": {"prctl": "off", "rlimits": "off", "landlock": "off", "seccomp": "off"}}
+        {"uid_range": None, "user": 0, "layers": {"prctl": "off", "rlimits": "off", "landlock": "off", "seccomp": "off"}}
     )
     o = run_child(lambda: apply(SandboxProfile("filesystem"), s))
     assert o.error and o.error.startswith("SandboxError") and "must not be root" in o.error

@@ -62,3 +62,46 @@ def test_record_encoding_keeps_one_line_and_unicode():
         assert decoded["n"] == 1
         if "\ud800" not in reason:
             assert decoded["reason"] == reason
+
+
+_FILL_UNDER_FSIZE = """
+import json, resource, sys
+from mcp_gateway.supervisor.audit import AuditError, AuditLog
+
+log = AuditLog(sys.argv[1])
+log.write({"n": "first"})
+# Writes past this size fail: a record crossing it is written in part, then EFBIG.
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), resource.RLIM_INFINITY))
+outcomes = []
+for n in range(12):
+    try:
+        log.write({"n": n, "reason": "x" * 90})
+        outcomes.append("ok")
+    except AuditError as e:
+        outcomes.append(str(e))
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+log.write({"n": "after"})
+print(json.dumps(outcomes))
+"""
+
+
+def test_a_record_that_does_not_fit_is_rolled_back_and_the_next_one_is_whole(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = tmp_path / "audit.jsonl"
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", _FILL_UNDER_FSIZE, str(path), "700"], capture_output=True,
+                         text=True, timeout=60, env={"PYTHONPATH": str(repo), "PATH": os.environ["PATH"]})
+    assert out.returncode == 0, out.stderr
+    outcomes = json.loads(out.stdout)
+    written = outcomes.count("ok")
+    assert 0 < written < len(outcomes), outcomes
+    assert outcomes[written:] == [outcomes[written]] * (len(outcomes) - written)
+    assert "File too large" in outcomes[written]
+    data = path.read_bytes()
+    assert data.endswith(b"\n")
+    records = [json.loads(line) for line in data.splitlines()]  # every line parses
+    assert [r["n"] for r in records] == ["first", *range(written), "after"]
+

@@ -1,6 +1,8 @@
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mcp_gateway.config import DEFAULT_CONFIG, ConfigError, load_config, parse_config
 
@@ -93,3 +95,48 @@ def test_the_config_knows_exactly_the_catalogue_tools():
 
     assert set(TOOL_NAMES) == set(TOOLS)
     assert {spec.connector for spec in TOOLS.values()} == {"filesystem", "http_fetch", "postgres"}
+
+
+# --- hostile config files: a ConfigError (one line of text) or a config, nothing else --------
+
+_yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["server", "policy", "audit", "connectors", "sandbox", "path", "actors", "http",
+                         "allow_tools", "filesystem", "enabled", "allowed_paths", "bearer_tokens", "x"]) | st.text(
+            max_size=8), inner, max_size=4),
+    max_leaves=30)
+
+
+def _only_config_errors(load) -> None:
+    try:
+        load()
+    except ConfigError as e:
+        assert str(e) and "Traceback" not in str(e)
+
+
+@given(st.binary(max_size=400))
+def test_arbitrary_bytes_load_or_fail_with_a_config_error(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("cfg") / "c.yaml"
+    path.write_bytes(data)
+    _only_config_errors(lambda: load_config(path))
+
+
+@given(_yaml_values)
+def test_arbitrary_yaml_structures_load_or_fail_with_a_config_error(value):
+    import yaml
+
+    text = yaml.safe_dump(value)
+    _only_config_errors(lambda: parse_config(text, Path("/nonexistent/c.yaml")))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("policy: {}\npolicy: {}\n", "the key 'policy' is given twice"),
+    ("[" * 100 + "]" * 100, "nested more than 64 levels"),
+    ("a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+        f"a{i}: &a{i} [{', '.join(['*a' + ('' if i == 1 else str(i - 1))] * 10)}]\n" for i in range(1, 7)),
+     "too many values"),
+])
+def test_shapes_no_config_has_are_refused(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(text, tmp_path / "c.yaml")
