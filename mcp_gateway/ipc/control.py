@@ -51,4 +51,5 @@ from_zygote_decoder = msgspec.msgpack.Decoder(ZygoteMessage)
 
 def encode_reason(struct_type: type[ZygoteFailed] | type[SpawnRefused], reason: str) -> bytes:
     """A failure message that fits one control packet whatever the reason's length."""
-    return control_encoder.encode(struct_type(reason[: CONTROL_CAP // 2]))
+    cut = reason.encode("utf-8", "replace")[: CONTROL_CAP // 2].decode("utf-8", "ignore")
+    return control_encoder.encode(struct_type(cut))
