@@ -351,6 +351,27 @@ def _as_owner_of(pid, action):
     assert os.waitpid(child, 0)[1] == 0
 
 
+def test_a_worker_whose_database_connections_keep_failing_is_recycled(gw_dir):
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: every connect is refused
+    port = closed.getsockname()[1]
+    try:
+        config = fs_config(gw_dir, policy={"allow_tools": ["db.query"]},
+                           connectors={"postgres": {"enabled": True, "host": "127.0.0.1", "port": port,
+                                                    "workers": 1, "sslmode": "disable"}})
+        with raw_gateway(config) as gw:
+            (worker,) = children(_zygote_of(gw, "postgres"))
+            for _ in range(3):
+                assert _code(gw.call("db.query", {"sql": "SELECT 1"})) == "UPSTREAM_ERROR"
+            log = _stderr_so_far(gw, f"worker pid {worker} stopped by the gateway (retired after 3 calls: "
+                                     "broken_state)")
+            assert "broken_state" in log
+            assert worker not in _wait_for(lambda: (w := children(_zygote_of(gw, "postgres"))) and worker not in w
+                                           and w)
+    finally:
+        closed.close()
+
+
 # --- deadlines ----------------------------------------------------------------------------
 
 
