@@ -88,6 +88,15 @@ class Worker:
             self._poll.register(self.sock.fileno(), select.POLLIN | select.POLLPRI)
         return not self._poll.poll(0)
 
+    def hung_up(self) -> bool:
+        """Whether the peer closed its end (rather than sending something)."""
+        try:
+            return self.sock.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
     def kill(self) -> None:
         """SIGKILL through the pidfd (never a reused pid); the socket stays open."""
         if self.pidfd >= 0:
@@ -424,7 +433,8 @@ class WorkerPool:
             if self._workers.get(worker.pid) is not worker:
                 worker.close()  # its death was reported while it waited in the idle queue
             elif not worker.idle_and_alive():
-                self._discard(worker, None)  # died while idle; the zygote's report says how
+                # Died while idle (the zygote's report says how), or spoke out of turn.
+                self._discard(worker, None if worker.hung_up() else "it sent bytes while idle")
             else:
                 return worker
 
