@@ -157,11 +157,6 @@ class WorkerPool:
         self.restarting = False  # the zygote died and is being started again
         self._retry_at = 0.0  # when the next zygote start is attempted (trio clock)
         self.stats = PoolStats()
-        self.broken: str | None = None
-
-    @property
-    def zygote_pid(self) -> int:
-        return self._zygote.pid
 
     @property
     def live_workers(self) -> int:
@@ -267,13 +262,11 @@ class WorkerPool:
                         raise
                     # Once at once (a worker killed while it started), then with backoff.
                     failures += 1
-                    self.broken = str(e)
                     backoff = RESPAWN_BACKOFF_S if failures > 1 else 0.0
                     log.error("%s pool: cannot start a worker: %s; retrying in %.0f s", self.connector, e, backoff)
                     await trio.sleep(backoff)
                     continue
                 failures = 0
-                self.broken = None
                 if self._started and not self.restarting:
                     self.stats.restarts += 1
                 self._idle_send.send_nowait(worker)
