@@ -176,6 +176,11 @@ def test_a_dead_zygote_is_restarted_and_every_call_is_answered(gw_dir):
             assert len(_wait_for(lambda: children(new_zygote) if len(children(new_zygote)) == 2 else None)) == 2
             assert _zygote_of(gw, "http_fetch") == fetch_zygote and children(fetch_zygote) == fetch_workers
             log = _stderr_so_far(gw, "(zygote restarted)")
+            # The fresh-interpreter zygote's workers have the same layers as the first ones (the
+            # numbers differ: each worker's own uid, the address-space baseline it measured).
+            sandboxes = re.findall(r"filesystem: 2 workers ready; sandbox: (.*?)( \(zygote restarted\))?$", log, re.M)
+            layers = [re.sub(r"\d+", "#", text) for text, _ in sandboxes]
+            assert len(layers) == 2 and layers[0] == layers[1] and sandboxes[1][1]
             assert re.search(rf"ERROR .*the filesystem zygote \(pid {fs_zygote}\) killed by SIGKILL; starting a new "
                              "one", log), log[-3000:]
         lines = audit_lines(gw_dir)
