@@ -135,11 +135,20 @@ def test_a_dead_zygote_is_restarted_and_every_call_is_answered(gw_dir):
     """Kill the filesystem zygote and all its workers under load: every call is answered
     (served, or WORKER_CRASHED / UNAVAILABLE), the connector is back within seconds, and
     web.fetch never notices."""
-    from http.server import ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from tests.integration.test_fetch_gateway import _Page  # a loopback page server's handler
+    class Page(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
 
-    page = ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+    page = ThreadingHTTPServer(("127.0.0.1", 0), Page)
     threading.Thread(target=page.serve_forever, daemon=True).start()
     port = page.server_address[1]
     url = f"http://127.0.0.1:{port}/page"
