@@ -231,6 +231,21 @@ def test_a_call_with_no_live_worker_gets_unavailable_and_healthz_says_so(gw_dir)
     assert all(x["decision"] == "allow" for x in lines)
 
 
+def test_a_call_inside_a_worker_when_its_zygote_dies_is_answered(gw_dir):
+    with hanging_http_server() as (port, accepted):
+        with raw_gateway(_both_config(gw_dir, port)) as gw:
+            zygote = _zygote_of(gw, "http_fetch")
+            _send_call(gw, 1, "web.fetch", {"url": f"http://127.0.0.1:{port}/slow"})
+            accepted.get(timeout=10)  # read and started: it cannot be retried
+            os.kill(zygote, signal.SIGKILL)  # the worker dies with it (pdeathsig)
+            result = gw.read()["result"]
+            assert _code(result) == "WORKER_CRASHED", result
+            assert "died during the call" in _reason(result)
+            assert _code(gw.call("fs.readFile", HELLO)) is None
+            _wait_for(lambda: (z := _zygote_of(gw, "http_fetch")) and z != zygote and children(z))
+    assert [x["error_code"] for x in audit_lines(gw_dir)] == ["WORKER_CRASHED", None]
+
+
 # --- workers ------------------------------------------------------------------------------
 
 
