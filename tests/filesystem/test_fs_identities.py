@@ -25,7 +25,7 @@ from tests.sandbox.sandbox_probe import run_child
 from .conftest import Tree, listdir, read, refused
 
 IS_ROOT = os.geteuid() == 0
-SECRET = "TOP-SECRET-IDENTITY"
+SECRET = "TOP-SECRET-IDENTITY"  # noqa: S105 - file content, not a credential
 CLONE_NEWNS = 0x00020000
 
 
@@ -136,8 +136,8 @@ def _in_mount_namespace(tree: Tree, cross_mounts: bool, mode: str) -> dict:
         _mount("-t", "overlay", "overlay", "-o", f"lowerdir={tree.secrets}:{empty}", str(tree.root / "ov"))
         cfg = GatewayConfig(connectors=ConnectorsSettings(filesystem=FilesystemSettings(
             enabled=True, allowed_paths=[tree.root], denied_paths=[tree.secrets], cross_mounts=cross_mounts)))
-        from mcp_gateway.workers.filesystem import FilesystemConnector
         from mcp_gateway.workers.connector import ToolError
+        from mcp_gateway.workers.filesystem import FilesystemConnector
 
         conn = FilesystemConnector(cfg)
         conn.force_walk = mode == "walk"

@@ -102,7 +102,8 @@ def test_user_layer_accepts_names() -> None:
 @pytest.mark.skipif(not IS_ROOT, reason="switching users needs root")
 def test_user_layer_refuses_root_target() -> None:
     s = SandboxSettings.model_validate(
-        {"uid_range": None, "user": 0, "layers": {"prctl": "off", "rlimits": "off", "landlock": "off", "seccomp": "off"}}
+        {"uid_range": None, "user": 0,
+         "layers": {"prctl": "off", "rlimits": "off", "landlock": "off", "seccomp": "off"}}
     )
     o = run_child(lambda: apply(SandboxProfile("filesystem"), s))
     assert o.error and o.error.startswith("SandboxError") and "must not be root" in o.error
