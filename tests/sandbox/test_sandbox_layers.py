@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import encodings.idna  # noqa: F401 - lazily imported by create_connection; pre-import like the zygote
 import dataclasses
 import os
 import resource
