@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import encodings.idna  # noqa: F401 - lazily imported by create_connection; pre-import like the zygote
 import dataclasses
+import encodings.idna  # noqa: F401 - lazily imported by create_connection; pre-import like the zygote
 import os
 import resource
 import signal
