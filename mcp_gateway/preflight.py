@@ -248,6 +248,11 @@ def worker_identity(config: GatewayConfig) -> tuple[int, int] | None:
 
     if os.geteuid() != 0 or config.sandbox.layers.user == "off":
         return None
+    if config.sandbox.uid_range is not None:
+        # Each worker has a uid of its own from the range, with no account or group: for file
+        # permissions every uid of the range is the same "other"; probe as its first one.
+        first = config.sandbox.uid_range[0]
+        return first, first
     try:
         return resolve_uid(config.sandbox.user), resolve_gid(config.sandbox.group)
     except LayerUnavailable as e:
@@ -332,9 +337,10 @@ def _denied_finding(p: Path) -> Finding:
 
 def _unreadable_message(p: Path, error: str, identity: tuple[int, int] | None) -> str:
     who = f"uid {identity[0]} gid {identity[1]}" if identity else f"uid {os.geteuid()}"
-    fix = ("make it readable and searchable by that identity (for example chmod o+rx), set "
-           "sandbox.user/sandbox.group to an identity that may read it, or run the gateway as the "
-           "data's owner" if identity else "make it readable and searchable by the gateway's uid")
+    fix = ("make it readable and searchable by that identity (for example chmod o+rx: with "
+           "sandbox.uid_range each worker has a uid of its own, so 'others' must be able to read it), "
+           "or run the gateway as the data's owner" if identity
+           else "make it readable and searchable by the gateway's uid")
     return f"allowed path {p} cannot be read by the workers ({who}): {error} ({_describe(p)}): {fix}"
 
 
