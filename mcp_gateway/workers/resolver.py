@@ -43,8 +43,13 @@ def hosts_addresses(name: str, path: str = HOSTS_FILE) -> list[str]:
     try:
         with open(path, "rb") as f:
             data = f.read(HOSTS_READ_CAP)
-    except OSError:
+    except FileNotFoundError:
         return []
+    except OSError as e:
+        # Fail closed: skipping an unreadable hosts file would bypass its overrides and
+        # sinkholes (Landlock refuses a file replaced since the worker started).
+        raise ToolError("UPSTREAM_ERROR", f"could not read the hosts file {path}: {e.strerror}; the gateway "
+                                          "may need a restart after it was replaced") from None
     out: list[str] = []
     for raw in data.split(b"\n"):
         fields = raw.split(b"#", 1)[0].split()

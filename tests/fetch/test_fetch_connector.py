@@ -370,3 +370,25 @@ def test_redirect_to_mapped_internal_refused_with_ipv6_all_open(server, to):
     reason = refused(conn, server.url("/redirect?to=" + quote(to, safe="")))
     assert "redirect" in reason and ("metadata" in reason or "private" in reason), reason
     assert len(server.stats.requests) == 1
+
+
+def test_structured_content_is_exactly_what_the_output_schema_describes(server):
+    import jsonschema
+
+    from mcp_gateway.tools import TOOLS
+
+    spec = TOOLS["web.fetch"]
+    schema = {**spec.output_schema, "additionalProperties": False}  # nothing undescribed either
+    conn = make_connector(server.port)
+    for path in ("/echo", "/binary", "/latin1", "/bytes?kind=mostly-text&n=500", "/bytes?kind=controls&n=500",
+                 "/gzip", "/missing"):
+        jsonschema.validate(spec.structured(fetch(conn, server.url(path))), schema)
+
+
+def test_unreadable_hosts_file_fails_closed(tmp_path):
+    from mcp_gateway.workers.resolver import DnsResolver, hosts_addresses
+
+    assert hosts_addresses("x.example.com", str(tmp_path / "missing")) == []
+    resolver = DnsResolver(hosts_file=str(tmp_path), resolv_conf=str(tmp_path / "missing"))  # a directory
+    conn = make_connector(None, resolver=resolver, allowed_domains=["*.example.com"])
+    assert "hosts file" in refused(conn, "http://x.example.com/", code="UPSTREAM_ERROR")

@@ -42,6 +42,7 @@ class DnsServer:
         self.records = records
         self.silent = silent
         self.queries: list[tuple[str, str]] = []
+        self.stopping = False
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", port))
         self.port = self.sock.getsockname()[1]
@@ -53,6 +54,8 @@ class DnsServer:
             try:
                 data, peer = self.sock.recvfrom(4096)
             except OSError:
+                return
+            if self.stopping:
                 return
             query = dns.message.from_wire(data)
             question = query.question[0]
@@ -72,6 +75,11 @@ class DnsServer:
             self.sock.sendto(response.to_wire(), peer)
 
     def close(self) -> None:
+        # Wake the blocked recvfrom (a close alone would not, and the port would stay bound).
+        self.stopping = True
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as waker:
+            waker.sendto(b"", ("127.0.0.1", self.port))
+        self.thread.join(5)
         self.sock.close()
 
 
@@ -285,7 +293,7 @@ def _real_root() -> bool:
 def test_sandboxed_worker_resolves_in_the_deadline_and_honours_hosts(tmp_path, server, system_dns):
     from tests.gateway_process import audit_lines, fs_config, raw_gateway
 
-    extra = {} if _real_root() else {"sandbox": {"layers": {"user": "best_effort"}}}  # a user namespace's root
+    extra = {} if _real_root() else {"sandbox": {"layers": {"user": "off"}}}  # user-namespace root: no uid to drop to
     config = fs_config(tmp_path, policy={"allow_tools": ["web.fetch"],
                                          "per_tool": {"web.fetch": {"timeout_ms": 3000}}},
                        connectors={"http_fetch": {"enabled": True, "allowed_domains": ["*.example.com"],
@@ -315,3 +323,28 @@ def test_sandboxed_worker_resolves_in_the_deadline_and_honours_hosts(tmp_path, s
     assert ("sink.example.com", "A") not in system_dns.queries
     assert "10.1.2.3" in stderr  # the operator's log has the address
     assert len(audit_lines(tmp_path)) == 6
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_corpus_through_the_real_gateway(tmp_path, system_dns, name):
+    from tests.gateway_process import audit_lines, fs_config, raw_gateway
+
+    extra = {} if _real_root() else {"sandbox": {"layers": {"user": "off"}}}
+    config = fs_config(tmp_path, policy={"allow_tools": ["web.fetch"]},
+                       connectors={"http_fetch": {"enabled": True, **SETTINGS[name]}}, **extra)
+    system_dns.records["example.com.evil.net"] = ["10.9.9.9"]
+    with raw_gateway(config) as gw:
+        for url in CASES:
+            asked = len(system_dns.queries)
+            result = gw.call("web.fetch", {"url": url})
+            text = result["content"][0]["text"]
+            assert result["isError"], url
+            if name == "star+ipv6-open" and opened_native_ipv6(url):
+                assert text.startswith(("SECURITY_ERROR", "UPSTREAM_ERROR")), (url, text)
+            else:
+                assert text.startswith("SECURITY_ERROR"), (url, text)
+            if not (name != "listed" and url in ALLOWLIST_ONLY):
+                assert system_dns.queries[asked:] == [], (url, system_dns.queries[asked:])
+    lines = audit_lines(tmp_path)
+    assert len(lines) == len(CASES)
+    assert all(x["decision"] == "deny" for x in lines if x["error_code"] == "SECURITY_ERROR")
