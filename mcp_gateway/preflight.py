@@ -231,7 +231,8 @@ def _listen_problem(host: str, port: int) -> str | None:
                     "need root or CAP_NET_BIND_SERVICE): use a port of 1024 or more")
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
-                return f"server.http.port {port}: {host}:{port} is already in use by another process"
+                return (f"server.http.port {port}: {host}:{port} is already in use by another process "
+                        "(a gateway already serving it?)")
             return f"server.http.host {host!r}: cannot listen on {host}:{port}: {e.strerror}"
     return None
 
@@ -239,34 +240,21 @@ def _listen_problem(host: str, port: int) -> str | None:
 # --- filesystem paths, as the worker identity --------------------------------------------
 
 
-def worker_identity(config: GatewayConfig) -> tuple[int, int] | None:
-    """The uid and gid a worker of this config runs as, or None when it keeps the gateway's
-    own (the gateway is not root, or sandbox.layers.user is off). Raises ValueError for an
-    identity that cannot be resolved."""
-    from mcp_gateway.sandbox._common import LayerUnavailable
-    from mcp_gateway.sandbox.user import resolve_gid, resolve_uid
-
+def worker_identity(config: GatewayConfig) -> str | None:
+    """Which uid/gid the workers of this config get, in words; None when they keep the
+    gateway's own (it is not root, or sandbox.layers.user is off). The probe child takes that
+    identity the way a worker does (`sandbox.become_worker_identity`)."""
     if os.geteuid() != 0 or config.sandbox.layers.user == "off":
         return None
     if config.sandbox.uid_range is not None:
-        # Each worker has a uid of its own from the range, with no account or group: for file
-        # permissions every uid of the range is the same "other"; probe as its first one.
-        first = config.sandbox.uid_range[0]
-        return first, first
-    try:
-        return resolve_uid(config.sandbox.user), resolve_gid(config.sandbox.group)
-    except LayerUnavailable as e:
-        raise ValueError(str(e)) from None
+        first, count = config.sandbox.uid_range
+        return f"a uid and gid of their own from sandbox.uid_range ({first}-{first + count - 1})"
+    return f"sandbox.user {config.sandbox.user} / sandbox.group {config.sandbox.group}"
 
 
 def check_filesystem_paths(config: GatewayConfig) -> list[Finding]:
     fs = config.connectors.filesystem
-    try:
-        identity = worker_identity(config)
-    except ValueError as e:
-        return [Finding(False, f"filesystem workers: {e}")]
-    who = (f"the worker identity (uid {identity[0]} gid {identity[1]})" if identity
-           else f"the workers (uid {os.geteuid()}, the gateway's own)")
+    identity = worker_identity(config)
     opened: dict[str, Finding | int] = {}  # each allowed path: why it cannot be opened, or its fd
     try:
         for p in fs.allowed_paths:
@@ -274,19 +262,23 @@ def check_filesystem_paths(config: GatewayConfig) -> list[Finding]:
             opened[str(p)] = (Finding(False, problem) if problem is not None
                               else os.open(p, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
         roots = {path: fd for path, fd in opened.items() if isinstance(fd, int)}
-        verdicts = _probe_as_worker(identity, roots) if roots else {}
+        probe = _probe_as_worker(config, identity, roots) if roots else {"as": "", "paths": {}}
     finally:
         for fd in opened.values():
             if isinstance(fd, int):
                 os.close(fd)
+    if "error" in probe:
+        return [Finding(False, f"filesystem workers: cannot take their identity ({probe['error']}): "
+                               "fix sandbox.uid_range (or sandbox.user/sandbox.group)")]
+    who = f"the worker identity ({probe['as']})"
     findings: list[Finding] = []
     for path, state in opened.items():
         if isinstance(state, Finding):
             findings.append(state)
-        elif (error := verdicts.get(path)) is None:
+        elif (error := probe["paths"].get(path)) is None:
             findings.append(Finding(True, f"allowed path {path} is readable by {who}"))
         else:
-            findings.append(Finding(False, _unreadable_message(Path(path), error, identity)))
+            findings.append(Finding(False, _unreadable_message(Path(path), error, probe["as"], identity)))
     if not any(f.ok for f in findings):
         findings.append(Finding(False, "the filesystem connector has no usable allowed path: every "
                                        "fs.readFile and fs.listDir call would fail"))
@@ -335,18 +327,25 @@ def _denied_finding(p: Path) -> Finding:
     return Finding(True, f"denied path {p} exists and is identified")
 
 
-def _unreadable_message(p: Path, error: str, identity: tuple[int, int] | None) -> str:
-    who = f"uid {identity[0]} gid {identity[1]}" if identity else f"uid {os.geteuid()}"
-    fix = ("make it readable and searchable by that identity (for example chmod o+rx: with "
-           "sandbox.uid_range each worker has a uid of its own, so 'others' must be able to read it), "
-           "or run the gateway as the data's owner" if identity
-           else "make it readable and searchable by the gateway's uid")
-    return f"allowed path {p} cannot be read by the workers ({who}): {error} ({_describe(p)}): {fix}"
+def _unreadable_message(p: Path, error: str, taken: str, identity: str | None) -> str:
+    if identity is None:
+        fix = "make it readable and searchable by the gateway's own uid"
+    elif "uid_range" in identity:
+        fix = ("make it readable and searchable by every user (chmod o+rx; the workers' uids own "
+               "nothing and belong to no group), or run the gateway as the data's owner (not root: "
+               "workers then keep its uid)")
+    else:
+        fix = ("make it readable and searchable by that identity (for example chmod o+rx), set "
+               "sandbox.user/sandbox.group to an identity that may read it, or run the gateway as the "
+               "data's owner")
+    return (f"allowed path {p} cannot be read by the workers ({taken}; {identity or 'the gateway uid'}): "
+            f"{error} ({_describe(p)}): {fix}")
 
 
-def _probe_as_worker(identity: tuple[int, int] | None, roots: dict[str, int]) -> dict[str, str | None]:
+def _probe_as_worker(config: GatewayConfig, identity: str | None, roots: dict[str, int]) -> dict:
     """Fork a child that takes the worker identity and lists each root through the descriptor
-    the trusted side opened; {path: None if readable, else the error}."""
+    the trusted side opened: {"as": "uid U gid G", "paths": {path: None if readable, else the
+    error}}, or {"error": why the identity could not be taken}."""
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -354,7 +353,7 @@ def _probe_as_worker(identity: tuple[int, int] | None, roots: dict[str, int]) ->
     if pid == 0:
         try:
             os.close(read_fd)
-            answer = json.dumps(_as_worker(identity, roots)).encode()
+            answer = json.dumps(_as_worker(config, identity, roots)).encode()
             os.write(write_fd, answer[:60000])
         finally:
             os._exit(0)
@@ -368,12 +367,9 @@ def _probe_as_worker(identity: tuple[int, int] | None, roots: dict[str, int]) ->
                 break
             data += chunk
         try:
-            answer = json.loads(data)
+            return json.loads(data)
         except ValueError:
-            answer = {"": "the probe process died"}
-        if "" in answer:
-            return {path: f"could not be checked ({answer['']})" for path in roots}
-        return answer
+            return {"error": "the probe process died or did not answer"}
     finally:
         os.close(read_fd)
         try:
@@ -383,15 +379,15 @@ def _probe_as_worker(identity: tuple[int, int] | None, roots: dict[str, int]) ->
         os.waitpid(pid, 0)
 
 
-def _as_worker(identity: tuple[int, int] | None, roots: dict[str, int]) -> dict[str, str | None]:
+def _as_worker(config: GatewayConfig, identity: str | None, roots: dict[str, int]) -> dict:
+    from mcp_gateway.sandbox import become_worker_identity
+
     if identity is not None:
         try:
-            os.setgroups([])
-            os.setresgid(identity[1], identity[1], identity[1])
-            os.setresuid(identity[0], identity[0], identity[0])
-        except OSError as e:
-            return {"": f"cannot take uid {identity[0]} gid {identity[1]}: {e.strerror}"}
-    out: dict[str, str | None] = {}
+            become_worker_identity(config.sandbox)
+        except Exception as e:  # noqa: BLE001 - reported to the operator as the reason
+            return {"error": str(e)}
+    paths: dict[str, str | None] = {}
     for path, fd in roots.items():
         try:
             # "." beneath the root's descriptor needs search permission, listing needs read.
@@ -400,10 +396,10 @@ def _as_worker(identity: tuple[int, int] | None, roots: dict[str, int]) -> dict[
                 os.listdir(listing)
             finally:
                 os.close(listing)
-            out[path] = None
+            paths[path] = None
         except OSError as e:
-            out[path] = e.strerror or str(e)
-    return out
+            paths[path] = e.strerror or str(e)
+    return {"as": f"uid {os.getuid()} gid {os.getgid()}", "paths": paths}
 
 
 def _first_missing(p: Path) -> Path:

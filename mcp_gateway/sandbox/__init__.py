@@ -57,7 +57,7 @@ def check_identities(settings: SandboxSettings) -> str | None:
         raise SandboxError(f"the gateway cannot start: {e}") from None
 
 
-def _become_worker_identity(settings: SandboxSettings) -> str:
+def become_worker_identity(settings: SandboxSettings) -> str:
     """As root with a uid_range: a uid/gid of this worker's own; else the shared user/group."""
     if os.geteuid() == 0 and settings.uid_range is not None:
         uid = _identity.allocate(*settings.uid_range)
@@ -69,7 +69,7 @@ def _steps(
     profile: SandboxProfile, settings: SandboxSettings, anchors: _landlock.ReadAnchors
 ) -> list[tuple[str, Callable[[], str]]]:
     return [
-        ("user", lambda: _become_worker_identity(settings)),
+        ("user", lambda: become_worker_identity(settings)),
         ("prctl", apply_prctl),
         ("rlimits", lambda: apply_rlimits(profile.memory_mb, profile.cpu_s, profile.nofile)),
         ("landlock", lambda: _landlock.apply_landlock(anchors, profile.connect_ports)),

@@ -61,7 +61,12 @@ from mcp_gateway.supervisor.http_listener import (
     ReserveDescriptor,
     raise_nofile_limit,
 )
-from mcp_gateway.supervisor.http_sessions import GatewaySessionManager, SessionBook, current_reservation
+from mcp_gateway.supervisor.http_sessions import (
+    GatewaySessionManager,
+    SessionBook,
+    SessionRefused,
+    current_reservation,
+)
 from mcp_gateway.supervisor.log_throttle import throttle
 from mcp_gateway.supervisor.mcp_server import build_server
 from mcp_gateway.supervisor.metrics import CONTENT_TYPE_LATEST, GatewayMetrics, HttpStats
@@ -93,24 +98,24 @@ def http_actor(ctx: ServerRequestContext[Any]) -> str:
 
 # --- small ASGI helpers --------------------------------------------------------------------
 
-Headers_ = list[tuple[bytes, bytes]]
-CLOSE: Headers_ = [(b"connection", b"close")]
+RawHeaders = list[tuple[bytes, bytes]]
+CLOSE: RawHeaders = [(b"connection", b"close")]
 
 
 async def _respond(send: Any, status: int, body: bytes, content_type: str = "application/json",
-                   extra: Headers_ | None = None) -> None:
+                   extra: RawHeaders | None = None) -> None:
     headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
                (b"cache-control", b"no-store")]
     await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
     await send({"type": "http.response.body", "body": body})
 
 
-async def _error(send: Any, status: int, error: str, description: str, extra: Headers_ | None = None) -> None:
+async def _error(send: Any, status: int, error: str, description: str, extra: RawHeaders | None = None) -> None:
     body = json.dumps({"error": error, "error_description": description}).encode()
     await _respond(send, status, body, extra=extra)
 
 
-async def _rpc_error(send: Any, status: int, message: str, extra: Headers_ | None = None) -> None:
+async def _rpc_error(send: Any, status: int, message: str, extra: RawHeaders | None = None) -> None:
     """A JSON-RPC error without id (what MCP clients parse on a refused POST)."""
     body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32000, "message": message}}).encode()
     await _respond(send, status, body, extra=extra)
@@ -272,10 +277,11 @@ class McpEndpoint:
             await _rpc_error(send, 429, limited, extra=[(b"retry-after", b"1")])
             return
         reservation = self.sessions.reserve(actor)
-        if isinstance(reservation, str):
-            http_log.warning("HTTP: refused a new session: %s", reservation)
-            status = 503 if reservation.startswith("the gateway") else 429
-            await _rpc_error(send, status, reservation, extra=[(b"retry-after", b"5")])
+        if isinstance(reservation, SessionRefused):
+            http_log.warning("HTTP: refused a new session: %s", reservation.reason)
+            # The actor's own quota is its business (429); a full gateway is everyone's (503).
+            status = 429 if reservation.kind == "per_actor" else 503
+            await _rpc_error(send, status, reservation.reason, extra=[(b"retry-after", b"5")])
             return
         token = current_reservation.set(reservation)
         try:

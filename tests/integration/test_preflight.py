@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mcp_gateway.config import DEFAULT_UID_RANGE
 from tests.gateway_process import REPO, fs_config, gateway_env, worker_pids
 from tests.http.helpers import SERVING, McpHttp
 
@@ -49,7 +48,7 @@ def _assert_all_refuse(config: Path, *needles: str, doctor: bool = False) -> Non
 def test_a_data_directory_the_workers_cannot_read_is_refused_everywhere(gw_dir):
     config = fs_config(gw_dir)
     data = gw_dir / "data"
-    # As root the workers drop to uids of their own, which a root-owned 0700 directory shuts out; as
+    # As root the workers take uids of sandbox.uid_range, which a root-owned 0700 directory shuts out; as
     # another user the workers keep that user's uid, which a 0000 directory shuts out.
     data.chmod(0o700 if os.geteuid() == 0 else 0o000)
     try:
@@ -57,9 +56,8 @@ def test_a_data_directory_the_workers_cannot_read_is_refused_everywhere(gw_dir):
                            "drwx------" if os.geteuid() == 0 else "d---------", doctor=True)
         serve = _gateway("serve", "--config", str(config))
         assert serve.stderr.startswith(f"mcp-gateway: cannot start: allowed path {data} cannot be read"), serve.stderr
-        if os.geteuid() == 0:
-            first = DEFAULT_UID_RANGE[0]
-            assert f"uid {first} gid {first}" in serve.stderr and "sandbox.uid_range" in serve.stderr
+        if os.geteuid() == 0:  # the probe took a uid of the range, as a worker does
+            assert "from sandbox.uid_range" in serve.stderr and "chmod o+rx" in serve.stderr
     finally:
         data.chmod(0o755)
     doctor = _gateway("doctor", "--config", str(config))
