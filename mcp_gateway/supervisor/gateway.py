@@ -69,7 +69,7 @@ def _supervisor_guard(spec: ToolSpec, config: GatewayConfig) -> Callable[[Args],
 
         return lambda a: check_url(a.url, c.http_fetch)  # type: ignore[attr-defined]
     if spec.name == "db.query":
-        from mcp_gateway.guards.sql import precheck_sql
+        from mcp_gateway.guards.sql_precheck import precheck_sql
 
         # Bounded and linear: the full parse runs in the worker, under the call's deadline.
         return lambda a: precheck_sql(a.sql)  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import encodings.idna  # noqa: F401 - lazily imported by create_connection; pre-import like the zygote
 import os
 import resource
 import signal
@@ -102,7 +103,8 @@ def test_user_layer_accepts_names() -> None:
 @pytest.mark.skipif(not IS_ROOT, reason="switching users needs root")
 def test_user_layer_refuses_root_target() -> None:
     s = SandboxSettings.model_validate(
-        {"uid_range": None, "user": 0, "layers": {"prctl": "off", "rlimits": "off", "landlock": "off", "seccomp": "off"}}
+        {"uid_range": None, "user": 0,
+         "layers": {"prctl": "off", "rlimits": "off", "landlock": "off", "seccomp": "off"}}
     )
     o = run_child(lambda: apply(SandboxProfile("filesystem"), s))
     assert o.error and o.error.startswith("SandboxError") and "must not be root" in o.error
