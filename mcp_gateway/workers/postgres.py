@@ -90,6 +90,11 @@ def _import_psycopg() -> Any:
     return psycopg
 
 
+# A worker whose connection attempts keep failing asks to be replaced (the runtime's wear check):
+# its local state (descriptors, TLS) may be what is broken.
+BROKEN_AFTER_FAILED_CONNECTS = 3
+
+
 class PostgresConnector(Connector):
     name = "postgres"
 
@@ -100,6 +105,7 @@ class PostgresConnector(Connector):
         self._type_names: dict[int, str] = {}
         self._catalog: SqlCatalog | None = None
         self._deadline = 0.0
+        self._failed_connects = 0  # in a row; past BROKEN_AFTER_FAILED_CONNECTS the worker is replaced
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -331,8 +337,15 @@ class PostgresConnector(Connector):
             self.close()
             conn = None
         if conn is None:
+            self._failed_connects += 1
             conn = self._conn = self._connect()
+            self._failed_connects = 0
         return conn
+
+    def broken(self) -> str | None:
+        if self._failed_connects >= BROKEN_AFTER_FAILED_CONNECTS:
+            return f"{self._failed_connects} connection attempts in a row failed"
+        return None
 
     # --- calls --------------------------------------------------------------------------------
 
@@ -368,7 +381,8 @@ class PostgresConnector(Connector):
         psycopg = _import_psycopg()
         conn = self._connection()
         t = max(1, int(limits.timeout_ms))
-        stmt_ms = max(1, t - max(50, min(1000, t // 10)))
+        # The runtime's deadline already leaves time to cancel and roll back.
+        stmt_ms = max(1, int(limits.remaining_s() * 1000))
         # A backend whose worker was killed (call timeout, cancellation) notices the closed
         # socket within this interval and aborts the statement (PostgreSQL >= 14).
         check_interval = (

@@ -90,7 +90,9 @@ def test_slow_bodies_from_one_address_never_stop_the_listener(gw_dir):
                 assert not c.call("fs.readFile", {"path": "hello.txt"})["isError"]
             m = scrape(gw.base)
             assert m[("mcp_gateway_http_connections_refused_total", (("reason", "per_client"),))] > 0
-            assert m[("mcp_gateway_http_connections", ())] <= 256 + 1  # the cap, plus this scrape
+            # The flood's cap, plus at most this test's three other connections (closed, but maybe
+            # not yet seen closed by the server) and this scrape.
+            assert m[("mcp_gateway_http_connections", ())] <= 256 + 4
             # A held slow body is answered 408 once the body timeout is over, and closed.
             held = next(s for s in slow if s is not None)
             held.settimeout(30)
