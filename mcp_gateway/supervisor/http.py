@@ -114,15 +114,23 @@ async def _respond(send: Any, status: int, body: bytes, content_type: str = "app
     await send({"type": "http.response.body", "body": body})
 
 
+def _closing(extra: RawHeaders | None) -> RawHeaders:
+    """A refusal is sent before the request body is read. The server then closes the connection
+    (the unread body cannot be told from the next request), so say so: a keep-alive client that
+    is not told reuses the connection and sees it drop."""
+    extra = list(extra or [])
+    return extra if (b"connection", b"close") in extra else [*extra, *CLOSE]
+
+
 async def _error(send: Any, status: int, error: str, description: str, extra: RawHeaders | None = None) -> None:
     body = json.dumps({"error": error, "error_description": description}).encode()
-    await _respond(send, status, body, extra=extra)
+    await _respond(send, status, body, extra=_closing(extra))
 
 
 async def _rpc_error(send: Any, status: int, message: str, extra: RawHeaders | None = None) -> None:
     """A JSON-RPC error without id (what MCP clients parse on a refused POST)."""
     body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32000, "message": message}}).encode()
-    await _respond(send, status, body, extra=extra)
+    await _respond(send, status, body, extra=_closing(extra))
 
 
 class InFlight:
@@ -272,7 +280,7 @@ class McpEndpoint:
             # Not executed, so the client may safely retry elsewhere; close the keep-alive connection.
             self.metrics.http_rejected.labels("draining").inc()
             await _rpc_error(send, 503, "the gateway is shutting down; retry on another connection",
-                             extra=[*CLOSE, (b"retry-after", b"1")])
+                             extra=[(b"retry-after", b"1")])
             return
         self.in_flight.enter()
         try:
@@ -285,7 +293,7 @@ class McpEndpoint:
             body = await read_body(receive, self.max_body, self.body_timeout_s)
         except BodyRefused as e:
             self.metrics.http_rejected.labels("body_too_large" if e.status == 413 else "body_timeout").inc()
-            await _error(send, e.status, e.error, e.description, extra=CLOSE)
+            await _error(send, e.status, e.error, e.description)
             return
         if body is None:
             return  # the client went away before sending its whole request
