@@ -247,8 +247,11 @@ def zygote_main(name: str, config: GatewayConfig, control: socket.socket, superv
     except Exception as e:
         control.send(encode_reason(ZygoteFailed, f"{type(e).__name__}: {e}"))
         raise
-    control.send(control_encoder.encode(ZygoteReady()))
-    _serve_spawns(control, connector, config)
+    try:
+        control.send(control_encoder.encode(ZygoteReady()))
+        _serve_spawns(control, connector, config)
+    except ConnectionError:
+        os._exit(0)  # the supervisor is gone (it stopped while we started or served): nothing to report
 
 
 def fork_zygote(name: str, config: GatewayConfig) -> tuple[int, socket.socket]:
