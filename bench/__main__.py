@@ -412,6 +412,17 @@ class Bench:
                 out = {"note": f"error: {str(e)[:200]}"}
         self.r["default_memory"] = out
 
+    def http_rows(self) -> None:
+        import asyncio
+
+        from bench import http_row
+
+        log("HTTP row: gateway vs the SDK's stock streamable-HTTP server, 1/8/32/128 clients")
+        try:
+            self.r["http"] = asyncio.run(http_row.run_rows(128 if self.opts.quick else 512))
+        except Exception as e:  # noqa: BLE001
+            self.r["http_error"] = f"error: {str(e)[:200]}"
+
     # --- all ----------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
@@ -425,6 +436,7 @@ class Bench:
                 self.replacement()
                 self.sandbox_cost()
                 self.default_memory()
+                self.http_rows()
         finally:
             self.close()
         return self.r

@@ -117,6 +117,11 @@ def render(r: dict[str, Any]) -> str:
     out.append(f"| {d.get('processes', '—')} | {_mib(d.get('rss'))} | {_mib(d.get('peak'))} | {d.get('note', '')} |")
     out.append("")
 
+    if r.get("http") or r.get("http_error"):
+        from bench.http_row import render as render_http
+
+        out.append(render_http(r["http"], m) if r.get("http") else f"### HTTP\n\n{r['http_error']}\n")
+
     out.append("### Targets set by the issue\n")
     out.append("| target | result | evidence |\n|---|---|---|")
     for row in r["targets"]:

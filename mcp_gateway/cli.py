@@ -233,8 +233,11 @@ def cmd_call(args: argparse.Namespace) -> int:
     if outcome.is_error:
         print(json.dumps({"isError": True, **outcome.error_payload()}, ensure_ascii=False, indent=2))
         return 1
-    print(json.dumps({"isError": False, "request_id": outcome.request_id, "structuredContent": outcome.result},
-                     ensure_ascii=False, indent=2))
+    from mcp_gateway.supervisor.results import decode
+
+    answer = decode(outcome.answer)  # the CallToolResult a client would get
+    print(json.dumps({"isError": False, "request_id": outcome.request_id,
+                      "structuredContent": answer["structuredContent"]}, ensure_ascii=False, indent=2))
     return 0
 
 

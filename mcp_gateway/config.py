@@ -153,6 +153,10 @@ class WorkerPoolSettings(Strict):
     # Calls waiting for a free worker beyond this are refused at once (UNAVAILABLE). A waiting
     # call costs a few KB; the default covers server.http.max_connections (docs/HTTP.md).
     queue_size: Annotated[int, Field(ge=0, le=10_000)] = 1024
+    # Workers are replaced between calls, before they wear out: a fresh process sheds whatever
+    # state earlier calls left, and the next call cannot die of CPU time they used.
+    recycle_after_calls: Annotated[int, Field(ge=1, le=10_000_000)] = 1000
+    recycle_cpu_share: Annotated[float, Field(gt=0, le=0.9)] = 0.5
 
 
 class FilesystemSettings(WorkerPoolSettings):

@@ -165,6 +165,11 @@ DESCRIPTIONS: dict[tuple[str, str], tuple[str, Any]] = {
     ("WorkerPoolSettings", "queue_size"): (
         "Calls waiting for a free worker beyond this are refused at once (`UNAVAILABLE`, "
         "decision allow); each waits at most its timeout.", 256),
+    ("WorkerPoolSettings", "recycle_after_calls"): (
+        "A worker is replaced, between calls, after this many calls (a fork costs about a millisecond).", 500),
+    ("WorkerPoolSettings", "recycle_cpu_share"): (
+        "A worker is replaced, between calls, once it has used this share of its `RLIMIT_CPU` budget "
+        "(`sandbox.limits.<connector>.cpu_s`), so no call dies of CPU time earlier calls used.", 0.25),
     ("FilesystemSettings", "enabled"): ("Serve `fs.readFile` and `fs.listDir`.", True),
     ("FilesystemSettings", "allowed_paths"): (
         "Directories served read-only (relative paths resolve against the config file's directory). "

@@ -53,6 +53,21 @@ def _merge(into: dict, extra: dict) -> None:
             into[key] = value
 
 
+ERROR_META = "io.mcp-gateway/error"
+
+
+def error_of(result: Any) -> dict:
+    """A refusal's structured error (raw JSON result or the SDK's CallToolResult).
+
+    It lives in `_meta`, never in `structuredContent` (clients check that against the tool's
+    outputSchema even on errors)."""
+    if isinstance(result, dict):
+        assert result.get("isError") is True and "structuredContent" not in result, result
+        return result["_meta"][ERROR_META]
+    assert result.is_error and result.structured_content is None, result
+    return result.meta[ERROR_META]
+
+
 def audit_lines(tmp_path: Path) -> list[dict]:
     path = tmp_path / "audit.jsonl"
     if not path.exists():

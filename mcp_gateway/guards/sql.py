@@ -1,6 +1,7 @@
-"""The db.query guard: one read-only query (SELECT / set operation / VALUES / EXPLAIN of one).
+"""The db.query guard: one read-only query (SELECT / set operation / VALUES / EXPLAIN of one),
+run in the postgres worker against the connected server's catalog (guards/sql_catalog.py).
 
-Two stages, both pure:
+Three stages, all pure:
 
 1. A lexer that follows PostgreSQL's own scanner (``scan.l``, ``standard_conforming_strings =
    on``): nested ``/* */`` comments, ``--`` comments, ``'...'`` with ``''``, ``E'...'`` with
@@ -10,18 +11,23 @@ Two stages, both pure:
    statement is allowed) and produces a *normalised* text: comments removed, every string
    literal re-written as a plain ``'...'`` literal, every quoted / unusual identifier
    re-written as a plain ``"..."`` identifier, ``%s`` placeholders turned into ``$n`` (only
-   when the call has params). Anything the lexer does not understand is refused.
+   when the call has params). Anything the lexer does not understand is refused. The
+   normalised text is what the worker executes.
 
-   The normalised text is what sqlglot checks **and** what the worker executes, so a
-   difference between sqlglot's tokenizer and PostgreSQL's (nested comments, dollar quotes,
-   backslashes, continuation) cannot hide code from the check.
+2. Names, on those tokens (not on sqlglot's tree, which reads some names differently from
+   PostgreSQL: ``(x).f`` is the call ``f(x)`` to PostgreSQL): every identifier and operator
+   that names a function, type or system relation the catalog refuses is refused, wherever
+   it stands.
 
-2. ``sqlglot.parse(text, read="postgres")`` (never ``parse_one``) and a walk over the whole
-   tree: the root must be a query; no DML/DDL/command node anywhere (data-modifying CTEs,
-   ``SELECT INTO``, locking clauses, sqlglot ``Command`` fallbacks), and no function from
-   the denylist (see ``docs/POSTGRES.md``). ``EXPLAIN`` (which sqlglot 30 only knows as a
-   ``Command``) is parsed here from the lexer's tokens: options are checked, ``ANALYZE`` is
-   refused in any form, and the inner statement is checked like a top-level one.
+3. ``sqlglot.parse(..., read="postgres")`` (never ``parse_one``), for structure only: the
+   root must be a query; no DML/DDL/command node anywhere (data-modifying CTEs, ``SELECT
+   INTO``, locking clauses, sqlglot ``Command`` fallbacks); calls sqlglot does not know must
+   name an allowed function; qualified system relations must be on the allowlist.
+   ``EXPLAIN`` (which sqlglot 30 only knows as a ``Command``) is parsed here from the lexer's
+   tokens: options are checked, ``ANALYZE`` is refused in any form, and the inner statement is
+   checked like a top-level one.
+
+The supervisor runs only guards/sql_precheck.py (bounded, linear, no sqlglot).
 """
 
 from __future__ import annotations
@@ -36,13 +42,9 @@ from sqlglot.errors import SqlglotError
 
 from mcp_gateway.guards import GuardDenied
 from mcp_gateway.guards.sql_catalog import READABLE_SETTINGS, SqlCatalog
+from mcp_gateway.guards.sql_precheck import MAX_SQL_CHARS, REFUSED_LEADING
 
-__all__ = [
-    "MAX_SQL_CHARS",
-    "CheckedSql",
-    "precheck_sql",
-    "prepare_sql",
-]
+__all__ = ["CheckedSql", "prepare_sql"]
 
 # --- lexer --------------------------------------------------------------------------------
 
@@ -682,11 +684,12 @@ _SQLGLOT_OPERATORS = frozenset(
 )
 
 
-def _structural_text(toks: list[_Tok]) -> str:
+def _structural_text(toks: list[_Tok], catalog: SqlCatalog) -> str:
     """The text sqlglot parses: the statement with constructs sqlglot cannot read replaced by
     ones of the same shape (any other operator -> "-", ``collation for (`` -> a call,
     ``ORDER BY x USING <op>`` -> ``ORDER BY x``, a trailing ``FOR READ ONLY`` dropped,
-    the ``DOCUMENT`` / ``CONTENT`` of ``XMLPARSE`` / ``XMLSERIALIZE`` dropped). Only
+    the ``DOCUMENT`` / ``CONTENT`` of ``XMLPARSE`` / ``XMLSERIALIZE`` dropped, the type name
+    of a typed literal ``box '...'`` dropped: sqlglot knows few of those types). Only
     for the structure check; PostgreSQL runs the normalised text and every name and operator
     was checked on the real tokens."""
     out: list[_Tok] = []
@@ -714,6 +717,9 @@ def _structural_text(toks: list[_Tok]) -> str:
             skip.add(id(solid[i + 2]))  # XMLPARSE(DOCUMENT x) -> xmlparse(x)
         elif t.kind == "ident" and t.value == "using" and nxt is not None and nxt.kind == "op":
             skip.update((id(t), id(nxt)))
+        elif t.kind in ("ident", "qident") and nxt is not None and nxt.kind == "string" \
+                and t.value in catalog.type_names:
+            skip.add(id(t))
     cut = {id(t) for t in solid[end:]}
     for t in toks:
         if id(t) in skip or id(t) in cut:
@@ -739,11 +745,11 @@ def _first_word(toks: list[_Tok]) -> str:
 def _parse_query(toks: list[_Tok], catalog: SqlCatalog) -> str:
     text = _join(toks)
     kw = _first_word(toks)
-    if kw in _REFUSED_LEADING:
+    if kw in REFUSED_LEADING:
         raise _deny(f'SQL keyword "{kw}" is not allowed')
     _check_names(toks, catalog)
     try:
-        trees = [t for t in sqlglot.parse(_structural_text(toks), read="postgres") if t is not None]
+        trees = [t for t in sqlglot.parse(_structural_text(toks, catalog), read="postgres") if t is not None]
     except SqlglotError as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise _deny(f"could not parse the SQL: {first[:300]}") from None
@@ -767,67 +773,6 @@ def _parse_query(toks: list[_Tok], catalog: SqlCatalog) -> str:
     _check_tree(root, catalog)
     return text
 
-
-# Statements sqlglot might parse into something innocent-looking (LISTEN ch -> an alias,
-# CHECKPOINT -> a column): refused on their first word before sqlglot is asked.
-_REFUSED_LEADING = frozenset(
-    {
-        "INSERT",
-        "UPDATE",
-        "DELETE",
-        "MERGE",
-        "UPSERT",
-        "REPLACE",
-        "CREATE",
-        "DROP",
-        "ALTER",
-        "TRUNCATE",
-        "GRANT",
-        "REVOKE",
-        "COMMENT",
-        "SECURITY",
-        "REASSIGN",
-        "REFRESH",
-        "REINDEX",
-        "CLUSTER",
-        "VACUUM",
-        "ANALYZE",
-        "ANALYSE",
-        "CHECKPOINT",
-        "COPY",
-        "DO",
-        "CALL",
-        "PREPARE",
-        "EXECUTE",
-        "DEALLOCATE",
-        "LISTEN",
-        "UNLISTEN",
-        "NOTIFY",
-        "LOCK",
-        "SET",
-        "RESET",
-        "SHOW",
-        "BEGIN",
-        "START",
-        "COMMIT",
-        "END",
-        "ROLLBACK",
-        "ABORT",
-        "SAVEPOINT",
-        "RELEASE",
-        "DECLARE",
-        "FETCH",
-        "MOVE",
-        "CLOSE",
-        "DISCARD",
-        "LOAD",
-        "IMPORT",
-        "EXPLAIN",
-        "USE",
-        "DESCRIBE",
-        "PRAGMA",
-    }
-)
 
 _EXPLAIN_OPTIONS = frozenset(
     {"verbose", "costs", "settings", "buffers", "wal", "timing", "summary", "format", "generic_plan"}
@@ -939,40 +884,3 @@ def prepare_sql(sql: str, catalog: SqlCatalog, *, with_params: bool = False) -> 
         head = _join([t for t in stmt[:start]])
         return CheckedSql(text=f"{head} {inner_text}", explain=True, placeholders=placeholders)
     return CheckedSql(text=_parse_query(stmt, catalog), explain=False, placeholders=placeholders)
-
-
-#: The longest statement db.query takes (the tool's argument schema says the same).
-MAX_SQL_CHARS = 100_000
-
-_LEADING_WORD = re.compile(r"[A-Za-z_]+")
-
-
-def precheck_sql(sql: str) -> None:
-    """The supervisor's check: bounded and linear in the input, it never parses. It refuses
-    an oversized statement and one whose first word (after comments and parentheses) is a
-    statement other than a query. The worker's prepare_sql is the real check."""
-    if len(sql) > MAX_SQL_CHARS:
-        raise _deny(f"the SQL is longer than {MAX_SQL_CHARS} characters")
-    i, n = 0, len(sql)
-    while i < n:
-        c = sql[i]
-        if c in _WS or c == "(":
-            i += 1
-        elif sql.startswith("--", i):
-            j = sql.find("\n", i)
-            i = n if j < 0 else j + 1
-        elif sql.startswith("/*", i):
-            depth, i = 1, i + 2
-            while depth and i < n:
-                if sql.startswith("/*", i):
-                    depth, i = depth + 1, i + 2
-                elif sql.startswith("*/", i):
-                    depth, i = depth - 1, i + 2
-                else:
-                    i += 1
-        else:
-            break
-    m = _LEADING_WORD.match(sql, i)
-    word = m.group().upper() if m else ""
-    if word in _REFUSED_LEADING and word != "EXPLAIN":
-        raise _deny(f'SQL keyword "{word}" is not allowed')

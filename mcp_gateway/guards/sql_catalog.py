@@ -86,6 +86,10 @@ REACHING_OUT: frozenset[str] = frozenset(
         "pg_prepared_statement",
         "pg_blocking_pids",
         "pg_safe_snapshot_blocking_pids",
+        "inet_server_addr",  # network addresses of the connection's two ends
+        "inet_server_port",
+        "inet_client_addr",
+        "inet_client_port",
     }
 )
 
@@ -166,6 +170,8 @@ SYSTEM_RELATIONS: frozenset[tuple[str, str]] = frozenset(
             "pg_conversion",
             "pg_ts_config",
             "pg_ts_dict",
+            "pg_timezone_names",
+            "pg_timezone_abbrevs",
         )
     ]
     + [
@@ -229,6 +235,8 @@ class SqlCatalog:
     allowed_relations: frozenset[tuple[str, str]]
     #: PostgreSQL truncates longer identifiers to this many bytes (NAMEDATALEN - 1)
     max_identifier_length: int = 63
+    #: every type name (pg_type.typname): ``box '...'`` is a typed literal
+    type_names: frozenset[str] = frozenset()
 
 
 _FUNCTIONS_SQL = """
@@ -290,6 +298,8 @@ def load_catalog(
     for item in allow_relations:
         schema, _, name = item.rpartition(".")
         allowed.add((schema or "pg_catalog", name))
+    cur.execute("SELECT typname FROM pg_catalog.pg_type")
+    type_names = frozenset(name for (name,) in cur.fetchall())
     cur.execute("SELECT pg_catalog.current_setting('max_identifier_length')::int")
     max_identifier_length = cur.fetchone()[0]
     cur.execute(_RELATIONS_SQL)
@@ -305,4 +315,5 @@ def load_catalog(
         system_schemas=frozenset({"pg_catalog", "information_schema", "pg_toast"}),
         allowed_relations=frozenset(allowed),
         max_identifier_length=max_identifier_length,
+        type_names=type_names,
     )

@@ -6,7 +6,9 @@ Memory, two limits (docs/SANDBOX.md "Memory" says why):
   anonymous and MAP_GROWSDOWN included, which RLIMIT_DATA does not; memfd and SysV/POSIX
   shared memory are refused by seccomp anyway. A mapping past it fails with ENOMEM (a
   Python allocation raises MemoryError) instead of inviting the OOM killer.
-* RLIMIT_DATA = memory_mb: the heap and private writable mappings alone, the usual case.
+* RLIMIT_DATA = the worker's data size when it confines itself + memory_mb: the heap and
+  private writable mappings alone, the usual case. Both limits mean the same: memory_mb more
+  than the warm process the worker was forked as.
 glibc is told to keep a single malloc arena (a thread's arena would reserve 64 MiB of
 address space up front); workers are single-threaded, this only keeps the budget honest.
 NPROC 0 makes fork/clone fail with EAGAIN (counted per uid, so any process of
@@ -36,17 +38,22 @@ def _set(kind: int, soft: int, hard: int | None = None) -> None:
     resource.setrlimit(kind, (soft, hard))
 
 
+def _status_bytes(key: str) -> int:
+    return int(proc_status()[key].split()[0]) * 1024
+
+
 def address_space_now() -> int:
     """This process's mapped address space in bytes (VmSize)."""
-    return int(proc_status()["VmSize"].split()[0]) * 1024
+    return _status_bytes("VmSize")
 
 
 def apply_rlimits(memory_mb: int, cpu_s: int, nofile: int) -> str:
     libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     libc.mallopt(M_ARENA_MAX, 1)
     baseline = address_space_now()
+    data_baseline = _status_bytes("VmData")
     _set(resource.RLIMIT_AS, baseline + memory_mb * MiB)
-    _set(resource.RLIMIT_DATA, memory_mb * MiB)
+    _set(resource.RLIMIT_DATA, data_baseline + memory_mb * MiB)
     # The soft limit sends SIGXCPU (fatal by default); the hard one, a little later, SIGKILL.
     _set(resource.RLIMIT_CPU, cpu_s, cpu_s + 2)
     _set(resource.RLIMIT_NOFILE, nofile)
@@ -62,6 +69,7 @@ def apply_rlimits(memory_mb: int, cpu_s: int, nofile: int) -> str:
     }
     return (
         f"address space {got['AS'][0] // MiB} MiB (baseline {baseline // MiB} + {memory_mb}), "
-        f"data {got['DATA'][0] // MiB} MiB, cpu {got['CPU'][0]} s, nofile {got['NOFILE'][0]}, "
-        f"nproc {got['NPROC'][0]}, fsize {got['FSIZE'][0]}, core {got['CORE'][0]}"
+        f"data {got['DATA'][0] // MiB} MiB (baseline {data_baseline // MiB} + {memory_mb}), "
+        f"cpu {got['CPU'][0]} s, nofile {got['NOFILE'][0]}, nproc {got['NPROC'][0]}, "
+        f"fsize {got['FSIZE'][0]}, core {got['CORE'][0]}"
     )

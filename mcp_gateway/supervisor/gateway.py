@@ -20,6 +20,7 @@ import trio
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.guards import GuardDenied
 from mcp_gateway.ipc.messages import CallFailed, CallRequest
+from mcp_gateway.supervisor import results
 from mcp_gateway.supervisor.audit import AuditError, AuditLog, args_sha256, timestamp
 from mcp_gateway.supervisor.policy import Policy
 from mcp_gateway.supervisor.pool import QueueFull, WorkerPool
@@ -31,16 +32,24 @@ from mcp_gateway.tools.arguments import Args, as_dict
 log = logging.getLogger("mcp_gateway")
 
 DENY_CODES = frozenset({"VALIDATION_ERROR", "POLICY_DENIED", "SECURITY_ERROR", "RATE_LIMITED"})
+# The client cancelled the call (or went away) while it ran: audited, never answered.
+CANCELLED = "CANCELLED"
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """How a call ended, with its answer already encoded (results.py) for every transport."""
+
     request_id: str
     tool: str
-    result: dict[str, Any] | None = None
-    text: str = ""
+    answer: bytes
     error_code: str | None = None
     reason: str = ""
+    result_bytes: int = 0  # the size of a successful answer; 0 on errors
+
+    @classmethod
+    def failed(cls, request_id: str, tool: str, code: str, reason: str) -> Outcome:
+        return cls(request_id, tool, results.error(request_id, code, reason), code, reason)
 
     @property
     def is_error(self) -> bool:
@@ -69,7 +78,7 @@ def _supervisor_guard(spec: ToolSpec, config: GatewayConfig) -> Callable[[Args],
 
         return lambda a: check_url(a.url, c.http_fetch)  # type: ignore[attr-defined]
     if spec.name == "db.query":
-        from mcp_gateway.guards.sql import precheck_sql
+        from mcp_gateway.guards.sql_precheck import precheck_sql
 
         # Bounded and linear: the full parse runs in the worker, under the call's deadline.
         return lambda a: precheck_sql(a.sql)  # type: ignore[attr-defined]
@@ -87,26 +96,36 @@ class Gateway:
         self._guards = {name: _supervisor_guard(spec, config) for name, spec in TOOLS.items()
                         if spec.connector in self.policy.enabled_connectors}
         self._observer = observer
+        self.stopping = False  # set by a transport that is shutting down: its cuts are not the client's
 
     def tools_for(self, actor: str) -> list[ToolSpec]:
         return [TOOLS[name] for name in self.policy.exposed_tools(actor)]
 
-    async def call(self, tool: str, arguments: dict[str, Any] | None, actor: str) -> Outcome:
+    async def call(self, tool: str, arguments: dict[str, Any] | None, actor: str,
+                   cancelled_by: Callable[[], str] | None = None) -> Outcome:
+        """Run one call; raises trio.Cancelled (after auditing it as CANCELLED) when cancelled.
+
+        `cancelled_by` says, for the audit line, what cancelled the call (the transport knows).
+        """
         request_id = str(uuid.uuid4())
         started = time.monotonic()
         outcome: Outcome | None = None
         try:
             outcome = await self._run(request_id, tool, arguments, actor)
         except Refused as e:
-            outcome = Outcome(request_id, tool, error_code=e.code, reason=e.reason)
-        except trio.Cancelled:
-            outcome = Outcome(request_id, tool, error_code="TIMEOUT",
-                              reason="the call was cancelled before it finished; its worker was stopped")
+            outcome = Outcome.failed(request_id, tool, e.code, e.reason)
+        except (trio.Cancelled, KeyboardInterrupt) as e:
+            # Ctrl-C may land in this very task: the call is still audited on the way out.
+            stopped = self.stopping or cancelled_by is None or isinstance(e, KeyboardInterrupt)
+            cause = "the gateway stopped" if stopped else cancelled_by()
+            outcome = Outcome.failed(request_id, tool, CANCELLED,
+                                     f"the call was cancelled ({cause}) before it finished; a worker running "
+                                     "it was killed and replaced")
             raise
         except Exception:
             log.exception("request %s (%s): unexpected error in the supervisor", request_id, tool)
-            outcome = Outcome(request_id, tool, error_code="INTERNAL_ERROR",
-                              reason=f"unexpected gateway error; the log has details under request {request_id}")
+            outcome = Outcome.failed(request_id, tool, "INTERNAL_ERROR",
+                                     f"unexpected gateway error; the log has details under request {request_id}")
         finally:
             if outcome is not None:
                 outcome = self._audit(outcome, actor, arguments, started)
@@ -148,17 +167,27 @@ class Gateway:
         except QueueFull as e:  # capacity, not the caller's fault: not a denial
             raise Refused("UNAVAILABLE", f"the gateway is at capacity, retry later: {e}") from None
         if isinstance(reply, CallFailed):
-            return Outcome(request_id, tool, error_code=reply.error_code, reason=reply.reason)
+            return Outcome.failed(request_id, tool, reply.error_code, reply.reason)
+        return self._answer(request_id, spec, reply.result, decision.max_bytes)
+
+    @staticmethod
+    def _answer(request_id: str, spec: ToolSpec, result: dict[str, Any], max_bytes: int) -> Outcome:
+        """Encode the answer once, and hold it to max_bytes as the client would receive it."""
         try:
-            text = spec.render_text(reply.result)
+            text = spec.render_text(result)
             if not isinstance(text, str):
                 raise TypeError(type(text).__name__)
-            structured = spec.structured(reply.result)
+            structured = spec.structured(result)
         except (KeyError, TypeError) as e:
-            log.error("request %s (%s): worker result has the wrong shape (%r)", request_id, tool, e)
-            return Outcome(request_id, tool, error_code="INTERNAL_ERROR",
-                           reason="the worker returned a malformed result")
-        return Outcome(request_id, tool, result=structured, text=text)
+            log.error("request %s (%s): worker result has the wrong shape (%r)", request_id, spec.name, e)
+            return Outcome.failed(request_id, spec.name, "INTERNAL_ERROR", "the worker returned a malformed result")
+        answer = results.success(request_id, text, structured)
+        if len(answer) > max_bytes:
+            return Outcome.failed(
+                request_id, spec.name, "RESULT_TOO_LARGE",
+                f"the answer would be {len(answer)} bytes of JSON (text and structured content together), over "
+                f"the cap of {max_bytes} bytes; ask for less (fs.readFile offset/length, db.query max_rows)")
+        return Outcome(request_id, spec.name, answer, result_bytes=len(answer))
 
     def _audit(self, outcome: Outcome, actor: str, arguments: Any, started: float) -> Outcome:
         duration_ms = round((time.monotonic() - started) * 1000)
@@ -172,15 +201,15 @@ class Gateway:
             "decision": "deny" if code in DENY_CODES else "allow",
             "reason": outcome.reason if code else "ok",
             "duration_ms": duration_ms,
-            "result_bytes": len(outcome.text.encode("utf-8", "surrogatepass")) if code is None else 0,
+            "result_bytes": outcome.result_bytes,
             "error_code": code,
         }
         try:
             self.audit.write(record)
         except AuditError as e:
             log.error("request %s (%s): %s; the call is refused", outcome.request_id, outcome.tool, e)
-            outcome = Outcome(outcome.request_id, outcome.tool, error_code="INTERNAL_ERROR",
-                              reason=f"{e}: call refused (no call runs unaudited); fix the audit path "
+            outcome = Outcome.failed(outcome.request_id, outcome.tool, "INTERNAL_ERROR",
+                                     f"{e}: call refused (no call runs unaudited); fix the audit path "
                                      "and send SIGHUP")
         if self._observer is not None:
             self._observer(outcome, duration_ms / 1000)

@@ -7,12 +7,15 @@ Layers, outermost first:
     Host check                     -> 421 Misdirected Request   (DNS rebinding; /healthz too)
     /healthz                       -> health JSON (no auth; says nothing secret)
     Origin check                   -> 403 Forbidden             (cross-site browsers)
-    bearer token (Authenticator)   -> 401 + WWW-Authenticate: Bearer
+    /.well-known/oauth-*           -> 404 (no OAuth here: the bearer token is the only way in)
+    bearer token (Authenticator)   -> 401 + WWW-Authenticate: Bearer, error_description, no resource_metadata
     /metrics                       -> Prometheus text (same auth as MCP)
     server.http.path (McpEndpoint) -> 503 while draining; the whole body within body_timeout_s
                                       (408) and max_body_bytes (413); a request that opens a
                                       session passes the actor's rate and session quota (429);
-                                      then the SDK's Streamable HTTP session manager
+                                      a 2025-03-26 batch is split (http_batch.py); then the SDK's
+                                      Streamable HTTP session manager. Closing the POST cancels
+                                      the call it carried (ClosedRequest, mcp_server.py).
     anything else                  -> 404
 
 The authenticated actor is put in the ASGI scope; the MCP handlers read it back from the
@@ -53,6 +56,7 @@ from mcp_gateway.supervisor.http_auth import (
     bearer_token,
     is_loopback_host,
 )
+from mcp_gateway.supervisor.http_batch import as_batch, batches_allowed, serve_batch
 from mcp_gateway.supervisor.http_listener import (
     DESCRIPTOR_HEADROOM,
     ConnectionLimits,
@@ -61,9 +65,14 @@ from mcp_gateway.supervisor.http_listener import (
     ReserveDescriptor,
     raise_nofile_limit,
 )
-from mcp_gateway.supervisor.http_sessions import GatewaySessionManager, SessionBook, current_reservation
+from mcp_gateway.supervisor.http_sessions import (
+    GatewaySessionManager,
+    SessionBook,
+    SessionRefused,
+    current_reservation,
+)
 from mcp_gateway.supervisor.log_throttle import throttle
-from mcp_gateway.supervisor.mcp_server import build_server
+from mcp_gateway.supervisor.mcp_server import REQUEST_CLOSED_KEY, build_server
 from mcp_gateway.supervisor.metrics import CONTENT_TYPE_LATEST, GatewayMetrics, HttpStats
 from mcp_gateway.supervisor.modern_protocol import refusal as key_refusal
 from mcp_gateway.supervisor.service import Zygotes, open_gateway
@@ -94,27 +103,35 @@ def http_actor(ctx: ServerRequestContext[Any]) -> str:
 
 # --- small ASGI helpers --------------------------------------------------------------------
 
-Headers_ = list[tuple[bytes, bytes]]
-CLOSE: Headers_ = [(b"connection", b"close")]
+RawHeaders = list[tuple[bytes, bytes]]
+CLOSE: RawHeaders = [(b"connection", b"close")]
 
 
 async def _respond(send: Any, status: int, body: bytes, content_type: str = "application/json",
-                   extra: Headers_ | None = None) -> None:
+                   extra: RawHeaders | None = None) -> None:
     headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
                (b"cache-control", b"no-store")]
     await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
     await send({"type": "http.response.body", "body": body})
 
 
-async def _error(send: Any, status: int, error: str, description: str, extra: Headers_ | None = None) -> None:
+def _closing(extra: RawHeaders | None) -> RawHeaders:
+    """A refusal is sent before the request body is read. The server then closes the connection
+    (the unread body cannot be told from the next request), so say so: a keep-alive client that
+    is not told reuses the connection and sees it drop."""
+    extra = list(extra or [])
+    return extra if (b"connection", b"close") in extra else [*extra, *CLOSE]
+
+
+async def _error(send: Any, status: int, error: str, description: str, extra: RawHeaders | None = None) -> None:
     body = json.dumps({"error": error, "error_description": description}).encode()
-    await _respond(send, status, body, extra=extra)
+    await _respond(send, status, body, extra=_closing(extra))
 
 
-async def _rpc_error(send: Any, status: int, message: str, extra: Headers_ | None = None) -> None:
+async def _rpc_error(send: Any, status: int, message: str, extra: RawHeaders | None = None) -> None:
     """A JSON-RPC error without id (what MCP clients parse on a refused POST)."""
     body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32000, "message": message}}).encode()
-    await _respond(send, status, body, extra=extra)
+    await _respond(send, status, body, extra=_closing(extra))
 
 
 class InFlight:
@@ -184,6 +201,25 @@ def replay(body: bytes, receive: Any) -> Any:
     return receive_again
 
 
+class ClosedRequest:
+    """Notices the client closing its request once the body is read (then the only message
+    left is its `http.disconnect`): `watch` sets `closed`; the app's own later reads wait for it.
+    """
+
+    def __init__(self, receive: Any) -> None:
+        self._receive = receive
+        self.closed = trio.Event()
+
+    async def watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        self.closed.set()
+
+    async def receive(self) -> dict[str, Any]:
+        await self.closed.wait()
+        return {"type": "http.disconnect"}
+
+
 # --- who is calling ------------------------------------------------------------------------
 
 
@@ -208,11 +244,13 @@ class Authenticator:
         if token is not None:
             client = scope.get("client") or ("?", 0)
             http_log.warning("HTTP: invalid bearer token from %s", client[0])
-            challenge = f'Bearer realm="{REALM}", error="invalid_token"'
+            description = "the bearer token is not one this gateway knows"
         else:
-            challenge = f'Bearer realm="{REALM}"'
-        await _error(send, 401, "unauthorized", "a valid bearer token is required",
-                     extra=[(b"www-authenticate", challenge.encode())])
+            description = "send the token the operator gave you as Authorization: Bearer <token>"
+        # A plain challenge: no resource_metadata, so OAuth-capable clients do not start an
+        # OAuth flow this gateway does not offer (RFC 6750 section 3).
+        challenge = f'Bearer realm="{REALM}", error="invalid_token", error_description="{description}"'
+        await _error(send, 401, "invalid_token", description, extra=[(b"www-authenticate", challenge.encode())])
         return None
 
 
@@ -243,7 +281,7 @@ class McpEndpoint:
             # Not executed, so the client may safely retry elsewhere; close the keep-alive connection.
             self.metrics.http_rejected.labels("draining").inc()
             await _rpc_error(send, 503, "the gateway is shutting down; retry on another connection",
-                             extra=[*CLOSE, (b"retry-after", b"1")])
+                             extra=[(b"retry-after", b"1")])
             return
         self.in_flight.enter()
         try:
@@ -256,7 +294,7 @@ class McpEndpoint:
             body = await read_body(receive, self.max_body, self.body_timeout_s)
         except BodyRefused as e:
             self.metrics.http_rejected.labels("body_too_large" if e.status == 413 else "body_timeout").inc()
-            await _error(send, e.status, e.error, e.description, extra=CLOSE)
+            await _error(send, e.status, e.error, e.description)
             return
         if body is None:
             return  # the client went away before sending its whole request
@@ -264,7 +302,19 @@ class McpEndpoint:
         if refused is not None:
             await _respond(send, 400, refused)
             return
-        receive = replay(body, receive)
+        # A client that closes its POST cancels the call it carried (mcp_server.py).
+        closing = ClosedRequest(receive)
+        scope[REQUEST_CLOSED_KEY] = closing.closed
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(closing.watch)
+            batch = as_batch(body) if scope["method"] == "POST" and batches_allowed(scope["headers"]) else None
+            if batch is not None:
+                await serve_batch(self.inner, scope, batch, lambda member: replay(member, closing.receive), send)
+            else:
+                await self._admit(scope, replay(body, closing.receive), send, actor, headers)
+            nursery.cancel_scope.cancel()
+
+    async def _admit(self, scope: dict[str, Any], receive: Any, send: Any, actor: str, headers: Headers) -> None:
         opening = self.sessions is not None and scope["method"] == "POST" and "mcp-session-id" not in headers
         if not opening:
             await self.inner(scope, receive, send)
@@ -277,10 +327,11 @@ class McpEndpoint:
             await _rpc_error(send, 429, limited, extra=[(b"retry-after", b"1")])
             return
         reservation = self.sessions.reserve(actor)
-        if isinstance(reservation, str):
-            http_log.warning("HTTP: refused a new session: %s", reservation)
-            status = 503 if reservation.startswith("the gateway") else 429
-            await _rpc_error(send, status, reservation, extra=[(b"retry-after", b"5")])
+        if isinstance(reservation, SessionRefused):
+            http_log.warning("HTTP: refused a new session: %s", reservation.reason)
+            # The actor's own quota is its business (429); a full gateway is everyone's (503).
+            status = 429 if reservation.kind == "per_actor" else 503
+            await _rpc_error(send, status, reservation.reason, extra=[(b"retry-after", b"5")])
             return
         token = current_reservation.set(reservation)
         try:
@@ -329,6 +380,12 @@ class GatewayApp:
         if not self.origins.origin_allowed(headers.get("origin")):
             self.metrics.http_rejected.labels("origin").inc()
             await _error(send, 403, "forbidden", "Origin not allowed (server.http.allowed_origins)")
+            return
+        if path.startswith("/.well-known/oauth-"):
+            # Discovery by OAuth-capable clients: say plainly there is no OAuth here (not a 401,
+            # which would read as "protected metadata").
+            await _error(send, 404, "not_found", "this gateway does not offer OAuth; send the bearer token "
+                                                 "the operator gave you as Authorization: Bearer <token>")
             return
         actor = await self.auth.actor(scope, headers, send)
         if actor is None:
@@ -523,6 +580,7 @@ class HttpServer:
                 # From here on a request that reaches the endpoint is answered 503 without being
                 # executed, so every call that runs is one whose answer is awaited below.
                 endpoint.draining = True
+                endpoint.gateway.stopping = True  # calls cut from here on are the gateway's, not the client's
                 accepting.cancel()
                 for listener in self.listeners:
                     listener.trio_sock.close()

@@ -4,8 +4,8 @@ Hypercorn's own serve loop accepts without limit and, when `accept` fails with E
 traceback ten times a second while the backlog fills. This module replaces that loop (it
 still hands each connection to hypercorn's `TCPServer`):
 
-- `ConnectionLimits`: connections open overall and per client address; one over either cap
-  is closed at once (counted in `mcp_gateway_http_connections_refused_total`).
+- `ConnectionLimits`: connections open overall and per client address (IPv6: per /64); one
+  over either cap is closed at once (counted in `mcp_gateway_http_connections_refused_total`).
 - Descriptor exhaustion: the listener keeps one reserve descriptor. On EMFILE/ENFILE it
   frees it, accepts and closes the waiting connection (the client gets a clean close, not a
   hang), takes the reserve back and backs off; one line is logged per episode.
@@ -19,6 +19,7 @@ still hands each connection to hypercorn's `TCPServer`):
 from __future__ import annotations
 
 import errno
+import ipaddress
 import json
 import logging
 import os
@@ -224,8 +225,19 @@ class GatewayConnection(TCPServer):
 # --- the accept loop -----------------------------------------------------------------------
 
 
-def _client_key(address: Any) -> str:
-    return str(address[0]) if isinstance(address, tuple) and address else "?"
+def client_key(address: Any) -> str:
+    """What the per-client cap counts: the IPv4 address, or the IPv6 /64 (one subscriber's
+    usual allocation: an attacker with a /64 has 2**64 addresses, not one)."""
+    host = str(address[0]) if isinstance(address, tuple) and address else "?"
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 class Listener:
@@ -271,7 +283,7 @@ class Listener:
                     self._episode_logged = False
                     log.warning("HTTP: accepting again after descriptor exhaustion (%d connection(s) shed "
                                 "so far)", self.limits.shed)
-            client = _client_key(address)
+            client = client_key(address)
             refusal = self.limits.admit(client)
             if refusal is not None:
                 log.warning("HTTP: refused a connection from %s: %s", client, refusal)

@@ -30,6 +30,14 @@ class Reservation:
     released: bool = False
 
 
+@dataclass(frozen=True)
+class SessionRefused:
+    """Why a session may not be opened now: `per_actor` (the actor's quota) or `max_sessions`."""
+
+    kind: str
+    reason: str
+
+
 @dataclass
 class SessionBook:
     max_sessions: int
@@ -47,19 +55,22 @@ class SessionBook:
     def open_count(self) -> int:
         return len(self.by_session)
 
-    def reserve(self, actor: str) -> Reservation | str:
-        """A reservation, or the reason the actor may not open another session now."""
+    def reserve(self, actor: str) -> Reservation | SessionRefused:
+        """A reservation, or why the actor may not open another session now."""
         mine = self.open_per_actor[actor] + self.pending_per_actor[actor]
         if mine >= self.per_actor:
-            self.refused["per_actor"] += 1
-            return (f"actor {actor} already has {mine} open session(s), its quota "
-                    f"(server.http.max_sessions_per_actor = {self.per_actor}); close one (HTTP DELETE) "
-                    "or wait for idle ones to expire")
+            return self._refuse("per_actor", f"actor {actor} already has {mine} open session(s), its quota "
+                                f"(server.http.max_sessions_per_actor = {self.per_actor}); close one "
+                                "(HTTP DELETE) or wait for idle ones to expire")
         if self.open_count + sum(self.pending_per_actor.values()) >= self.max_sessions:
-            self.refused["max_sessions"] += 1
-            return f"the gateway has {self.max_sessions} open sessions (server.http.max_sessions); retry later"
+            return self._refuse("max_sessions", f"the gateway has {self.max_sessions} open sessions "
+                                "(server.http.max_sessions); retry later")
         self.pending_per_actor[actor] += 1
         return Reservation(actor)
+
+    def _refuse(self, kind: str, reason: str) -> SessionRefused:
+        self.refused[kind] += 1
+        return SessionRefused(kind, reason)
 
     def admitted(self, reservation: Reservation, session_id: str) -> None:
         """The SDK registered `session_id` for this reservation: it now counts as open."""

@@ -40,19 +40,36 @@ class _PoolCollector(Collector):
                                        "(worker killed), per connector", labels=["connector"])
         crashes = CounterMetricFamily("mcp_gateway_worker_crashes", "Workers that died during a call, "
                                       "per connector", labels=["connector"])
+        sandbox_kills = CounterMetricFamily("mcp_gateway_worker_sandbox_kills", "Workers killed by the sandbox "
+                                            "(SIGSYS: a forbidden system call), per connector: a security event",
+                                            labels=["connector"])
+        recycled = CounterMetricFamily("mcp_gateway_worker_recycled", "Workers retired between calls, per "
+                                       "connector and reason (max_calls, cpu_budget, broken_state)",
+                                       labels=["connector", "reason"])
+        zygote_restarts = CounterMetricFamily("mcp_gateway_zygote_restarts", "Zygotes started again after "
+                                              "dying, per connector", labels=["connector"])
         queue = GaugeMetricFamily("mcp_gateway_queue_depth", "Calls waiting for a free worker",
                                   labels=["connector"])
         busy = GaugeMetricFamily("mcp_gateway_workers_busy", "Workers executing a call", labels=["connector"])
-        live = GaugeMetricFamily("mcp_gateway_workers_live", "Live workers", labels=["connector"])
+        live = GaugeMetricFamily("mcp_gateway_workers_live", "Live workers (started, greeted, not known dead)",
+                                 labels=["connector"])
+        restarting = GaugeMetricFamily("mcp_gateway_connector_restarting", "1 while the connector's zygote is "
+                                       "being started again", labels=["connector"])
         for name, pool in sorted(self._pools().items()):
             s = pool.stats
             restarts.add_metric([name], s.restarts)
             timeouts.add_metric([name], s.timeouts)
             crashes.add_metric([name], s.crashes)
+            sandbox_kills.add_metric([name], s.sandbox_kills)
+            for reason in ("max_calls", "cpu_budget", "broken_state"):
+                recycled.add_metric([name, reason], s.recycled.get(reason, 0))
+            zygote_restarts.add_metric([name], s.zygote_restarts)
             queue.add_metric([name], s.queued)
             busy.add_metric([name], s.busy)
             live.add_metric([name], pool.live_workers)
-        yield from (restarts, timeouts, crashes, queue, busy, live)
+            restarting.add_metric([name], 1 if pool.restarting else 0)
+        yield from (restarts, timeouts, crashes, sandbox_kills, recycled, zygote_restarts, queue, busy, live,
+                    restarting)
 
 
 @dataclass(frozen=True)

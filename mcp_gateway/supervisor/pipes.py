@@ -38,22 +38,24 @@ class PipeWriter:
         self._wake = trio.Event()
         self.broken = False
 
-    async def write(self, data: bytes) -> None:
-        """Write `data` whole; returns once it is in the pipe (so memory stays bounded)."""
+    async def write(self, *parts: bytes) -> None:
+        """Write the parts of one message whole and in order (one writev, no joined copy);
+        returns once they are in the pipe (so memory stays bounded)."""
         if self.broken:
             raise trio.BrokenResourceError("the client closed its end of the pipe")
+        views = [memoryview(p) for p in parts if p]
         if not self._queue:
             try:
-                written = os.write(self.fd, data)
+                written = os.writev(self.fd, views)
             except BlockingIOError:
                 written = 0
             except (BrokenPipeError, OSError) as e:
                 self.broken = True
                 raise trio.BrokenResourceError(str(e)) from None
-            if written == len(data):
+            views = _after(views, written)
+            if not views:
                 return
-            data = data[written:]
-        self._queue.append(memoryview(data))
+        self._queue.extend(views)
         if self._drained.is_set():
             self._drained = trio.Event()
         self._wake.set()
@@ -85,3 +87,12 @@ class PipeWriter:
             self._drained.set()
             if self.broken:
                 return
+
+
+def _after(views: list[memoryview], written: int) -> list[memoryview]:
+    """What is left of `views` once `written` bytes of them went out."""
+    for i, view in enumerate(views):
+        if written < len(view):
+            return [view[written:], *views[i + 1:]]
+        written -= len(view)
+    return []

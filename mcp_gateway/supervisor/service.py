@@ -13,6 +13,7 @@ from typing import Any
 import trio
 
 from mcp_gateway.config import GatewayConfig
+from mcp_gateway.process_title import set_process_title
 from mcp_gateway.supervisor.audit import AuditLog
 from mcp_gateway.supervisor.gateway import Gateway, Outcome
 from mcp_gateway.supervisor.pool import WorkerPool
@@ -42,17 +43,18 @@ def start_zygotes(config: GatewayConfig) -> Zygotes:
 async def open_gateway(config: GatewayConfig, zygotes: Zygotes,
                        observer: Callable[[Outcome, float], None] | None = None) -> AsyncIterator[Gateway]:
     """Start the worker pools and the audit log; yield the gateway; tear everything down on exit."""
+    set_process_title("supervisor")
     audit = AuditLog(config.audit.path)
     if audit.last_error:
         log.error("%s: every tool call will be refused until it is fixed (then send SIGHUP)", audit.last_error)
     pools: dict[str, WorkerPool] = {}
     async with trio.open_nursery() as nursery:
         for name, (pid, control) in zygotes.items():
-            settings = getattr(config.connectors, name)
-            pool = WorkerPool(name, pid, control, settings.workers, settings.queue_size)
+            pool = WorkerPool(name, config, pid, control)
             # Not awaited: the transport answers `initialize` while workers start; a
             # call that comes first queues for its worker, and a pool that cannot
-            # start (a required sandbox layer is missing) stops the whole gateway.
+            # start (a required sandbox layer is missing) stops the whole gateway. Once
+            # started, a pool heals itself (its zygote is restarted) and never raises.
             nursery.start_soon(pool.run)
             pools[name] = pool
         nursery.start_soon(_reopen_audit_on_sighup, audit)

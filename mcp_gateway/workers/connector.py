@@ -9,6 +9,7 @@ then `call()`ed once per request.
 from __future__ import annotations
 
 import abc
+import time
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -32,8 +33,19 @@ class ToolError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class CallLimits:
+    """`timeout_ms`: the worker's own budget for this call (what the supervisor had left when
+    it sent the request, minus the runtime's margin for the reply). `deadline`: the same as a
+    `time.monotonic()` instant; connectors stop there with their own TIMEOUT, before the
+    supervisor's hard deadline kills the worker."""
+
     timeout_ms: int
     max_bytes: int
+    deadline: float | None = None  # None (limits built by hand): timeout_ms from any moment
+
+    def remaining_s(self) -> float:
+        if self.deadline is None:
+            return self.timeout_ms / 1000
+        return self.deadline - time.monotonic()
 
 
 class Connector(abc.ABC):
@@ -55,6 +67,11 @@ class Connector(abc.ABC):
 
     def start(self) -> None:  # noqa: B027 - optional hook
         """Per-worker initialisation, run after the sandbox is applied."""
+
+    def broken(self) -> str | None:
+        """Why this worker's local state can no longer serve calls (checked after each call;
+        the pool then replaces the worker), or None. E.g. a connection that keeps failing."""
+        return None
 
     @abc.abstractmethod
     def call(self, tool: str, args: Args, limits: CallLimits) -> dict:

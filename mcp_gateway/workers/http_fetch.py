@@ -45,10 +45,6 @@ from mcp_gateway.workers.resolver import HOSTS_FILE, RESOLV_CONF, DnsResolver, w
 _ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CHUNK = 64 * 1024
-# Finish a little before the supervisor's hard deadline, so the caller gets our TIMEOUT
-# (and the worker survives) rather than a killed worker.
-DEADLINE_MARGIN_S = 0.05
-DEADLINE_FRACTION = 0.95
 # JSON around the body and the structured content in the answer (content list, flags, _meta
 # with the request id): measured at about 150 bytes; this leaves room.
 ANSWER_ENVELOPE = 512
@@ -218,9 +214,7 @@ class HttpFetchConnector(Connector):
     def call(self, tool: str, args: Args, limits: CallLimits) -> dict:
         if tool != "web.fetch" or not isinstance(args, FetchArgs):
             raise ToolError("VALIDATION_ERROR", f"tool {tool!r} is not served by http_fetch")
-        started = time.monotonic()
-        budget_s = max(0.001, limits.timeout_ms / 1000 * DEADLINE_FRACTION - DEADLINE_MARGIN_S)
-        budget = FetchBudget(started + budget_s)
+        budget = FetchBudget(time.monotonic() + limits.remaining_s())  # the runtime's deadline, margin included
         try:
             headers, _dropped = sanitize_headers(dict(args.headers), self.settings.request_headers)
         except GuardDenied as e:

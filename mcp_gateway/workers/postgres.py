@@ -1,6 +1,7 @@
 """The postgres connector: db.query and db.schema on one persistent psycopg 3 connection.
 
-Every call re-runs the SQL guard (the supervisor's check is only the fast denial), then runs
+The SQL guard runs here, under the call's deadline (the supervisor only prechecks), against
+the allowlists read from the server's catalog when the connection opens; the query then runs
 inside ``BEGIN READ ONLY`` with ``SET LOCAL statement_timeout / lock_timeout /
 idle_in_transaction_session_timeout`` a little under the call's timeout, through a
 server-side cursor (``DECLARE ... CURSOR``, which itself only accepts a query) fetched in
@@ -89,6 +90,11 @@ def _import_psycopg() -> Any:
     return psycopg
 
 
+# A worker whose connection attempts keep failing asks to be replaced (the runtime's wear check):
+# its local state (descriptors, TLS) may be what is broken.
+BROKEN_AFTER_FAILED_CONNECTS = 3
+
+
 class PostgresConnector(Connector):
     name = "postgres"
 
@@ -99,6 +105,7 @@ class PostgresConnector(Connector):
         self._type_names: dict[int, str] = {}
         self._catalog: SqlCatalog | None = None
         self._deadline = 0.0
+        self._failed_connects = 0  # in a row; past BROKEN_AFTER_FAILED_CONNECTS the worker is replaced
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -171,10 +178,9 @@ class PostgresConnector(Connector):
         import sqlglot
 
         for mod in pkgutil.walk_packages(sqlglot.__path__, "sqlglot."):
-            if mod.name.endswith("__main__"):  # the command line: it would parse our argv
-                continue
-            with contextlib.suppress(Exception):  # optional extras (e.g. the Rust tokenizer)
-                importlib.import_module(mod.name)
+            if _sqlglot_module_needed(mod.name):
+                with contextlib.suppress(Exception):  # optional extras (e.g. the Rust tokenizer)
+                    importlib.import_module(mod.name)
         probe_catalog = SqlCatalog(
             functions=frozenset({"pg_sleep"}),
             callable=frozenset({"count"}),
@@ -331,8 +337,15 @@ class PostgresConnector(Connector):
             self.close()
             conn = None
         if conn is None:
+            self._failed_connects += 1
             conn = self._conn = self._connect()
+            self._failed_connects = 0
         return conn
+
+    def broken(self) -> str | None:
+        if self._failed_connects >= BROKEN_AFTER_FAILED_CONNECTS:
+            return f"{self._failed_connects} connection attempts in a row failed"
+        return None
 
     # --- calls --------------------------------------------------------------------------------
 
@@ -340,10 +353,12 @@ class PostgresConnector(Connector):
         if tool == "db.query":
             if not isinstance(args, QueryArgs):
                 raise ToolError("VALIDATION_ERROR", "db.query takes QueryArgs")
-            self._connection()  # the guard decides names by this server's catalog
-            assert self._catalog is not None
+            self._connection()  # the guard decides names by this server's catalog, read at connect
+            catalog = self._catalog
+            if catalog is None:  # pragma: no cover - _connect sets it or raises
+                raise ToolError("UPSTREAM_ERROR", "the function catalog was not read")
             try:
-                checked = prepare_sql(args.sql, self._catalog, with_params=bool(args.params))
+                checked = prepare_sql(args.sql, catalog, with_params=bool(args.params))
             except GuardDenied as e:
                 raise ToolError("SECURITY_ERROR", e.reason) from None
             if checked.placeholders and checked.placeholders != len(args.params):
@@ -366,7 +381,8 @@ class PostgresConnector(Connector):
         psycopg = _import_psycopg()
         conn = self._connection()
         t = max(1, int(limits.timeout_ms))
-        stmt_ms = max(1, t - max(50, min(1000, t // 10)))
+        # The runtime's deadline already leaves time to cancel and roll back.
+        stmt_ms = max(1, int(limits.remaining_s() * 1000))
         # A backend whose worker was killed (call timeout, cancellation) notices the closed
         # socket within this interval and aborts the statement (PostgreSQL >= 14).
         check_interval = (
@@ -542,6 +558,22 @@ class PostgresConnector(Connector):
             what = ".".join(x for x in (args.schema, args.table) if x)
             raise ToolError("NOT_FOUND", f"no table or view matches {what!r}")
         return {"tables": tables}
+
+
+# sqlglot's per-dialect packages: only their postgres and shared modules are needed (the other
+# dialects are most of sqlglot's code, and compiling them would slow every worker start).
+_SQLGLOT_DIALECT_PACKAGES = ("sqlglot.dialects.", "sqlglot.parsers.", "sqlglot.generators.", "sqlglot.typing.")
+_SQLGLOT_SHARED = ("postgres", "dialect", "base")
+_SQLGLOT_UNUSED = ("sqlglot.__main__", "sqlglot.executor", "sqlglot.planner", "sqlglot.lineage", "sqlglot.serde")
+
+
+def _sqlglot_module_needed(name: str) -> bool:
+    """Every sqlglot module the guard may import lazily: all but other dialects and tools."""
+    if name.startswith(_SQLGLOT_UNUSED):
+        return False
+    if name.startswith(_SQLGLOT_DIALECT_PACKAGES):
+        return name.rsplit(".", 1)[-1] in _SQLGLOT_SHARED
+    return True
 
 
 def _pg_message(e: Any) -> str:

@@ -1,16 +1,28 @@
-"""A worker's request loop: one frame in, one frame out, until the supervisor closes the socket."""
+"""A worker's request loop: one frame in, an acknowledgement and one frame out, until the
+supervisor closes the socket. Also the one deadline policy every connector follows, and the
+worker's own health check after each call (asking to be retired before it wears out)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import sys
+import time
 import traceback
 
 import msgspec
 
 from mcp_gateway.ipc.frames import FrameError, FrameReader, send_frame
-from mcp_gateway.ipc.messages import CallFailed, CallOk, CallRequest, reply_encoder, request_decoder
+from mcp_gateway.ipc.messages import (
+    ACK,
+    CallFailed,
+    CallOk,
+    CallRequest,
+    RetireReason,
+    reply_encoder,
+    request_decoder,
+)
 from mcp_gateway.tools import TOOLS
 from mcp_gateway.workers.connector import CallLimits, Connector, ToolError
 
@@ -29,7 +41,20 @@ def reply_cap(max_bytes: int) -> int:
     return 2 * max_bytes + REPLY_OVERHEAD
 
 
-def handle(connector: Connector, req: CallRequest) -> CallOk | CallFailed:
+def call_limits(req: CallRequest, received: float) -> CallLimits:
+    """The worker's budget: what the supervisor had left, minus time to send the reply back.
+
+    The margin (10 %, at least 50 ms, at most 1 s) lets a connector that stops at its
+    deadline (cancelling a query, rolling back) answer with its own TIMEOUT before the
+    supervisor's hard deadline kills it. Connectors add no margin of their own.
+    """
+    left_s = req.timeout_ms / 1000
+    margin_s = min(max(left_s * 0.1, 0.05), 1.0)
+    budget_s = max(left_s - margin_s, 0.001)
+    return CallLimits(max(1, int(budget_s * 1000)), req.max_bytes, received + budget_s)
+
+
+def handle(connector: Connector, req: CallRequest, limits: CallLimits) -> CallOk | CallFailed:
     spec = TOOLS.get(req.tool)
     if spec is None or spec.connector != connector.name:
         return CallFailed(req.request_id, "VALIDATION_ERROR", f"tool {req.tool!r} is not served by this worker")
@@ -38,7 +63,7 @@ def handle(connector: Connector, req: CallRequest) -> CallOk | CallFailed:
     except msgspec.ValidationError as e:
         return CallFailed(req.request_id, "VALIDATION_ERROR", f"arguments rejected by the worker: {e}")
     try:
-        result = connector.call(req.tool, args, CallLimits(req.timeout_ms, req.max_bytes))
+        result = connector.call(req.tool, args, limits)
     except ToolError as e:
         if e.log_detail:
             print(f"mcp-gateway worker {os.getpid()} request {req.request_id}: {e.log_detail}",
@@ -55,21 +80,53 @@ def handle(connector: Connector, req: CallRequest) -> CallOk | CallFailed:
     return CallOk(req.request_id, result)
 
 
-def serve(sock: socket.socket, connector: Connector) -> None:
+def _out_of_descriptors() -> bool:
+    try:
+        os.close(os.dup(0))
+    except OSError as e:
+        # dup is fcntl(F_DUPFD_CLOEXEC, 0), which says EINVAL when RLIMIT_NOFILE is 0.
+        return e.errno in (errno.EMFILE, errno.ENFILE, errno.EINVAL)
+    return False
+
+
+class Wear:
+    """When this worker should be retired between calls: past `cpu_share` of its RLIMIT_CPU
+    budget (so the next innocent call cannot die of CPU its predecessors used), or when its
+    local state is broken."""
+
+    def __init__(self, connector: Connector, cpu_budget_s: float, cpu_share: float) -> None:
+        self.connector = connector
+        self.cpu_limit_s = cpu_budget_s * cpu_share
+
+    def retire_reason(self) -> RetireReason | None:
+        if time.process_time() >= self.cpu_limit_s:
+            return "cpu_budget"
+        if _out_of_descriptors() or self.connector.broken() is not None:
+            return "broken_state"
+        return None
+
+
+def serve(sock: socket.socket, connector: Connector, wear: Wear) -> None:
     """Answer requests until the supervisor closes the socket; never returns."""
     reader = FrameReader(sock)
     while True:
         try:
-            req = request_decoder.decode(reader.recv_frame(REQUEST_CAP))
+            frame = reader.recv_frame(REQUEST_CAP)
+            received = time.monotonic()
+            send_frame(sock, ACK)  # from here on the request counts as read (never retried)
+            req = request_decoder.decode(frame)
         except (EOFError, FrameError, OSError, msgspec.DecodeError):
             # The supervisor went away or spoke garbage: a worker has nothing to save.
             os._exit(0)
-        reply = handle(connector, req)
+        reply = handle(connector, req, call_limits(req, received))
+        retire = wear.retire_reason()
+        if retire is not None:
+            reply = msgspec.structs.replace(reply, retire=retire)
         payload = reply_encoder.encode(reply)
         if isinstance(reply, CallOk) and len(payload) > reply_cap(req.max_bytes):
             payload = reply_encoder.encode(CallFailed(
                 req.request_id, "RESULT_TOO_LARGE",
-                f"the encoded result ({len(payload)} bytes) passes the cap of {req.max_bytes} bytes"))
+                f"the encoded result ({len(payload)} bytes) passes the cap of {req.max_bytes} bytes", retire))
         try:
             send_frame(sock, payload)
         except OSError:

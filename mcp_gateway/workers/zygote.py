@@ -2,37 +2,60 @@
 
 Forking a process that has already imported and initialised everything costs about a
 millisecond; starting an interpreter costs tens. The supervisor forks one zygote per
-enabled connector before trio starts any thread, then asks it for workers over a
-SOCK_SEQPACKET control socket: each request carries (SCM_RIGHTS) the worker's end of a
-fresh socketpair, each answer is the new worker's pid. The zygote is trusted (it never runs
-agent input); its workers confine themselves right after the fork.
+enabled connector before trio starts any thread (`fork_zygote`). A zygote that dies later
+is started again as a fresh interpreter (`exec_zygote`): forking the supervisor once trio
+runs is unsafe, and the new zygote gets the config the supervisor already parsed (as JSON in
+a sealed memfd), never the config file, which may have changed since.
+
+The supervisor asks for workers over a SOCK_SEQPACKET control socket with the typed messages
+of `ipc.control`: each `Spawn` carries (SCM_RIGHTS) the worker's end of a fresh socketpair,
+each answer is the new worker's pid. The zygote reaps its workers and reports each one's
+wait status (`WorkerExited`). The zygote is trusted (it never runs agent input); its
+workers confine themselves right after the fork.
 """
 
 from __future__ import annotations
 
 import array
+import fcntl
 import os
 import select
 import signal
 import socket
-import struct
+import subprocess
 import sys
+import time
 import traceback
+from pathlib import Path
 
+import msgspec
 import prctl
 
 from mcp_gateway.config import GatewayConfig
+from mcp_gateway.ipc.control import (
+    Spawned,
+    SpawnRefused,
+    WorkerExited,
+    ZygoteFailed,
+    ZygoteReady,
+    control_encoder,
+    encode_reason,
+    to_zygote_decoder,
+)
 from mcp_gateway.ipc.frames import send_frame
 from mcp_gateway.ipc.messages import WorkerAbort, WorkerReady, hello_encoder
-from mcp_gateway.sandbox import SandboxError, apply, check_identities
+from mcp_gateway.process_title import set_process_title
+from mcp_gateway.sandbox import SandboxError, apply, check_identities, with_limits
 from mcp_gateway.sandbox.descriptors import close_all_but
 from mcp_gateway.workers.registry import connector_class
-from mcp_gateway.workers.runtime import serve
+from mcp_gateway.workers.runtime import Wear, serve
 
-PID = struct.Struct(">i")
-SPAWN = b"spawn"
-READY = b"ready"
 WORKER_FD = 3
+# Per worker, what the zygote copies of its stderr to the gateway's: a burst, a steady rate,
+# and a total over the worker's life; the excess is read and dropped, with one note.
+STDERR_BURST = 64 * 1024
+STDERR_RATE = 16 * 1024  # bytes per second
+STDERR_TOTAL = 1024 * 1024
 
 
 def die_with_parent(expected_parent: int) -> None:
@@ -52,50 +75,53 @@ def _detach_stdio() -> None:
 
 def _become_worker(zygote_pid: int, fd: int, connector, config: GatewayConfig) -> None:
     die_with_parent(zygote_pid)
+    set_process_title(f"{connector.name} worker")
     if fd != WORKER_FD:
         os.dup2(fd, WORKER_FD)
         os.close(fd)
     close_all_but(WORKER_FD + 1, connector.inherited_fds())
     sock = socket.socket(fileno=WORKER_FD)
+    profile = with_limits(connector.sandbox_profile(), config.sandbox)
     try:
-        layers = apply(connector.sandbox_profile(), config.sandbox)
+        layers = apply(profile, config.sandbox)
     except SandboxError as e:
         send_frame(sock, hello_encoder.encode(WorkerAbort(str(e))))
         os._exit(70)
     connector.start()
     send_frame(sock, hello_encoder.encode(WorkerReady(os.getpid(), layers)))
-    serve(sock, connector)
-
-
-def _reap() -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    pool = getattr(config.connectors, connector.name)
+    serve(sock, connector, Wear(connector, profile.cpu_s, pool.recycle_cpu_share))
 
 
 class _StderrRelay:
     """Workers write diagnostics into a pipe that the zygote copies to its own stderr.
 
     A worker runs with RLIMIT_FSIZE 0, which would make every write to a stderr that is a
-    regular file fail (EFBIG); the zygote has no such limit.
+    regular file fail (EFBIG); the zygote has no such limit. Each worker's share is bounded
+    (burst, rate, total): a worker flooding its stderr must not flood the gateway's log. The
+    pipe is always drained, so a flooding worker never blocks on it.
     """
+
+    class _Pipe:
+        def __init__(self, pid: int) -> None:
+            self.pid = pid
+            self.prefix = f"[worker {pid}] ".encode()
+            self.tokens = float(STDERR_BURST)
+            self.refilled = time.monotonic()
+            self.total = 0
+            self.dropped = 0
+            self.line_start = True
 
     def __init__(self, poller: select.poll) -> None:
         self.poller = poller
-        self.pipes: dict[int, int] = {}  # read fd -> worker pid
-
-    def new_pipe(self) -> tuple[int, int]:
-        return os.pipe2(os.O_CLOEXEC)
+        self.pipes: dict[int, _StderrRelay._Pipe] = {}  # read fd -> its worker
 
     def adopt(self, read_fd: int, pid: int) -> None:
-        self.pipes[read_fd] = pid
+        self.pipes[read_fd] = self._Pipe(pid)
         self.poller.register(read_fd, select.POLLIN)
 
     def drain(self, fd: int) -> None:
+        pipe = self.pipes[fd]
         try:
             data = os.read(fd, 65536)
         except OSError:
@@ -104,13 +130,49 @@ class _StderrRelay:
             self.poller.unregister(fd)
             os.close(fd)
             del self.pipes[fd]
+            if pipe.dropped:
+                self._write(pipe.prefix + f"(exited; {pipe.dropped} more bytes of its stderr were dropped)\n"
+                            .encode())
             return
-        prefix = f"[worker {self.pipes[fd]}] ".encode()
-        lines = data.splitlines(keepends=True)
+        now = time.monotonic()
+        pipe.tokens = min(STDERR_BURST, pipe.tokens + (now - pipe.refilled) * STDERR_RATE)
+        pipe.refilled = now
+        allowed = max(0, int(min(len(data), pipe.tokens, STDERR_TOTAL - pipe.total)))
+        self._copy(pipe, data[:allowed])
+        pipe.tokens -= allowed
+        pipe.total += allowed
+        if allowed < len(data):
+            if not pipe.dropped:
+                self._write(("" if pipe.line_start else "\n").encode() + pipe.prefix
+                            + f"(stderr over its limit of {STDERR_BURST} bytes at once, {STDERR_RATE} bytes/s, "
+                              f"{STDERR_TOTAL} bytes in all: dropping the excess)\n".encode())
+                pipe.line_start = True
+            pipe.dropped += len(data) - allowed
+
+    def _copy(self, pipe: _StderrRelay._Pipe, data: bytes) -> None:
+        if not data:
+            return
+        out = bytearray()
+        for line in data.splitlines(keepends=True):
+            if pipe.line_start:
+                out += pipe.prefix
+            out += line
+            pipe.line_start = line.endswith(b"\n")
+        self._write(bytes(out))
+
+    @staticmethod
+    def _write(data: bytes) -> None:
         try:
-            os.write(2, b"".join(prefix + line for line in lines))
+            os.write(2, data)
         except OSError:
             pass
+
+
+def _wait_status(pid: int) -> WorkerExited:
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return WorkerExited(pid, signal=os.WTERMSIG(status))
+    return WorkerExited(pid, exit_code=os.waitstatus_to_exitcode(status))
 
 
 def _serve_spawns(control: socket.socket, connector, config: GatewayConfig) -> None:
@@ -118,46 +180,61 @@ def _serve_spawns(control: socket.socket, connector, config: GatewayConfig) -> N
     poller = select.poll()
     poller.register(control, select.POLLIN)
     relay = _StderrRelay(poller)
+    exits: dict[int, int] = {}  # worker pidfd -> pid
     while True:
-        _reap()
-        ready = poller.poll(1000)
-        if not ready:
-            continue
-        for fd, _ in ready:
+        for fd, _ in poller.poll():
             if fd in relay.pipes:
                 relay.drain(fd)
-        if not any(fd == control.fileno() for fd, _ in ready):
-            continue
-        fds = array.array("i")
-        msg, ancdata, _, _ = control.recvmsg(64, socket.CMSG_SPACE(fds.itemsize))
-        if not msg:
-            os._exit(0)  # the supervisor is gone
-        for level, kind, data in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-        if msg != SPAWN or len(fds) != 1:
-            for fd in fds:
+            elif fd in exits:
+                pid = exits.pop(fd)
+                poller.unregister(fd)
                 os.close(fd)
-            control.send(PID.pack(-1))
-            continue
-        err_read, err_write = relay.new_pipe()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                control.close()
-                os.dup2(err_write, 2)
-                _become_worker(me, fds[0], connector, config)
-            except BaseException:
-                traceback.print_exc()
-            os._exit(70)
-        os.close(fds[0])
-        os.close(err_write)
-        relay.adopt(err_read, pid)
-        control.send(PID.pack(pid))
+                control.send(control_encoder.encode(_wait_status(pid)))
+            elif fd == control.fileno():
+                _answer_spawn(control, me, connector, config, relay, exits, poller)
+
+
+def _answer_spawn(control: socket.socket, me: int, connector, config: GatewayConfig, relay: _StderrRelay,
+                  exits: dict[int, int], poller: select.poll) -> None:
+    fds = array.array("i")
+    msg, ancdata, _, _ = control.recvmsg(256, socket.CMSG_SPACE(fds.itemsize))
+    if not msg:
+        os._exit(0)  # the supervisor is gone
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    try:
+        to_zygote_decoder.decode(msg)
+        valid = len(fds) == 1
+    except msgspec.DecodeError:
+        valid = False
+    if not valid:
+        for fd in fds:
+            os.close(fd)
+        control.send(encode_reason(SpawnRefused, "malformed spawn request"))
+        return
+    err_read, err_write = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            control.close()
+            os.dup2(err_write, 2)
+            _become_worker(me, fds[0], connector, config)
+        except BaseException:
+            traceback.print_exc()
+        os._exit(70)
+    os.close(fds[0])
+    os.close(err_write)
+    relay.adopt(err_read, pid)
+    pidfd = os.pidfd_open(pid)
+    exits[pidfd] = pid
+    poller.register(pidfd, select.POLLIN)
+    control.send(control_encoder.encode(Spawned(pid)))
 
 
 def zygote_main(name: str, config: GatewayConfig, control: socket.socket, supervisor_pid: int) -> None:
     die_with_parent(supervisor_pid)
+    set_process_title(f"{name} zygote")
     _detach_stdio()
     # Terminal signals go to the whole process group; the supervisor decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -168,30 +245,80 @@ def zygote_main(name: str, config: GatewayConfig, control: socket.socket, superv
         connector = connector_class(name)(config)
         connector.warm()
     except Exception as e:
-        control.send(b"error:" + f"{type(e).__name__}: {e}".encode()[:4000])
+        control.send(encode_reason(ZygoteFailed, f"{type(e).__name__}: {e}"))
         raise
-    control.send(READY)
-    _serve_spawns(control, connector, config)
+    try:
+        control.send(control_encoder.encode(ZygoteReady()))
+        _serve_spawns(control, connector, config)
+    except ConnectionError:
+        os._exit(0)  # the supervisor is gone (it stopped while we started or served): nothing to report
 
 
 def fork_zygote(name: str, config: GatewayConfig) -> tuple[int, socket.socket]:
     """Fork the zygote of one connector (call before any thread exists). Returns (pid, control)
-    at once; the zygote then sends READY, or "error:<why>", on the control socket."""
+    at once; the zygote then sends ZygoteReady, or ZygoteFailed, on the control socket."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     parent = os.getpid()
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
-        code = 70
         try:
             ours.close()
             zygote_main(name, config, theirs, parent)
         except BaseException:
             traceback.print_exc()
         finally:
-            os._exit(code)
+            os._exit(70)
     theirs.close()
     # The zygote warms up (imports, CA bundles...) while the supervisor goes on starting;
-    # its first message, READY or "error:...", is read by the worker pool.
+    # its first message is read by the worker pool.
     return pid, ours
+
+
+_EXEC_ENTRY = "import sys; sys.path.insert(0, {root!r}); from mcp_gateway.workers.zygote import exec_main; exec_main()"
+
+
+def exec_zygote(name: str, config: GatewayConfig) -> tuple[subprocess.Popen, socket.socket]:
+    """Start the zygote of one connector as a fresh interpreter (safe while threads run).
+
+    Must be called from the thread that stays alive as long as the zygote should (the trio
+    thread): pdeathsig fires when the parent *thread* exits.
+    """
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    memfd = os.memfd_create("mcp-gateway-config", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        data = memoryview(msgspec.json.encode(config.model_dump(mode="json", by_alias=True)))
+        while data:
+            data = data[os.write(memfd, data):]
+        os.lseek(memfd, 0, os.SEEK_SET)  # the zygote reads the same open file from the start
+        fcntl.fcntl(memfd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
+                    | fcntl.F_SEAL_WRITE)
+        root = str(Path(__file__).resolve().parents[2])
+        # -P: nothing from the current directory may shadow the gateway's own modules.
+        proc = subprocess.Popen(
+            [sys.executable, "-P", "-c", _EXEC_ENTRY.format(root=root), name, str(theirs.fileno()), str(memfd),
+             str(os.getpid())],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(theirs.fileno(), memfd))
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+        os.close(memfd)
+    return proc, ours
+
+
+def exec_main() -> None:
+    """Entry point of a zygote started by `exec_zygote`: argv is name, control fd, config fd, parent."""
+    name, control_fd, config_fd, parent = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    die_with_parent(parent)
+    control = socket.socket(fileno=control_fd)
+    try:
+        with os.fdopen(config_fd, "rb") as f:
+            config = GatewayConfig.model_validate(msgspec.json.decode(f.read()))
+        zygote_main(name, config, control, parent)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(70)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from .conftest import Tree, listdir, make_connector, read, refused
 
@@ -95,3 +97,37 @@ def test_the_walk_fallback_follows_no_symlink(linked: Tree) -> None:
         assert refused(read, fs, "current/notes.txt").code == "SECURITY_ERROR"
     finally:
         fs.close()
+
+
+@pytest.fixture(scope="module")
+def one_root(tmp_path_factory):
+    from .conftest import build_tree
+
+    t = build_tree(tmp_path_factory.mktemp("abs"))
+    fs = make_connector([t.root], [t.secrets, t.private])
+    yield t, fs
+    fs.close()
+
+
+_component = st.sampled_from(["..", ".", "", "secrets", "sub", "root", "root-evil", "x", "private.key"])
+
+
+@given(st.lists(_component, max_size=8), st.booleans())
+def test_property_absolute_targets_map_beneath_their_own_root_or_are_refused(one_root, parts, prefixed) -> None:
+    """Whatever an absolute symlink says, the mapped path is a clean root-relative path that
+    lies beneath the root and outside the denied paths, or the link is refused."""
+    from mcp_gateway.workers.connector import ToolError
+
+    t, fs = one_root
+    root = fs._roots[str(t.root)]
+    target = (str(t.root) if prefixed else "") + "/" + "/".join(parts)
+    try:
+        rel = fs._inside_root(root, target, "'link'")
+    except ToolError as e:
+        assert e.code == "SECURITY_ERROR" and str(t.base) not in e.reason
+        return
+    comps = rel.split("/")
+    assert rel == "." or all(c not in ("", ".", "..") for c in comps), rel
+    full = os.path.normpath(os.path.join(str(t.root), rel))
+    assert full == str(t.root) or full.startswith(str(t.root) + "/")
+    assert not (full + "/").startswith(str(t.secrets) + "/") and full != str(t.private)

@@ -14,18 +14,21 @@ from __future__ import annotations
 import ctypes
 import os
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from mcp_gateway.config import ConnectorsSettings, FilesystemSettings, GatewayConfig
-from tests.gateway_process import fs_config, raw_gateway
+from mcp_gateway.config import DEFAULT_UID_RANGE, ConnectorsSettings, FilesystemSettings, GatewayConfig
+from mcp_gateway.workers.connector import ToolError
+from tests.gateway_process import fs_config, gateway_env, raw_gateway
 from tests.sandbox.sandbox_probe import run_child
 
 from .conftest import Tree, listdir, read, refused
 
 IS_ROOT = os.geteuid() == 0
-SECRET = "TOP-SECRET-IDENTITY"
+SECRET = "TOP-SECRET-IDENTITY"  # noqa: S105 - file content, not a credential
 CLONE_NEWNS = 0x00020000
 
 
@@ -72,23 +75,59 @@ def test_a_root_under_0700_and_a_hard_link_to_a_denied_file_under_0700(gw_dir: P
         assert "'pub/key-link'" in _text(leak) and str(root) not in _text(leak)  # as the agent sent it
 
 
-def test_a_denied_path_nobody_can_identify_fails_closed(gw_dir: Path) -> None:
+def test_a_denied_path_nobody_can_identify_stops_the_gateway_or_is_identified(gw_dir: Path) -> None:
     root, key = _gateway_tree(gw_dir)
+    (gw_dir / "private").chmod(0o755)
     sealed = root / "sealed"
     sealed.mkdir()
     (sealed / "inner").write_text(SECRET)
-    (gw_dir / "private").chmod(0o755)
     sealed.chmod(0)  # not even its owner can look inside without CAP_DAC_OVERRIDE
     try:
-        with raw_gateway(_config(gw_dir, root, [sealed / "inner"])) as gw:
-            reply = gw.call("fs.readFile", {"path": "hello.txt"})
-            if IS_ROOT:  # the zygote, still root, identified it; the worker cannot, need not
+        config = _config(gw_dir, root, [sealed / "inner"])
+        if IS_ROOT:  # the zygote, still root, identifies it; the worker cannot, need not
+            with raw_gateway(config) as gw:
+                reply = gw.call("fs.readFile", {"path": "hello.txt"})
                 assert reply.get("structuredContent", {}).get("content") == "hello\n", reply
-            else:
-                assert reply["isError"] and "cannot be verified" in _text(reply), reply
-                assert str(sealed) not in _text(reply)  # the path goes to the log, not the agent
+        else:  # the start check refuses, before any worker exists
+            served = subprocess.run([sys.executable, "-m", "mcp_gateway", "serve", "--config", str(config)],
+                                    input="", capture_output=True, text=True, env=gateway_env(), timeout=60)
+            assert served.returncode == 1 and "cannot be identified" in served.stderr, served.stderr
     finally:
         sealed.chmod(0o700)
+
+
+def test_the_worker_fails_closed_on_a_denied_path_it_cannot_identify() -> None:
+    """Past the start check (say the path became unreadable later, before it was ever
+    identified): every call refused, the path named in the log only."""
+    base = Path(tempfile.mkdtemp(prefix="mcp-fs-sealed-"))
+    base.chmod(0o755)
+    root = base / "root"
+    (root / "sealed").mkdir(parents=True)
+    root.chmod(0o755)
+    (root / "hello.txt").write_text("hello")
+    (root / "hello.txt").chmod(0o644)
+    (root / "sealed").chmod(0)
+    nobody = DEFAULT_UID_RANGE[0] + DEFAULT_UID_RANGE[1] + 7  # outside every range, no account
+
+    def probe():
+        if IS_ROOT:  # a uid without CAP_DAC_OVERRIDE, like a worker
+            os.setresgid(nobody, nobody, nobody)
+            os.setresuid(nobody, nobody, nobody)
+        from .conftest import make_connector
+
+        fs = make_connector([root], [root / "sealed" / "inner"])
+        try:
+            read(fs, "hello.txt")
+        except ToolError as e:
+            return [e.code, e.reason]
+        return "LEAK: served"
+
+    try:
+        got = run_child(probe).result
+        assert got[0] == "SECURITY_ERROR" and "cannot be verified" in got[1], got
+        assert str(root) not in got[1]
+    finally:
+        (root / "sealed").chmod(0o700)
 
 
 def test_a_denied_directory_renamed_into_the_root_stays_denied(tree: Tree) -> None:
@@ -136,8 +175,8 @@ def _in_mount_namespace(tree: Tree, cross_mounts: bool, mode: str) -> dict:
         _mount("-t", "overlay", "overlay", "-o", f"lowerdir={tree.secrets}:{empty}", str(tree.root / "ov"))
         cfg = GatewayConfig(connectors=ConnectorsSettings(filesystem=FilesystemSettings(
             enabled=True, allowed_paths=[tree.root], denied_paths=[tree.secrets], cross_mounts=cross_mounts)))
-        from mcp_gateway.workers.filesystem import FilesystemConnector
         from mcp_gateway.workers.connector import ToolError
+        from mcp_gateway.workers.filesystem import FilesystemConnector
 
         conn = FilesystemConnector(cfg)
         conn.force_walk = mode == "walk"

@@ -38,7 +38,7 @@ def test_property_one_line_and_three_columns_per_entry(names: list[str]) -> None
     entries = [{"name": n, "type": "file", "size": 1} for n in names]
     lines = render({"path": "/x", "entries": entries}).split("\n")
     assert len(lines) == len(entries)
-    for line, name in zip(lines, names):
+    for line, name in zip(lines, names, strict=True):
         kind, size, shown = line.split("\t")
         assert (kind, size) == ("file", "1")
         assert not any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs") for c in shown), shown

@@ -62,7 +62,11 @@ class HttpGateway:
         self.url = ""
         self.base = ""
         if wait:
-            self.wait_ready()
+            try:
+                self.wait_ready()
+            except BaseException:
+                self.close()  # never leave a gateway behind when it did not come up in time
+                raise
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")

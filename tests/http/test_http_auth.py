@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from tests.gateway_process import audit_lines
+from tests.gateway_process import audit_lines, error_of
 from tests.http.helpers import HttpGateway, McpHttp, http_config, scrape, sha256_hex
 
 pytestmark = pytest.mark.integration
@@ -59,9 +59,9 @@ def test_right_token_calls_and_the_actor_is_audited(gw):
         assert ok["isError"] is False and ok["structuredContent"]["content"] == "hello world\n"
         # the token's sha256 in the config may be upper-case hex
         denied = b.call("fs.readFile", {"path": "secrets/key.txt"})
-        assert denied["isError"] is True and denied["structuredContent"]["error_code"] == "SECURITY_ERROR"
+        assert denied["isError"] is True and error_of(denied)["error_code"] == "SECURITY_ERROR"
     lines = {x["request_id"]: x for x in audit_lines(gw.dir)}
-    assert lines[denied["structuredContent"]["request_id"]]["actor"] == "agent-b"
+    assert lines[error_of(denied)["request_id"]]["actor"] == "agent-b"
     ok_lines = [x for x in lines.values() if x["actor"] == "agent-a" and x["decision"] == "allow"]
     assert ok_lines and ok_lines[-1]["tool"] == "fs.readFile"
 
@@ -74,11 +74,11 @@ def test_per_actor_narrowing(gw):
         assert b.tools() == ["fs.listDir", "fs.readFile"]
         narrowed = a.call("fs.listDir", {"path": "."})
         assert narrowed["isError"] is True
-        assert narrowed["structuredContent"]["error_code"] == "POLICY_DENIED"
+        assert error_of(narrowed)["error_code"] == "POLICY_DENIED"
         assert narrowed["content"][0]["text"].startswith("POLICY_DENIED")
         listing = b.call("fs.listDir", {"path": "."})
         assert listing["isError"] is False
-    rid = narrowed["structuredContent"]["request_id"]
+    rid = error_of(narrowed)["request_id"]
     line = next(x for x in audit_lines(gw.dir) if x["request_id"] == rid)
     assert (line["actor"], line["decision"], line["error_code"]) == ("agent-a", "deny", "POLICY_DENIED")
 
@@ -163,7 +163,7 @@ def test_metrics_move_after_calls(gw):
         for _ in range(3):
             assert b.call("fs.readFile", {"path": "hello.txt"})["isError"] is False
         bogus = b.call("no.such.tool-" + "x" * 50, {})
-        assert bogus["structuredContent"]["error_code"] == "POLICY_DENIED"
+        assert error_of(bogus)["error_code"] == "POLICY_DENIED"
     after = scrape(gw.base, TOKEN_B)
     assert after[key] - before.get(key, 0) == 3
     assert after[hist] - before.get(hist, 0) == 3

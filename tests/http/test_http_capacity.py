@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.gateway_process import audit_lines, worker_pids
+from tests.gateway_process import audit_lines, error_of, worker_pids
 from tests.http.helpers import HttpGateway, McpHttp, http_config, scrape
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,7 @@ def test_128_concurrent_clients_get_no_capacity_refusal_at_the_defaults(gw_dir):
         m = scrape(gw.base)
     failures = [r for r in results if not isinstance(r, list)]
     assert not failures, failures[:3]
-    codes = {r.get("structuredContent", {}).get("error_code") if r["isError"] else None
+    codes = {error_of(r)["error_code"] if r["isError"] else None
              for rs in results for r in rs}
     assert codes == {None}
     assert m[("mcp_gateway_http_sessions", ())] == CLIENTS

@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from tests.gateway_process import audit_lines, gateway_env, worker_pids
+from tests.gateway_process import audit_lines, error_of, gateway_env, worker_pids
 from tests.http.helpers import ACCEPT, HttpGateway, McpHttp, http_config, scrape, sha256_hex
 
 pytestmark = pytest.mark.integration
@@ -27,7 +27,7 @@ def test_a_burst_over_the_rate_is_rate_limited_and_audited(gw_dir):
     with HttpGateway(config) as gw, McpHttp(gw.url, token) as c:
         c.initialize()  # opening the session takes one token of the burst
         results = [c.call("fs.readFile", {"path": "hello.txt"}) for _ in range(8)]
-        codes = [r["structuredContent"].get("error_code") if r["isError"] else None for r in results]
+        codes = [error_of(r)["error_code"] if r["isError"] else None for r in results]
         assert codes == [None] * 2 + ["RATE_LIMITED"] * 6
         assert all(r["content"][0]["text"].startswith("RATE_LIMITED") for r in results[2:])
         metrics = scrape(gw.base, token)
@@ -39,7 +39,7 @@ def test_a_burst_over_the_rate_is_rate_limited_and_audited(gw_dir):
     limited = [x for x in lines if x["error_code"] == "RATE_LIMITED"]
     assert len(limited) == 6
     assert all(x["decision"] == "deny" and x["actor"] == "bursty" for x in limited)
-    assert {x["request_id"] for x in limited} == {r["structuredContent"]["request_id"] for r in results[2:]}
+    assert {x["request_id"] for x in limited} == {error_of(r)["request_id"] for r in results[2:]}
 
 
 def _serve(config, timeout=20):
@@ -223,7 +223,8 @@ def test_calls_past_the_grace_are_cut_but_still_audited(gw_dir):
         gw.close()
     assert "abandoned" in gw.stderr()
     lines = audit_lines(gw_dir)
-    assert len(lines) == 1 and lines[0]["error_code"] == "TIMEOUT"
+    assert len(lines) == 1 and lines[0]["error_code"] == "CANCELLED"
+    assert "cancelled (the gateway stopped)" in lines[0]["reason"]
 
 
 def test_sigterm_answers_every_call_it_executes_on_keep_alive_connections(gw_dir):

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mcp_gateway.supervisor.gateway import Outcome
-from mcp_gateway.supervisor.http_listener import ConnectionLimits, framing_refusal
-from mcp_gateway.supervisor.http_sessions import Reservation, SessionBook
+from mcp_gateway.supervisor.http_listener import ConnectionLimits, client_key, framing_refusal
+from mcp_gateway.supervisor.http_sessions import Reservation, SessionBook, SessionRefused
 from mcp_gateway.supervisor.log_throttle import LogThrottle
 from mcp_gateway.supervisor.metrics import GatewayMetrics
 
@@ -49,12 +49,17 @@ def test_one_actor_at_its_quota_leaves_room_for_another():
         assert isinstance(r, Reservation)
         book.admitted(r, f"f{i}")
     refused = book.reserve("flooder")
-    assert isinstance(refused, str) and "max_sessions_per_actor" in refused
+    assert isinstance(refused, SessionRefused) and refused.kind == "per_actor"
+    assert "max_sessions_per_actor" in refused.reason
     assert isinstance(book.reserve("other"), Reservation)
     book.closed("f0")
     book.closed("f0")  # the SDK may report an end twice (DELETE, then the task's cleanup)
     assert isinstance(book.reserve("flooder"), Reservation)
     assert book.refused["per_actor"] == 1
+    full = SessionBook(max_sessions=2, per_actor=2)
+    full.reserve("a")
+    full.reserve("b")
+    assert isinstance(r := full.reserve("c"), SessionRefused) and r.kind == "max_sessions"
 
 
 HEADER_NAMES = st.sampled_from([b"content-length", b"Content-Length", b"transfer-encoding",
@@ -86,6 +91,15 @@ def test_connection_limits_total_and_per_client():
     assert limits.open == 3 and dict(limits.refused) == {"per_client": 1, "max_connections": 1}
 
 
+def test_the_per_client_cap_counts_an_ipv6_slash_64_as_one_client():
+    assert client_key(("2001:db8:1:2::1", 1, 0, 0)) == client_key(("2001:db8:1:2:ffff::9", 2, 0, 0))
+    assert client_key(("2001:db8:1:2::1", 1, 0, 0)) == "2001:db8:1:2::/64"
+    assert client_key(("2001:db8:1:3::1", 1, 0, 0)) != client_key(("2001:db8:1:2::1", 1, 0, 0))
+    assert client_key(("::ffff:10.0.0.1", 1, 0, 0)) == client_key(("10.0.0.1", 1)) == "10.0.0.1"
+    assert client_key(("127.0.0.2", 5)) != client_key(("127.0.0.1", 5))
+    assert client_key(("fe80::1%eth0", 1, 0, 2)) == "fe80::/64"
+
+
 def test_the_log_throttle_passes_a_few_lines_per_call_site_and_counts_the_rest():
     records: list[logging.LogRecord] = []
     logger = logging.getLogger("mcp_gateway.test_throttle")
@@ -115,8 +129,8 @@ def test_the_log_throttle_passes_a_few_lines_per_call_site_and_counts_the_rest()
 
 def test_a_capacity_refusal_is_counted_as_allow_and_unavailable():
     metrics = GatewayMetrics()
-    metrics.observe(Outcome("r1", "fs.readFile", error_code="UNAVAILABLE", reason="full"), 0.001)
-    metrics.observe(Outcome("r2", "fs.readFile", error_code="RATE_LIMITED", reason="rate"), 0.001)
+    metrics.observe(Outcome.failed("r1", "fs.readFile", "UNAVAILABLE", "full"), 0.001)
+    metrics.observe(Outcome.failed("r2", "fs.readFile", "RATE_LIMITED", "rate"), 0.001)
     text = metrics.render().decode()
     assert 'mcp_gateway_calls_total{decision="allow",error_code="UNAVAILABLE",tool="fs.readFile"} 1.0' in text
     assert 'mcp_gateway_unavailable_total{tool="fs.readFile"} 1.0' in text

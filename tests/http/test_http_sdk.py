@@ -7,7 +7,7 @@ from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from tests.gateway_process import audit_lines, sdk_client
+from tests.gateway_process import audit_lines, error_of, sdk_client
 from tests.http.helpers import HttpGateway, http_config, sha256_hex, stdio_variant
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ CALLS = [
 
 
 def _normalize(result) -> dict:
-    structured = dict(result.structured_content or {})
+    structured = dict(error_of(result) if result.is_error else result.structured_content)
     rid = structured.pop("request_id", None)
     text = result.content[0].text
     if rid:

@@ -72,3 +72,17 @@ def test_initialize_counts_against_the_actors_rate(gw_dir):
         m = scrape(gw.base, OTHER)
         assert m[("mcp_gateway_http_sessions_refused_total", (("reason", "rate"),))] == 4
         assert m[("mcp_gateway_http_sessions", ())] == 4
+
+
+def test_a_full_session_table_is_503_for_everyone(gw_dir):
+    config = http_config(gw_dir, http={"auth": _tokens(("flooder", FLOODER), ("other", OTHER)),
+                                       "max_sessions": 3, "max_sessions_per_actor": 3})
+    with HttpGateway(config) as gw, httpx.Client(timeout=10) as client:
+        assert [_open(client, gw.url, FLOODER).status_code for _ in range(2)] == [200, 200]
+        assert _open(client, gw.url, OTHER).status_code == 200
+        full = _open(client, gw.url, OTHER)
+        assert full.status_code == 503 and "max_sessions" in full.json()["error"]["message"]
+        assert full.headers.get("retry-after")
+        m = scrape(gw.base, OTHER)
+        assert m[("mcp_gateway_http_sessions_refused_total", (("reason", "max_sessions"),))] == 1
+    assert "actors x max_sessions_per_actor" in gw.stderr()  # 2 actors x 3 > 3: warned at start

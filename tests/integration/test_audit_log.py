@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.gateway_process import audit_lines, fs_config, raw_gateway
+from tests.gateway_process import audit_lines, error_of, fs_config, raw_gateway
 
 FIELDS = {"timestamp", "request_id", "tool", "actor", "args_sha256", "decision", "reason", "duration_ms",
           "result_bytes", "error_code"}
@@ -42,7 +42,7 @@ def test_n_calls_of_mixed_outcomes_give_exactly_n_lines(gw_dir):
         assert line["timestamp"].endswith("Z") and len(line["timestamp"]) == 24
         assert result["isError"] == (code is not None)
         if code:
-            assert result["structuredContent"]["request_id"] == line["request_id"]
+            assert error_of(result)["request_id"] == line["request_id"]
             assert result["content"][0]["text"].startswith(code)
         else:
             assert line["result_bytes"] > 0

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import yaml
 
-from tests.gateway_process import fs_config, raw_gateway
+from tests.gateway_process import error_of, fs_config, raw_gateway
 
 
 def _fetch_config(gw_dir, domains, **fetch):
@@ -67,9 +67,9 @@ def test_sandboxed_fetch_on_loopback_strips_credentials_and_rechecks_redirects(g
         headers = _Page.seen[-1]
         assert "authorization" not in headers and "x-api-key" not in headers and headers["accept"] == "*/*"
         redirected = gw.call("web.fetch", {"url": f"http://127.0.0.1:{port}/redirect-metadata"})
-        assert redirected["structuredContent"]["error_code"] == "SECURITY_ERROR"
+        assert error_of(redirected)["error_code"] == "SECURITY_ERROR"
         other_port = gw.call("web.fetch", {"url": f"http://127.0.0.1:{port + 1 if port < 65535 else 1}/"})
-        assert other_port["structuredContent"]["error_code"] == "SECURITY_ERROR"
+        assert error_of(other_port)["error_code"] == "SECURITY_ERROR"
 
 
 def test_ten_megabyte_control_character_body_answer_within_the_cap(gw_dir, page_server):

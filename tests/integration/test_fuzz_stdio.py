@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.gateway_process import audit_lines, fs_config, raw_gateway
+from tests.gateway_process import audit_lines, error_of, fs_config, raw_gateway
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False, allow_infinity=False)
@@ -55,7 +55,7 @@ def test_arbitrary_requests_get_one_answer_and_audit_lines_match(live, message, 
         counts["calls"] += 1
         result = reply["result"]
         if result.get("isError"):
-            assert result["content"][0]["text"].split(":")[0] == result["structuredContent"]["error_code"]
+            assert result["content"][0]["text"].split(":")[0] == error_of(result)["error_code"]
         json.dumps(result)  # serializable, no surprises
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.gateway_process import fs_config, raw_gateway
+from tests.gateway_process import error_of, fs_config, raw_gateway
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_wrong_param_types(gw):
     reply = gw.request("tools/call", {"name": 5, "arguments": "nope"})
     assert reply["error"]["code"] == -32602
     result = gw.request("tools/call", {"name": "fs.readFile", "arguments": {"path": ["a"]}})["result"]
-    assert result["isError"] and result["structuredContent"]["error_code"] == "VALIDATION_ERROR"
+    assert result["isError"] and error_of(result)["error_code"] == "VALIDATION_ERROR"
     _ping_still_answered(gw)
 
 
@@ -74,5 +74,5 @@ def test_lone_surrogate_in_arguments(gw):
     gw.send(b'{"jsonrpc":"2.0","id":11,"method":"tools/call","params":{"name":"fs.readFile",'
             b'"arguments":{"path":"\\ud800"}}}\n')
     result = gw.read()["result"]
-    assert result["isError"] and result["structuredContent"]["error_code"] == "VALIDATION_ERROR"
+    assert result["isError"] and error_of(result)["error_code"] == "VALIDATION_ERROR"
     _ping_still_answered(gw)

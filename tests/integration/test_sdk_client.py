@@ -2,7 +2,7 @@
 
 import trio
 
-from tests.gateway_process import audit_lines, fs_config, sdk_client
+from tests.gateway_process import audit_lines, error_of, fs_config, sdk_client
 
 
 def test_list_read_and_deny_through_the_sdk_client(gw_dir):
@@ -31,17 +31,17 @@ def test_list_read_and_deny_through_the_sdk_client(gw_dir):
 
             outside = await client.call_tool("fs.readFile", {"path": "../config.yaml"})
             assert outside.is_error and outside.content[0].text.startswith("SECURITY_ERROR")
-            assert outside.structured_content["error_code"] == "SECURITY_ERROR"
+            assert error_of(outside)["error_code"] == "SECURITY_ERROR"
 
             secret = await client.call_tool("fs.readFile", {"path": "secrets/key.txt"})
-            assert secret.is_error and secret.structured_content["error_code"] == "SECURITY_ERROR"
+            assert secret.is_error and error_of(secret)["error_code"] == "SECURITY_ERROR"
             assert "TOP-SECRET" not in secret.content[0].text
 
             denied = await client.call_tool("web.fetch", {"url": "https://example.com/"})
-            assert denied.is_error and denied.structured_content["error_code"] == "POLICY_DENIED"
+            assert denied.is_error and error_of(denied)["error_code"] == "POLICY_DENIED"
 
             invalid = await client.call_tool("fs.readFile", {"path": 42})
-            assert invalid.is_error and invalid.structured_content["error_code"] == "VALIDATION_ERROR"
+            assert invalid.is_error and error_of(invalid)["error_code"] == "VALIDATION_ERROR"
             return [ok, listing, outside, secret, denied, invalid]
 
     results = trio.run(session)
@@ -50,6 +50,6 @@ def test_list_read_and_deny_through_the_sdk_client(gw_dir):
     for line, result in zip(lines, results, strict=True):
         assert line["actor"] == "tester"
         if result.is_error:
-            assert line["request_id"] == result.structured_content["request_id"]
-            assert line["error_code"] == result.structured_content["error_code"]
+            assert line["request_id"] == error_of(result)["request_id"]
+            assert line["error_code"] == error_of(result)["error_code"]
     assert [x["decision"] for x in lines] == ["allow", "allow", "deny", "deny", "deny", "deny"]

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.gateway_process import audit_lines, children, fs_config, raw_gateway, worker_pids
+from tests.gateway_process import audit_lines, children, error_of, fs_config, raw_gateway, worker_pids
 
 
 def _one_worker_config(gw_dir, timeout_ms=1500):
@@ -39,7 +39,7 @@ def test_stuck_worker_is_killed_at_the_deadline_and_replaced(gw_dir):
         started = time.monotonic()
         result = gw.call("fs.readFile", {"path": "hello.txt"})
         elapsed = time.monotonic() - started
-        assert result["isError"] and result["structuredContent"]["error_code"] == "TIMEOUT"
+        assert result["isError"] and error_of(result)["error_code"] == "TIMEOUT"
         assert 1.0 < elapsed < 10  # ended by the 1.5 s deadline, not by anything else
         _wait_for(lambda: not _alive(worker))
         again = gw.call("fs.readFile", {"path": "hello.txt"})
@@ -50,20 +50,19 @@ def test_stuck_worker_is_killed_at_the_deadline_and_replaced(gw_dir):
     assert codes == ["TIMEOUT", None]
 
 
-def test_worker_dying_mid_call_fails_only_that_call(gw_dir):
+def test_a_request_the_worker_never_read_goes_to_a_fresh_worker(gw_dir):
     with raw_gateway(_one_worker_config(gw_dir, timeout_ms=20000)) as gw:
         (worker,) = _wait_for(lambda: worker_pids(gw.proc.pid))
         os.kill(worker, signal.SIGSTOP)
         gw.send_json({"jsonrpc": "2.0", "id": 77, "method": "tools/call",
                       "params": {"name": "fs.readFile", "arguments": {"path": "hello.txt"}}})
-        time.sleep(0.3)  # the request is now inside the stopped worker's socket
+        time.sleep(0.3)  # the request now sits unread in the stopped worker's socket
         os.kill(worker, signal.SIGKILL)
         reply = gw.read()
         assert reply["id"] == 77
-        assert reply["result"]["structuredContent"]["error_code"] == "WORKER_CRASHED"
-        ok = gw.call("fs.readFile", {"path": "hello.txt"})
-        assert not ok["isError"]
-    assert [x["error_code"] for x in audit_lines(gw_dir)] == ["WORKER_CRASHED", None]
+        assert not reply["result"]["isError"], reply  # it never acknowledged: retried, not failed
+        assert reply["result"]["structuredContent"]["content"] == "hello world\n"
+    assert [x["error_code"] for x in audit_lines(gw_dir)] == [None]
 
 
 def test_calls_beyond_free_workers_queue_and_the_wait_counts_against_the_timeout(gw_dir):
@@ -74,11 +73,11 @@ def test_calls_beyond_free_workers_queue_and_the_wait_counts_against_the_timeout
             gw.send_json({"jsonrpc": "2.0", "id": 100 + i, "method": "tools/call",
                           "params": {"name": "fs.readFile", "arguments": {"path": "hello.txt"}}})
         replies = {r["id"]: r for r in (gw.read(), gw.read(), gw.read())}
-        codes = sorted(r["result"]["structuredContent"]["error_code"] for r in replies.values())
+        codes = [error_of(r["result"])["error_code"] if r["result"]["isError"] else None for r in replies.values()]
         # One call held the stuck worker until its deadline; the queued ones waited for a
-        # worker inside their own deadline. None may hang.
-        assert codes[0] == "TIMEOUT"
-        assert all(c in ("TIMEOUT", None) or c is None for c in codes)
+        # worker inside their own deadline (UNAVAILABLE if none came in time). None may hang.
+        assert codes.count("TIMEOUT") == 1
+        assert all(c in ("TIMEOUT", "UNAVAILABLE", None) for c in codes)
         assert not gw.call("fs.readFile", {"path": "hello.txt"})["isError"]
 
 
@@ -138,12 +137,12 @@ def test_a_full_queue_refuses_at_once(gw_dir):
             time.sleep(0.1)
         first = gw.read()
         assert first["id"] == 202  # answered at once, before the other two time out
-        assert first["result"]["structuredContent"]["error_code"] == "UNAVAILABLE"
-        assert "capacity" in first["result"]["structuredContent"]["reason"]
+        assert error_of(first["result"])["error_code"] == "UNAVAILABLE"
+        assert "capacity" in error_of(first["result"])["reason"]
         rest = {r["id"]: r["result"] for r in (gw.read(), gw.read())}
-        assert rest[200]["structuredContent"]["error_code"] == "TIMEOUT"
+        assert error_of(rest[200])["error_code"] == "TIMEOUT"
         # The queued call waited inside its own deadline; the replacement may serve it in time.
-        assert rest[201]["structuredContent"].get("error_code") in ("TIMEOUT", None)
+        assert rest[201]["isError"] is False or error_of(rest[201])["error_code"] == "UNAVAILABLE"
 
 
 def test_worker_killed_while_idle_costs_no_call(gw_dir):
@@ -166,14 +165,6 @@ def test_sigterm_drains_calls_in_flight(gw_dir):
         gw.proc.send_signal(signal.SIGTERM)
         reply = gw.read()  # answered (at its deadline), not lost
         assert reply["id"] == 300
-        assert reply["result"]["structuredContent"]["error_code"] == "TIMEOUT"
+        assert error_of(reply["result"])["error_code"] == "TIMEOUT"
         assert gw.proc.wait(10) == 0
     assert [x["error_code"] for x in audit_lines(gw_dir)] == ["TIMEOUT"]
-
-
-def test_the_gateway_stops_loudly_when_a_zygote_dies(gw_dir):
-    with raw_gateway(fs_config(gw_dir)) as gw:
-        (zygote,) = children(gw.proc.pid)
-        os.kill(zygote, signal.SIGKILL)
-        assert gw.proc.wait(10) == 1
-        assert "zygote" in gw.stderr_tail() and "restart the gateway" in gw.stderr_tail()

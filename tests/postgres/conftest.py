@@ -25,6 +25,8 @@ GOOD_SQL_SQLGLOT_CANNOT_READ = [
     "SELECT xmlparse(content '<a>1</a>')::text",
     "SELECT (ARRAY[[1, 2], [3, 4]])[2][1], regexp_replace('a b', '\\s', '_', 'g')",
     "SELECT point(1, 2) ## lseg(point(0, 0), point(3, 3))",
+    "SELECT box '((0,0),(1,1))' && box '((0,0),(2,2))', circle '<(0,0),1>', lseg '[(0,0),(1,1)]'",
+    "SELECT tsvector 'a b' @@ tsquery 'a', cidr '10.0.0.0/8', macaddr '08:00:2b:01:02:03', pg_lsn '0/0'",
 ]
 
 

@@ -427,3 +427,21 @@ def test_warm_preloads_everything(pg_env):
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("NEW:")][0]
     new = [m for m in line[4:].split(",") if m]
     assert new == [], f"modules imported after warm(): {new}"
+
+
+def test_operator_extends_the_allowlists(pg_env):
+    """allow_functions / allow_relations: what the catalog's rule refuses, the operator may allow."""
+    plain = PostgresConnector(make_config(pg_env))
+    extended = PostgresConnector(
+        make_config(pg_env, allow_functions=["public.fixture_volatile"], allow_relations=["pg_stat_user_tables"])
+    )
+    try:
+        for sql in ("SELECT fixture_volatile(1, 2)", "SELECT count(*) FROM pg_stat_user_tables"):
+            assert q_err(plain, sql).code == "SECURITY_ERROR"
+        assert q(extended, "SELECT fixture_volatile(1, 2)")["rows"] == [[3]]
+        assert q(extended, "SELECT count(*) > 0 FROM pg_catalog.pg_stat_user_tables")["rows"] == [[True]]
+        # the operator behind ### is the same function: allowed with it
+        assert q(extended, "SELECT 1 ### 2")["rows"] == [[3]]
+    finally:
+        plain.close()
+        extended.close()

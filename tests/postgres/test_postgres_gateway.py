@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.gateway_process import audit_lines, fs_config, raw_gateway, worker_pids
+from tests.gateway_process import audit_lines, error_of, fs_config, raw_gateway, worker_pids
 from tests.postgres.conftest import ACCEPT, REJECT, load_corpus
 
 
@@ -30,7 +30,7 @@ def _ok(result: dict) -> dict:
 
 def _code(result: dict) -> str:
     assert result.get("isError"), result
-    return result["structuredContent"]["error_code"]
+    return error_of(result)["error_code"]
 
 
 def test_queries_in_a_sandboxed_worker(pg_gateway_config, gw_dir, pg_cluster):
@@ -117,7 +117,7 @@ def test_heavy_statement_does_not_hold_up_a_ping(pg_gateway_config):
         first, second = gw.read(), gw.read(timeout=30)
         assert first["id"] == 2 and first["result"] == {}
         assert second["id"] == 1 and second["result"]["isError"]
-        assert second["result"]["structuredContent"]["error_code"] in ("TIMEOUT", "SECURITY_ERROR")
+        assert error_of(second["result"])["error_code"] in ("TIMEOUT", "SECURITY_ERROR")
         assert _ok(gw.call("db.query", {"sql": "SELECT 1"}))["rows"] == [[1]]
 
 
@@ -138,7 +138,7 @@ def _poll(predicate, timeout: float) -> bool:
     return predicate()
 
 
-def test_killed_worker_stops_its_statement(gw_dir, pg_env, pg_cluster):
+def test_killed_or_cancelled_call_stops_its_statement(gw_dir, pg_env, pg_cluster):
     """A call that ends by timeout or cancellation kills its worker; the backend notices the
     closed connection (client_connection_check_interval) and aborts the statement, long
     before its own statement_timeout (almost 30 s here)."""
@@ -147,11 +147,12 @@ def test_killed_worker_stops_its_statement(gw_dir, pg_env, pg_cluster):
         policy={"allow_tools": ["db.query"], "global_timeout_ms": 30_000},
         connectors={"postgres": pg_env.postgres_settings(workers=1)},
     )
+    slow = "SELECT count(*) FROM generate_series(1, 100000000000)"
     with raw_gateway(config) as gw:
+        # 1. the worker is killed (what the pool does when a call times out)
         gw.send_json(
             {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-             "params": {"name": "db.query", "arguments": {
-                 "sql": "SELECT count(*) FROM generate_series(1, 100000000000)"}}}
+             "params": {"name": "db.query", "arguments": {"sql": slow}}}
         )
         # the rows are computed by the cursor's first FETCH: kill the worker while it runs
         assert _poll(lambda: bool(_running(pg_cluster, "FETCH")), 20), "the FETCH never started"
@@ -162,3 +163,15 @@ def test_killed_worker_stops_its_statement(gw_dir, pg_env, pg_cluster):
         assert _poll(lambda: not _running(pg_cluster, "FETCH"), 5), "the statement outlived its worker"
         reply = gw.read(timeout=30)
         assert reply["id"] == 7 and reply["result"]["isError"]
+        # 2. notifications/cancelled (a request with _meta goes through the SDK, which honours
+        # cancellation): the gateway stops the call's worker, and the statement stops too
+        gw.send_json(
+            {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+             "params": {"name": "db.query", "_meta": {"progressToken": "p9"}, "arguments": {"sql": slow}}}
+        )
+        assert _poll(lambda: bool(_running(pg_cluster, "FETCH")), 20), "the FETCH never started"
+        gw.send_json({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                      "params": {"requestId": 9, "reason": "test"}})
+        assert _poll(lambda: not _running(pg_cluster, "FETCH"), 5), "the statement outlived its call"
+        # the gateway keeps serving
+        assert _ok(gw.call("db.query", {"sql": "SELECT 1"}))["rows"] == [[1]]

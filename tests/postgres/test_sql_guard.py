@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from mcp_gateway.guards import GuardDenied
 from mcp_gateway.guards import sql as sqlguard
 from mcp_gateway.guards.sql_catalog import SqlCatalog
+from mcp_gateway.guards.sql_precheck import precheck_sql
 from tests.postgres.conftest import ACCEPT, GOOD_SQL_SQLGLOT_CANNOT_READ, REJECT, load_corpus
 
 ACCEPTED = load_corpus(ACCEPT)
@@ -164,7 +165,7 @@ def test_reasons(sql, expected):
         "WITH a AS (SELECT 1), d AS (DELETE FROM t RETURNING *) SELECT * FROM a",
         "SELECT * INTO TEMP stolen FROM users",
         "SELECT 1 INTO x",
-        # table functions and the function denylist in every position
+        # table functions and refused functions in every position
         "SELECT * FROM ROWS FROM (pg_ls_dir('.'))",
         "SELECT * FROM users, LATERAL pg_read_file('/etc/passwd') f",
         "SELECT (SELECT lo_get(424242))",
@@ -605,20 +606,20 @@ def test_readable_settings_only_by_literal():
 )
 def test_precheck_refuses(sql):
     with pytest.raises(GuardDenied):
-        sqlguard.precheck_sql(sql)
+        precheck_sql(sql)
 
 
 @pytest.mark.parametrize("sql", [*ACCEPTED, "EXPLAIN SELECT 1", "SELECT pg_read_file('x')", "/* unterminated"])
 def test_precheck_passes_queries_on(sql):
     """Everything that starts like a query goes on to the worker's full check."""
-    sqlguard.precheck_sql(sql)
+    precheck_sql(sql)
 
 
 @given(st.text(max_size=300))
 def test_precheck_never_crashes_and_agrees_with_the_guard(text):
     """The precheck refuses only what the full guard refuses too."""
     try:
-        sqlguard.precheck_sql(text)
+        precheck_sql(text)
     except GuardDenied:
         with pytest.raises(GuardDenied):
             check_sql(text)

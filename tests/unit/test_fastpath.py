@@ -2,26 +2,36 @@
 
 import json
 
-from mcp_gateway.supervisor.fastpath import FastPath, call_result_payload, response_line
-from mcp_gateway.supervisor.gateway import Outcome
-from mcp_gateway.supervisor.mcp_server import call_result
+from mcp_gateway.supervisor import results
+from mcp_gateway.supervisor.fastpath import FastPath, cancelled_request_id, response_parts
 
 
-def _sdk_json(outcome: Outcome) -> dict:
-    return json.loads(call_result(outcome).model_dump_json(by_alias=True, exclude_unset=True))
+def test_response_parts_splice_the_encoded_answer():
+    answer = results.success("r1", "é\u2028", {"content": "é\u2028"})
+    line = b"".join(response_parts("a\"b", answer))
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    message = json.loads(line)
+    assert message == {"jsonrpc": "2.0", "id": "a\"b", "result": json.loads(answer)}
 
 
-def test_call_results_match_the_sdk_serialization():
-    ok = Outcome("r1", "fs.readFile", result={"path": "/a", "size": 1, "encoding": "utf-8", "content": "é\u2028"},
-                 text="é\u2028")
-    err = Outcome("r2", "fs.readFile", error_code="SECURITY_ERROR", reason="outside 'x'")
-    for outcome in (ok, err):
-        assert call_result_payload(outcome) == _sdk_json(outcome)
+def test_errors_carry_no_structured_content():
+    answer = json.loads(results.error("r2", "SECURITY_ERROR", "outside 'x' \ud800"))
+    assert "structuredContent" not in answer and answer["isError"] is True
+    assert answer["_meta"][results.ERROR_META] == {"error_code": "SECURITY_ERROR", "reason": "outside 'x' \\ud800",
+                                                   "request_id": "r2"}
+    assert answer["_meta"][results.REQUEST_ID_META] == "r2"
+    assert answer["content"] == [{"type": "text", "text": "SECURITY_ERROR: outside 'x' \\ud800"}]
 
 
-def test_response_line_survives_lone_surrogates():
-    line = response_line(1, {"content": [{"type": "text", "text": "a\ud800"}]})
-    assert json.loads(line)["result"]["content"][0]["text"] == "a\ud800"
+def test_cancel_notifications_are_recognized():
+    assert cancelled_request_id({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                 "params": {"requestId": 7}}) == 7
+    assert cancelled_request_id({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                 "params": {"requestId": "x"}}) == "x"
+    for other in ({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": True}},
+                  {"jsonrpc": "2.0", "id": 1, "method": "notifications/cancelled", "params": {"requestId": 7}},
+                  {"jsonrpc": "2.0", "method": "notifications/cancelled"}, [1], "x"):
+        assert cancelled_request_id(other) is None
 
 
 class _Gateway:
@@ -42,6 +52,7 @@ def test_routes_only_plain_requests_after_initialize():
         {**call, "params": {"name": "x", "arguments": []}},
         {**call, "id": None},
         {**call, "id": True},
+        {**call, "id": "\ud800"},
         {**call, "jsonrpc": "1.0"},
         {**call, "extra": 1},
         {"jsonrpc": "2.0", "method": "tools/call", "params": call["params"]},

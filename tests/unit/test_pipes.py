@@ -3,8 +3,10 @@ import threading
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mcp_gateway.supervisor.pipes import PipeReader, PipeWriter
+from mcp_gateway.supervisor.pipes import PipeReader, PipeWriter, _after
 
 
 def test_lines_stay_whole_and_ordered_when_the_pipe_is_full():
@@ -75,3 +77,40 @@ def test_reader_eof_and_broken_writer():
 
     trio.run(main)
     os.close(r)
+
+
+_part = st.one_of(st.binary(max_size=64), st.integers(0, 200_000).map(lambda n: bytes([n % 251]) * n))
+
+
+@settings(max_examples=30)
+@given(st.lists(st.lists(_part, max_size=4), min_size=1, max_size=6))
+def test_parts_arrive_whole_and_in_order(messages):
+    expected = b"".join(b"".join(parts) for parts in messages)
+
+    async def main() -> bytes:
+        r, w = os.pipe()
+        writer, reader = PipeWriter(w), PipeReader(r)
+        got = bytearray()
+
+        async def write_all() -> None:
+            async with trio.open_nursery() as inner:
+                inner.start_soon(writer.run)
+                for parts in messages:  # each returns once its parts are all in the pipe
+                    await writer.write(*parts)
+                inner.cancel_scope.cancel()
+            os.close(w)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(write_all)
+            while chunk := await reader.read(65536):
+                got += chunk
+        os.close(r)
+        return bytes(got)
+
+    assert trio.run(main) == expected
+
+
+def test_after_skips_exactly_what_was_written():
+    views = [memoryview(b"abc"), memoryview(b""), memoryview(b"defg")]
+    for written in range(8):
+        assert b"".join(_after(views, written)) == b"abcdefg"[written:]

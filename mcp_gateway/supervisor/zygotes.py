@@ -1,0 +1,150 @@
+"""The supervisor's handle on one zygote process: its control socket, its exit.
+
+One task (`read_messages`) reads everything the zygote sends: answers to `Spawn` go to the
+spawning call, `WorkerExited` reports to the pool's callback. Spawns are serialised, so the
+answers come back in order.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import signal
+import socket
+import subprocess
+from collections.abc import Callable
+
+import msgspec
+import trio
+
+from mcp_gateway.config import GatewayConfig
+from mcp_gateway.ipc.control import (
+    CONTROL_CAP,
+    Spawn,
+    Spawned,
+    SpawnRefused,
+    WorkerExited,
+    ZygoteFailed,
+    ZygoteReady,
+    control_encoder,
+    from_zygote_decoder,
+)
+from mcp_gateway.workers.zygote import exec_zygote
+
+SPAWN_TIMEOUT_S = 15.0
+
+
+class PoolStartError(Exception):
+    """The pool could not start its workers (a required sandbox layer failed, the zygote died...)."""
+
+
+class ZygoteGone(PoolStartError):
+    """The zygote died or closed its control socket: no worker can be started until it is restarted."""
+
+
+def describe_status(exit_code: int | None, signum: int | None) -> str:
+    if signum is not None:
+        try:
+            return f"killed by {signal.Signals(signum).name}"
+        except ValueError:
+            return f"killed by signal {signum}"
+    return f"exited with status {exit_code}"
+
+
+class Zygote:
+    def __init__(self, connector: str, pid: int, control: socket.socket, process: subprocess.Popen | None = None):
+        self.connector = connector
+        self.pid = pid
+        self._process = process  # set when started by exec_zygote (then Popen reaps it)
+        self._pidfd = os.pidfd_open(pid)
+        self._control = trio.socket.from_stdlib_socket(control)
+        self._spawn_lock = trio.Lock()
+        self._answers_send, self._answers = trio.open_memory_channel[Spawned | SpawnRefused | None](1)
+        self.status = ""  # how it ended, once reaped
+
+    @classmethod
+    def exec(cls, connector: str, config: GatewayConfig) -> Zygote:
+        process, control = exec_zygote(connector, config)
+        return cls(connector, process.pid, control, process)
+
+    async def ready(self, timeout_s: float) -> None:
+        """Wait for the zygote's first message; PoolStartError unless it is ZygoteReady."""
+        with trio.move_on_after(timeout_s):
+            first = await self._control.recv(CONTROL_CAP)
+            try:
+                msg = from_zygote_decoder.decode(first) if first else None
+            except msgspec.DecodeError:
+                msg = None
+            if isinstance(msg, ZygoteReady):
+                return
+            detail = msg.reason if isinstance(msg, ZygoteFailed) else "it exited"
+            raise PoolStartError(f"the {self.connector} connector failed to start: {detail}")
+        raise PoolStartError(f"the {self.connector} connector did not start within {timeout_s:.0f} s")
+
+    async def read_messages(self, on_exit: Callable[[WorkerExited], None]) -> None:
+        """Dispatch the zygote's messages until it closes the control socket."""
+        try:
+            while True:
+                try:
+                    data = await self._control.recv(CONTROL_CAP)
+                except OSError:
+                    data = b""
+                if not data:
+                    return
+                try:
+                    msg = from_zygote_decoder.decode(data)
+                except msgspec.DecodeError:
+                    continue  # the zygote is trusted; a garbled packet is dropped, not obeyed
+                if isinstance(msg, WorkerExited):
+                    on_exit(msg)
+                elif isinstance(msg, Spawned | SpawnRefused):
+                    await self._answers_send.send(msg)
+        finally:
+            self._answers_send.close()  # a spawn waiting for an answer learns the zygote is gone
+
+    async def spawn(self, worker_end: socket.socket) -> int:
+        """Ask for a worker serving `worker_end`; its pid. ZygoteGone, PoolStartError."""
+        async with self._spawn_lock:
+            with trio.move_on_after(SPAWN_TIMEOUT_S):
+                try:
+                    await self._control.sendmsg(
+                        [control_encoder.encode(Spawn())],
+                        [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [worker_end.fileno()]))])
+                    answer = await self._answers.receive()
+                except (OSError, trio.EndOfChannel, trio.ClosedResourceError):
+                    answer = None
+                if answer is None:
+                    raise ZygoteGone(f"the {self.connector} zygote (pid {self.pid}) is gone")
+                if isinstance(answer, SpawnRefused):
+                    raise PoolStartError(f"the {self.connector} zygote refused to fork a worker: {answer.reason}")
+                return answer.pid
+            raise PoolStartError(f"the {self.connector} zygote did not answer within {SPAWN_TIMEOUT_S} s")
+
+    async def wait_exit(self) -> None:
+        """Returns when the zygote has exited (its pidfd turns readable)."""
+        await trio.lowlevel.wait_readable(self._pidfd)
+
+    def stop(self) -> None:
+        """Kill (if still running) and reap the zygote; its workers die with it (pdeathsig)."""
+        if self._pidfd < 0:
+            return
+        try:
+            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if self._process is not None:
+            self._process.wait()
+            code = self._process.returncode
+            self.status = describe_status(code if code >= 0 else None, -code if code < 0 else None)
+        else:
+            try:
+                _, raw = os.waitpid(self.pid, 0)
+                self.status = describe_status(
+                    os.WEXITSTATUS(raw) if os.WIFEXITED(raw) else None,
+                    os.WTERMSIG(raw) if os.WIFSIGNALED(raw) else None)
+            except ChildProcessError:
+                self.status = "already reaped"
+        trio.lowlevel.notify_closing(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = -1
+        self._control.close()
