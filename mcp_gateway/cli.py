@@ -89,7 +89,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         _stdio_banner(config)
         wire_in, wire_out = claim_stdio()
-        trio.run(_serve_stdio, config, zygotes, wire_in, wire_out)
+        if trio.run(_serve_stdio, config, zygotes, wire_in, wire_out):
+            return EXIT_INTERRUPTED
     except Exception as e:
         return _report_startup_failure(e)
     return 0
@@ -122,7 +123,8 @@ def _startup_failure(exc: BaseException) -> BaseException | None:
     return None
 
 
-async def _serve_stdio(config: GatewayConfig, zygotes, wire_in: int, wire_out: int) -> None:
+async def _serve_stdio(config: GatewayConfig, zygotes, wire_in: int, wire_out: int) -> bool:
+    """Serve until stdin ends or a signal stops it; True when Ctrl-C (SIGINT) stopped it."""
     import trio
 
     from mcp_gateway.supervisor.fastpath import FastPath
@@ -130,28 +132,51 @@ async def _serve_stdio(config: GatewayConfig, zygotes, wire_in: int, wire_out: i
     from mcp_gateway.supervisor.service import open_gateway, stdio_actor
     from mcp_gateway.supervisor.stdio import stdio_transport
 
-    async with open_gateway(config, zygotes) as gateway, trio.open_nursery() as nursery:
-        server = build_server(gateway, stdio_actor(config))
-        fast_path = FastPath(gateway, config.server.actor)
-        stop = trio.Event()
-        nursery.start_soon(_stop_on_sigterm, stop)
-        async with stdio_transport(wire_in, wire_out, config.server.max_message_bytes, fast_path, stop) as (r, w):
-            await server.run(r, w, server.create_initialization_options())
-        nursery.cancel_scope.cancel()
+    async with open_gateway(config, zygotes) as gateway:
+        stopper = _StdioSignals(gateway)
+        with stopper.scope:
+            async with trio.open_nursery() as nursery:
+                server = build_server(gateway, stdio_actor(config))
+                fast_path = FastPath(gateway, config.server.actor)
+                nursery.start_soon(stopper.run)
+                async with stdio_transport(wire_in, wire_out, config.server.max_message_bytes, fast_path,
+                                           stopper.drain) as (r, w):
+                    await server.run(r, w, server.create_initialization_options())
+                nursery.cancel_scope.cancel()
+        return stopper.interrupted
 
 
-async def _stop_on_sigterm(stop) -> None:
-    """SIGTERM drains: no new requests are read; calls in flight finish, are audited and answered."""
-    import logging
-    import signal
+class _StdioSignals:
+    """SIGTERM drains (no new requests are read; calls in flight finish, are audited and
+    answered). SIGINT (Ctrl-C) stops at once: calls in flight are cancelled, their workers
+    killed, each audited CANCELLED "the gateway stopped"; the process exits 130."""
 
-    import trio
+    def __init__(self, gateway) -> None:
+        import trio
 
-    with trio.open_signal_receiver(signal.SIGTERM) as signals:
-        async for _ in signals:
-            logging.getLogger("mcp_gateway").info("SIGTERM: finishing the calls in flight, then exiting")
-            stop.set()
-            return
+        self.gateway = gateway
+        self.drain = trio.Event()
+        self.scope = trio.CancelScope()
+        self.interrupted = False
+
+    async def run(self) -> None:
+        import logging
+        import signal
+
+        import trio
+
+        log = logging.getLogger("mcp_gateway")
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                if signum == signal.SIGINT:
+                    log.info("SIGINT: stopping now; calls in flight are cancelled")
+                    self.interrupted = True
+                    self.gateway.stopping = True
+                    self.scope.cancel()
+                    return
+                if not self.drain.is_set():
+                    log.info("SIGTERM: finishing the calls in flight, then exiting")
+                    self.drain.set()
 
 
 def describe(config: GatewayConfig) -> str:
