@@ -294,7 +294,12 @@ class McpEndpoint:
             body = await read_body(receive, self.max_body, self.body_timeout_s)
         except BodyRefused as e:
             self.metrics.http_rejected.labels("body_too_large" if e.status == 413 else "body_timeout").inc()
-            await _error(send, e.status, e.error, e.description)
+            try:
+                await _error(send, e.status, e.error, e.description)
+            except (trio.BusyResourceError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                # The server is closing the connection meanwhile (the client gave up, or the
+                # server's own timeout fired at the same moment): there is no one to tell.
+                pass
             return
         if body is None:
             return  # the client went away before sending its whole request
