@@ -310,8 +310,22 @@ class Listener:
                 stream = trio.SSLStream(stream, self.ssl_context, server_side=True, https_compatible=True)
             try:
                 await GatewayConnection(self.app, self.config, self.context, {}, stream)
+            except Exception as e:  # one connection's failure never stops the listener
+                if not _is_teardown(e):
+                    log.exception("HTTP: the connection from %s failed", client)
             finally:
                 await trio.aclose_forcefully(stream)
         finally:
             self.limits.release(client)
+
+
+# A connection torn down while a reply was being written (by the client, or by the server's own
+# timeout at the same moment): nothing is wrong, and there is no one left to answer.
+_TEARDOWN = (trio.BrokenResourceError, trio.BusyResourceError, trio.ClosedResourceError, OSError)
+
+
+def _is_teardown(e: BaseException) -> bool:
+    if isinstance(e, BaseExceptionGroup):
+        return all(_is_teardown(x) for x in e.exceptions)
+    return isinstance(e, _TEARDOWN)
 
