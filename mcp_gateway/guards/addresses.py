@@ -191,13 +191,14 @@ def parse_ip(value: str | IPAddress) -> IPAddress:
     return ipaddress.ip_address(value)
 
 
-def _refusal_v4(v4: IPv4Address, nets: tuple[IPNetwork, ...]) -> Refusal | None:
-    if v4 in METADATA_ADDRESSES:
-        return Refusal("cloud metadata", f"cloud metadata address {v4}; never allowed")
-    if v4 in UNSPECIFIED:
-        return Refusal("unspecified", "unspecified address 0.0.0.0 (the local host); never allowed")
-    rule = _table_rule(v4)
-    return None if rule is None or _opened(v4, rule.rule, nets) else rule
+def _refusal_direct(addr: IPAddress, nets: tuple[IPNetwork, ...]) -> Refusal | None:
+    """The rules for an address that carries no other address (IPv4, or plain IPv6)."""
+    if addr in METADATA_ADDRESSES:
+        return Refusal("cloud metadata", f"cloud metadata address {addr}; never allowed")
+    if addr in UNSPECIFIED:
+        return Refusal("unspecified", f"unspecified address {addr} (the local host); never allowed")
+    rule = _table_rule(addr)
+    return None if rule is None or _opened(addr, rule.rule, nets) else rule
 
 
 def refusal(ip: str | IPAddress, allow_internal_cidrs: Iterable[str] = ()) -> Refusal | None:
@@ -213,7 +214,7 @@ def refusal(ip: str | IPAddress, allow_internal_cidrs: Iterable[str] = ()) -> Re
         return Refusal("not an IP address", f"not an IP address: {str(ip)[:64]!r}")
     nets = _networks(tuple(allow_internal_cidrs))
     if isinstance(addr, IPv4Address):
-        return _refusal_v4(addr, nets)
+        return _refusal_direct(addr, nets)
     if addr.scope_id:
         return Refusal("scoped IPv6 address", "scoped IPv6 address")
     carried = embedded_ipv4(addr)
@@ -229,18 +230,13 @@ def refusal(ip: str | IPAddress, allow_internal_cidrs: Iterable[str] = ()) -> Re
                 return Refusal(f"cloud metadata (in {name})",
                                f"cloud metadata address {v4} (embedded in {form}); never allowed")
         for v4 in v4s:
-            inner = _refusal_v4(v4, nets)
+            inner = _refusal_direct(v4, nets)
             if inner is not None:
                 return Refusal(f"{inner.rule} (in {name})", f"{inner.detail} ({v4} embedded in {form})")
         if form in DEPRECATED_FORMS:
             return Refusal(f"{name} (deprecated)", f"{form} (deprecated; carries {', '.join(map(str, v4s))})")
         return None
-    if addr in METADATA_ADDRESSES:
-        return Refusal("cloud metadata", f"cloud metadata address {addr}; never allowed")
-    if addr in UNSPECIFIED:
-        return Refusal("unspecified", "unspecified address :: (the local host); never allowed")
-    rule = _table_rule(addr)
-    return None if rule is None or _opened(addr, rule.rule, nets) else rule
+    return _refusal_direct(addr, nets)
 
 
 def classify(ip: str | IPAddress, allow_internal_cidrs: Iterable[str] = ()) -> str | None:
