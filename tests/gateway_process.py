@@ -223,3 +223,15 @@ def raw_gateway(config: Path):
 def worker_pids(gateway_pid: int) -> list[int]:
     """Workers are the zygotes' children (grandchildren of the gateway)."""
     return [w for z in children(gateway_pid) for w in children(z)]
+
+
+def wait_until(predicate, timeout: float = 10.0, what: str = "condition not reached in time"):
+    """The first truthy value of predicate(), polled until `timeout` seconds; AssertionError after."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} (waited {timeout} s)")
+        time.sleep(0.01)

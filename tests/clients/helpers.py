@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from pathlib import Path
 
-from tests.gateway_process import audit_lines, fs_config
+from tests.gateway_process import audit_lines, fs_config, wait_until
 
 CANCEL_TIMEOUT_MS = 60_000   # far past every bounded wait below: only a cancel ends the call in time
 STOPPED_WITHIN_S = 5.0       # bound on waiting for the stalled upstream to see its connection close
@@ -78,15 +77,7 @@ def clients_config(directory: Path, stall: StallServer, server: dict | None = No
         **({"server": server} if server else {}))
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} (waited {timeout} s)")
-        time.sleep(0.02)
+wait_for = wait_until  # (predicate, timeout, what)
 
 
 def assert_refusal(result: dict, code: str, directory: Path) -> None:

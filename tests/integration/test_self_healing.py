@@ -15,19 +15,13 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.gateway_process import audit_lines, children, fs_config, raw_gateway, worker_pids
+from tests.gateway_process import audit_lines, children, fs_config, raw_gateway, wait_until, worker_pids
 
 HELLO = {"path": "hello.txt"}
 
 
-def _wait_for(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("condition not reached in time")
+def _wait_for(predicate, timeout=15.0):  # zygote restarts back off: a longer bound than the default
+    return wait_until(predicate, timeout)
 
 
 def _alive(pid):

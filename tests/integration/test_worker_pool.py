@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.gateway_process import audit_lines, children, error_of, fs_config, raw_gateway, worker_pids
+from tests.gateway_process import audit_lines, children, error_of, fs_config, raw_gateway, wait_until, worker_pids
 
 
 def _one_worker_config(gw_dir, timeout_ms=1500):
@@ -22,26 +22,16 @@ def _alive(pid):
         return False
 
 
-def _wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("condition not reached in time")
-
-
 def test_stuck_worker_is_killed_at_the_deadline_and_replaced(gw_dir):
     with raw_gateway(_one_worker_config(gw_dir)) as gw:
-        (worker,) = _wait_for(lambda: worker_pids(gw.proc.pid))
+        (worker,) = wait_until(lambda: worker_pids(gw.proc.pid))
         os.kill(worker, signal.SIGSTOP)  # the worker will never answer
         started = time.monotonic()
         result = gw.call("fs.readFile", {"path": "hello.txt"})
         elapsed = time.monotonic() - started
         assert result["isError"] and error_of(result)["error_code"] == "TIMEOUT"
         assert 1.0 < elapsed < 10  # ended by the 1.5 s deadline, not by anything else
-        _wait_for(lambda: not _alive(worker))
+        wait_until(lambda: not _alive(worker))
         again = gw.call("fs.readFile", {"path": "hello.txt"})
         assert not again["isError"] and again["structuredContent"]["content"] == "hello world\n"
         live = [p for p in worker_pids(gw.proc.pid) if _alive(p)]
@@ -52,7 +42,7 @@ def test_stuck_worker_is_killed_at_the_deadline_and_replaced(gw_dir):
 
 def test_a_request_the_worker_never_read_goes_to_a_fresh_worker(gw_dir):
     with raw_gateway(_one_worker_config(gw_dir, timeout_ms=20000)) as gw:
-        (worker,) = _wait_for(lambda: worker_pids(gw.proc.pid))
+        (worker,) = wait_until(lambda: worker_pids(gw.proc.pid))
         os.kill(worker, signal.SIGSTOP)
         gw.send_json({"jsonrpc": "2.0", "id": 77, "method": "tools/call",
                       "params": {"name": "fs.readFile", "arguments": {"path": "hello.txt"}}})
@@ -67,7 +57,7 @@ def test_a_request_the_worker_never_read_goes_to_a_fresh_worker(gw_dir):
 
 def test_calls_beyond_free_workers_queue_and_the_wait_counts_against_the_timeout(gw_dir):
     with raw_gateway(_one_worker_config(gw_dir, timeout_ms=800)) as gw:
-        (worker,) = _wait_for(lambda: worker_pids(gw.proc.pid))
+        (worker,) = wait_until(lambda: worker_pids(gw.proc.pid))
         os.kill(worker, signal.SIGSTOP)
         for i in range(3):
             gw.send_json({"jsonrpc": "2.0", "id": 100 + i, "method": "tools/call",
@@ -83,12 +73,12 @@ def test_calls_beyond_free_workers_queue_and_the_wait_counts_against_the_timeout
 
 def test_no_orphans_when_the_supervisor_is_killed(gw_dir):
     with raw_gateway(fs_config(gw_dir)) as gw:
-        zygotes = _wait_for(lambda: children(gw.proc.pid))
-        workers = _wait_for(lambda: worker_pids(gw.proc.pid) if len(worker_pids(gw.proc.pid)) == 2 else None)
+        zygotes = wait_until(lambda: children(gw.proc.pid))
+        workers = wait_until(lambda: worker_pids(gw.proc.pid) if len(worker_pids(gw.proc.pid)) == 2 else None)
         gw.proc.kill()
         gw.proc.wait(5)
 
-        _wait_for(lambda: not any(_alive(p) for p in zygotes + workers), timeout=5)
+        wait_until(lambda: not any(_alive(p) for p in zygotes + workers), timeout=5)
 
 
 @pytest.mark.parametrize("connector_workers", [2])
@@ -96,7 +86,7 @@ def test_workers_are_confined(gw_dir, connector_workers):
     from tests.gateway_process import proc_status
 
     with raw_gateway(fs_config(gw_dir)) as gw:
-        workers = _wait_for(lambda: worker_pids(gw.proc.pid) if len(worker_pids(gw.proc.pid)) == 2 else None)
+        workers = wait_until(lambda: worker_pids(gw.proc.pid) if len(worker_pids(gw.proc.pid)) == 2 else None)
         for pid in workers:
             status = proc_status(pid)
             assert status["NoNewPrivs"] == "1"
@@ -129,7 +119,7 @@ def test_a_full_queue_refuses_at_once(gw_dir):
     config = fs_config(gw_dir, policy={"global_timeout_ms": 1500},
                        connectors={"filesystem": {"workers": 1, "queue_size": 1}})
     with raw_gateway(config) as gw:
-        (worker,) = _wait_for(lambda: worker_pids(gw.proc.pid))
+        (worker,) = wait_until(lambda: worker_pids(gw.proc.pid))
         os.kill(worker, signal.SIGSTOP)
         for i in range(3):
             gw.send_json({"jsonrpc": "2.0", "id": 200 + i, "method": "tools/call",
@@ -147,9 +137,9 @@ def test_a_full_queue_refuses_at_once(gw_dir):
 
 def test_worker_killed_while_idle_costs_no_call(gw_dir):
     with raw_gateway(_one_worker_config(gw_dir, timeout_ms=5000)) as gw:
-        (worker,) = _wait_for(lambda: worker_pids(gw.proc.pid))
+        (worker,) = wait_until(lambda: worker_pids(gw.proc.pid))
         os.kill(worker, signal.SIGKILL)
-        _wait_for(lambda: not _alive(worker))
+        wait_until(lambda: not _alive(worker))
         result = gw.call("fs.readFile", {"path": "hello.txt"})
         assert not result["isError"], result
     assert [x["error_code"] for x in audit_lines(gw_dir)] == [None]
@@ -157,7 +147,7 @@ def test_worker_killed_while_idle_costs_no_call(gw_dir):
 
 def test_sigterm_drains_calls_in_flight(gw_dir):
     with raw_gateway(_one_worker_config(gw_dir, timeout_ms=1500)) as gw:
-        (worker,) = _wait_for(lambda: worker_pids(gw.proc.pid))
+        (worker,) = wait_until(lambda: worker_pids(gw.proc.pid))
         os.kill(worker, signal.SIGSTOP)
         gw.send_json({"jsonrpc": "2.0", "id": 300, "method": "tools/call",
                       "params": {"name": "fs.readFile", "arguments": {"path": "hello.txt"}}})
