@@ -7,9 +7,9 @@ import httpx
 import pytest
 import trio
 
-from tests.gateway_process import audit_lines, error_of, worker_pids
+from tests.gateway_process import audit_lines, error_of, wait_until, worker_pids
 from tests.http.helpers import HttpGateway, McpHttp, http_config, sha256_hex
-from tests.integration.test_worker_pool import _alive, _wait_for
+from tests.integration.test_worker_pool import _alive
 
 TOKEN = "proto-token-0123456789"  # noqa: S105
 
@@ -20,7 +20,7 @@ def test_closing_the_post_cancels_the_call_and_stops_its_worker(gw_dir, stateles
                          connectors={"filesystem": {"workers": 1}})
     with HttpGateway(config) as gw, McpHttp(gw.url) as client:
         client.initialize()
-        (worker,) = _wait_for(lambda: worker_pids(gw.proc.pid))
+        (worker,) = wait_until(lambda: worker_pids(gw.proc.pid))
         os.kill(worker, signal.SIGSTOP)  # the call can only end by its 20 s deadline or a cancel
         try:
             with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes its connection
@@ -29,11 +29,11 @@ def test_closing_the_post_cancels_the_call_and_stops_its_worker(gw_dir, stateles
                     "params": {"name": "fs.readFile", "arguments": {"path": "hello.txt"}}},
                     headers={"mcp-session-id": client.session_id or "", "mcp-protocol-version": "2025-11-25"}
                     if client.session_id else {})
-            _wait_for(lambda: not _alive(worker))  # killed, not left to run to its deadline
+            wait_until(lambda: not _alive(worker))  # killed, not left to run to its deadline
         finally:
             if _alive(worker):
                 os.kill(worker, signal.SIGCONT)
-        _wait_for(lambda: audit_lines(gw_dir))
+        wait_until(lambda: audit_lines(gw_dir))
         assert not client.call("fs.readFile", {"path": "hello.txt"})["isError"]  # a replacement serves
     lines = audit_lines(gw_dir)
     assert [x["error_code"] for x in lines] == ["CANCELLED", None]
@@ -98,7 +98,7 @@ def test_the_python_sdk_client_cancelling_a_call_stops_its_worker(gw_dir):
 
     config = http_config(gw_dir, policy={"global_timeout_ms": 20000}, connectors={"filesystem": {"workers": 1}})
     with HttpGateway(config) as gw:
-        (worker,) = _wait_for(lambda: worker_pids(gw.proc.pid))
+        (worker,) = wait_until(lambda: worker_pids(gw.proc.pid))
 
         async def cancelled_call() -> bool:
             async with Client(streamable_http_client(gw.url)) as client:
@@ -110,11 +110,11 @@ def test_the_python_sdk_client_cancelling_a_call_stops_its_worker(gw_dir):
 
         try:
             assert trio.run(cancelled_call)
-            _wait_for(lambda: not _alive(worker))
+            wait_until(lambda: not _alive(worker))
         finally:
             if _alive(worker):
                 os.kill(worker, signal.SIGCONT)
-        _wait_for(lambda: audit_lines(gw_dir))
+        wait_until(lambda: audit_lines(gw_dir))
     (line,) = audit_lines(gw_dir)
     assert line["error_code"] == "CANCELLED", line
     assert "cancelled (the client closed the HTTP request)" in line["reason"]

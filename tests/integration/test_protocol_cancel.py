@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from tests.gateway_process import RawGateway, audit_lines, error_of, fs_config, raw_gateway, worker_pids
-from tests.integration.test_worker_pool import _alive, _wait_for
+from tests.gateway_process import RawGateway, audit_lines, error_of, fs_config, raw_gateway, wait_until, worker_pids
+from tests.integration.test_worker_pool import _alive
 
 PATHS = {"fast": {}, "sdk": {"_meta": {}}}
 
@@ -28,7 +28,7 @@ def _read_call(rid, path):
 @pytest.mark.parametrize("path", PATHS)
 def test_a_cancelled_call_stops_its_worker_gets_no_answer_and_is_audited_once(gw_dir, path):
     with raw_gateway(_config(gw_dir)) as gw:
-        (worker,) = _wait_for(lambda: worker_pids(gw.proc.pid))
+        (worker,) = wait_until(lambda: worker_pids(gw.proc.pid))
         os.kill(worker, signal.SIGSTOP)  # the call can only end by its 20 s deadline or a cancel
         try:
             gw.send_json(_read_call(5, path))
@@ -37,7 +37,7 @@ def test_a_cancelled_call_stops_its_worker_gets_no_answer_and_is_audited_once(gw
                           "params": {"requestId": 5, "reason": "the user pressed stop"}})
             # The next line is the ping's answer: the cancelled call is never answered.
             assert gw.request("ping", timeout=5)["result"] == {}
-            _wait_for(lambda: not _alive(worker))  # killed, not left to run to its deadline
+            wait_until(lambda: not _alive(worker))  # killed, not left to run to its deadline
             again = gw.call("fs.readFile", {"path": "hello.txt"}, timeout=10)
             assert not again["isError"]
         finally:
@@ -64,7 +64,7 @@ def test_a_request_followed_by_end_of_input_is_answered_then_the_gateway_exits(g
     try:
         gw.initialize()
         gw.wait_ready()
-        (worker,) = _wait_for(lambda: worker_pids(gw.proc.pid))
+        (worker,) = wait_until(lambda: worker_pids(gw.proc.pid))
         os.kill(worker, signal.SIGSTOP)
         try:
             gw.send_json(_read_call(9, path))
@@ -86,7 +86,7 @@ def test_a_client_gone_altogether_cancels_its_calls_and_the_gateway_exits(gw_dir
     try:
         gw.initialize()
         gw.wait_ready()
-        (worker,) = _wait_for(lambda: worker_pids(gw.proc.pid))
+        (worker,) = wait_until(lambda: worker_pids(gw.proc.pid))
         os.kill(worker, signal.SIGSTOP)  # the call could only end by its 20 s deadline
         try:
             gw.send_json(_read_call(9, path))
