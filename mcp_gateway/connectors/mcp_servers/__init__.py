@@ -1,0 +1,1 @@
+"""Upstream MCP servers (connector kind `mcp_servers`): stdio servers run confined by the gateway."""
