@@ -91,7 +91,8 @@ def tasks_of(uid: int) -> int:
     return count
 
 
-def apply_runtime_rlimits(memory_mb: int, cpu_s: int, nofile: int, processes: int, file_mb: int) -> str:
+def apply_runtime_rlimits(memory_mb: int, cpu_s: int, nofile: int, processes: int, file_mb: int,
+                          counted_here: int | None = None) -> str:
     """Limits of a process that execs a runtime (an upstream MCP server); they survive execve.
 
     * memory: RLIMIT_DATA = memory_mb (the runtime starts from nothing after execve, so no
@@ -100,11 +101,13 @@ def apply_runtime_rlimits(memory_mb: int, cpu_s: int, nofile: int, processes: in
     * RLIMIT_NPROC = `processes` more than the uid runs now: a runtime needs threads (node's
       libuv pool and V8 platform threads, CPython's thread pools), and NPROC counts threads.
       Its own uid (root) or its own user namespace: the count is the server's own tasks;
-      a shared uid (not root, no user namespace): whatever else the uid runs counts too;
+      a shared uid (not root, no user namespace): whatever else the uid runs counts too.
+      `counted_here`: the tasks the kernel counts against it when it knows better than the
+      host-wide count (in a user namespace of its own, only that namespace's tasks count);
     * RLIMIT_FSIZE = file_mb (its `write` paths need files; 0 without any);
     * CPU, NOFILE as configured; CORE, MEMLOCK, MSGQUEUE 0.
     """
-    existing = tasks_of(os.getuid())
+    existing = tasks_of(os.getuid()) if counted_here is None else counted_here
     _set(resource.RLIMIT_DATA, memory_mb * MiB)
     _set(resource.RLIMIT_CPU, cpu_s, cpu_s + 2)
     _set(resource.RLIMIT_NOFILE, nofile)

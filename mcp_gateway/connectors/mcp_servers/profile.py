@@ -28,7 +28,8 @@ ELF_MAGIC = b"\x7fELF"
 PT_INTERP = 3
 SHEBANG_MAX = 256
 # Files every runtime may open whatever its command.
-COMMON_READ = ("/etc/ld.so.cache", "/dev/urandom", "/dev/random", "/etc/localtime", "/usr/share/zoneinfo")
+COMMON_READ = ("/etc/ld.so.cache", "/dev/urandom", "/dev/random", "/etc/localtime", "/usr/share/zoneinfo",
+               "/etc/ssl/openssl.cnf")
 COMMON_WRITE = ("/dev/null",)
 CA_PATHS = ("/etc/ssl/certs", "/usr/share/ca-certificates", "/etc/pki/tls/certs", "/etc/ca-certificates")
 _LIST_LINE = re.compile(r"=>\s+(/\S+)|^\s*(/\S+)\s+\(0x")

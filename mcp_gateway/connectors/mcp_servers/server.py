@@ -91,8 +91,9 @@ class ServerChild:
         plan = self.plan
         proxy = plan.settings.network != "none"
         port = plan.host_proxy_port
+        self.network = "host network (Landlock TCP and seccomp bound it)"
         if plan.isolated:
-            _namespaces.enter_network_namespace()
+            self.network = _namespaces.enter_network_namespace()
             if proxy:
                 port = NAMESPACE_PROXY_PORT
                 with socket.create_server(("127.0.0.1", port)) as listener:
@@ -115,6 +116,7 @@ class ServerChild:
         finally:
             if rules is not None:
                 rules.close()
+        report["network"] = self.network
         self._send(report_encoder.encode(report))
         if self.chan.recv(16) != b"go":
             os._exit(70)  # the warden is gone (pdeathsig would follow)
@@ -124,11 +126,13 @@ class ServerChild:
         plan, limits = self.plan, self.plan.settings.limits
         file_mb = limits.max_file_mb if plan.settings.filesystem.write else 0
         identity = (plan.uid, plan.uid) if plan.uid is not None else (plan.sandbox.user, plan.sandbox.group)
+        # In a user namespace of its own only its tasks count: the warden and itself, so far.
+        counted = 2 if plan.isolated and os.geteuid() != 0 else None
         return [
             ("user", lambda: drop_privileges(*identity) + (" (own uid, sandbox.uid_range)" if plan.uid else "")),
             ("prctl", self._prctl),
             ("rlimits", lambda: apply_runtime_rlimits(limits.memory_mb, limits.cpu_s, limits.nofile,
-                                                      limits.max_processes, file_mb)),
+                                                      limits.max_processes, file_mb, counted)),
             ("landlock", lambda: apply_runtime_landlock(rules, [port] if proxy and port else [])),
             ("seccomp", lambda: apply_runtime_seccomp(proxy)),
         ]
