@@ -145,4 +145,10 @@ def host_support() -> dict[str, str]:
         out["user namespaces"] = "enabled" if n > 0 else "disabled (max_user_namespaces 0)"
     except (OSError, ValueError):
         out["user namespaces"] = "unknown"
+    from mcp_gateway.sandbox import namespaces
+
+    no_ns = namespaces.available()
+    out["namespaces (upstream servers)"] = (
+        "pid + network namespaces can be made" if no_ns is None
+        else f"unavailable ({no_ns}): upstream servers get the floor (docs/SANDBOX.md \"Upstream servers\")")
     return out
