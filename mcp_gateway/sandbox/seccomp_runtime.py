@@ -69,9 +69,10 @@ PRCTL_ALLOW = (PR_SET_NAME, PR_GET_NAME, PR_SET_VMA, PR_GET_PDEATHSIG, PR_GET_CH
                PR_GET_SECCOMP, PR_GET_NO_NEW_PRIVS, PR_GET_DUMPABLE)
 PERSONALITY_QUERY = 0xFFFFFFFF
 
-# Every clone flag that creates or enters a namespace.
+# Every clone flag that creates a namespace:
+# NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET, NEWTIME.
 CLONE_NAMESPACE_FLAGS = (0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000
-                         | 0x40000000 | 0x00000080)  # NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET, NEWTIME
+                         | 0x40000000 | 0x00000080)
 
 # Beyond a worker's ERRNO rules: the process-group calls the tree kill relies on.
 RUNTIME_ERRNO: tuple[tuple[str, int], ...] = (("setpgid", errno.EPERM), ("setsid", errno.EPERM))

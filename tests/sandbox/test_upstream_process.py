@@ -14,20 +14,19 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 import signal
 import socket
+import tempfile
 import threading
 
 import pytest
 import trio
+from upstream_support import HERE, MODES, Area, Client, make_config, run_session, start
 
 from mcp_gateway.connectors.mcp_servers.process import UpstreamStartError, start_upstream
 from mcp_gateway.sandbox import namespaces
 from mcp_gateway.sandbox._common import proc_status
 from mcp_gateway.workers.zygote import STDERR_TOTAL
-
-from upstream_support import HERE, MODES, Area, Client, make_config, run_session, start
 
 SECRET_NAME, SECRET_VALUE = "MCPGW_TEST_GATEWAY_SECRET", "do-not-leak-4f1c2b"
 TOKEN_NAME, TOKEN_VALUE = "MCPGW_TEST_UPSTREAM_TOKEN", "token-for-the-server"
@@ -101,7 +100,7 @@ def attacks(request):
             ("supervisor_environ", "read_file", {"path": f"/proc/{me}/environ"}),
             ("write_outside", "write_file", {"path": str(area.outside / "x")}),
             ("write_code", "write_file", {"path": str(area.code / "x")}),
-            ("write_tmp", "write_file", {"path": "/tmp/mcpgw-upstream-escape"}),
+            ("write_tmp", "write_file", {"path": "/tmp/mcpgw-upstream-escape"}),  # noqa: S108 - the attack
             ("write_allowed", "write_file", {"path": str(area.writable / "x")}),
             ("exec_sh", "execute", {"path": "/bin/sh"}),
             ("connect_loopback", "connect", {"host": "127.0.0.1", "port": listener.port}),
@@ -110,6 +109,9 @@ def attacks(request):
             ("environ", "environ", {}),
             ("threads", "threads", {"count": 16}),
             ("tree", "spawn_tree", {"count": 3}),
+            ("setsid", "escape", {"call": "setsid"}),
+            ("setpgid", "escape", {"call": "setpgid"}),
+            ("io_uring", "escape", {"call": "io_uring_setup"}),
         ]:
             out[name] = await client.tool(tool, **args)
         out["tree_pids"] = _tree(proc.warden_pid)
@@ -189,6 +191,34 @@ def test_environment_is_exactly_env_and_env_from_gateway(attacks):
 
 def test_threads_run(attacks):
     assert attacks["threads"] == {"ok": True, "threads": 16}
+
+
+def test_it_cannot_leave_its_process_group_and_io_uring_is_refused_politely(attacks):
+    _refused(attacks["setsid"], "EPERM")
+    _refused(attacks["setpgid"], "EPERM")
+    _refused(attacks["io_uring"], "EPERM")  # an errno runtimes fall back from, not a kill
+
+
+def test_the_attacks_succeed_without_the_layers():
+    """The attack tests can fail: with every layer off the same attempts succeed."""
+    area, listener = Area(), Listener()
+    config = make_config(area, "floor")
+    config = config.model_copy(update={"sandbox": config.sandbox.model_copy(update={
+        "layers": config.sandbox.layers.model_copy(update={layer: "off" for layer in
+                                                            ("user", "prctl", "rlimits", "landlock", "seccomp")})})})
+
+    async def script(client: Client, proc) -> dict:
+        return {"passwd": await client.tool("read_file", path="/etc/passwd"),
+                "secret": await client.tool("read_file", path=str(area.secret)),
+                "exec_sh": await client.tool("execute", path="/bin/sh"),
+                "connect": await client.tool("connect", host="127.0.0.1", port=listener.port)}
+
+    try:
+        out = trio.run(run_session, config, script)
+    finally:
+        listener.sock.close()
+        area.remove()
+    assert all(outcome["ok"] for outcome in out.values()), out
 
 
 def test_kill_tree_kills_every_descendant(attacks):
@@ -301,7 +331,8 @@ def test_a_node_server_runs_confined():
         out = trio.run(run_session, config, script)
     finally:
         area.remove()
-    assert out["passwd"] == "EACCES" and out["exec"] == "EACCES"
+    assert out["passwd"] == "EACCES"  # noqa: S105 - an outcome, not a password
+    assert out["exec"] == "EACCES"
     assert out["env"] == {}
     assert out["threads"] > 1  # libuv and V8 threads started under RLIMIT_NPROC
     assert out["status"]["Seccomp"] == "2" and out["status"]["NoNewPrivs"] == "1"

@@ -63,7 +63,7 @@ def environ():
 
 def proxy_get(url):
     try:
-        with urllib.request.urlopen(url, timeout=10) as r:
+        with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310 - the test's URLs, through the proxy
             return {"ok": True, "status": r.status, "body": r.read(4096).decode(errors="replace")}
     except urllib.error.HTTPError as e:
         return {"ok": False, "status": e.code, "body": e.read(4096).decode(errors="replace")}
@@ -107,6 +107,22 @@ def flood_stderr(size):
     return {"ok": True, "written": written}
 
 
+def escape(call):
+    """Calls a server could use to leave its process group, or to reach the kernel through io_uring."""
+    if call == "setsid":
+        os.setsid()
+    elif call == "setpgid":
+        os.setpgid(0, 0)
+    elif call == "io_uring_setup":
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        params = ctypes.create_string_buffer(120)
+        if libc.syscall(425, 8, params) < 0:
+            raise OSError(ctypes.get_errno(), "io_uring_setup")
+    return {"ok": True}
+
+
 def exit_now(code):
     sys.stdout.flush()
     os._exit(code)
@@ -117,7 +133,7 @@ def whoami():
 
 
 TOOLS = {f.__name__: f for f in (read_file, write_file, execute, connect, udp, kill, environ, proxy_get,
-                                 spawn_tree, threads, flood_stderr, exit_now, whoami)}
+                                 spawn_tree, threads, flood_stderr, escape, exit_now, whoami)}
 
 
 def answer(msg):

@@ -7,7 +7,7 @@ confined like a fetch worker, never in the supervisor. Per connection:
 * the request head is read (at most HEAD_CAP bytes, within HEAD_TIMEOUT_S);
 * `CONNECT host:port` (a TLS tunnel; TLS itself runs end to end, so the certificate is
   checked by the server against the name it asked for) or an absolute `http://` URL (plain
-  forward; `Proxy-*` headers dropped, `Connection: close` set);
+  forward; `Proxy-*` headers dropped, Host set to the checked target, `Connection: close`);
 * the target goes through web.fetch's own code: `guards.urls.check_url` (schemes, every
   address form, allowed_domains, allowed_ports, blocked names), then the fetch worker's
   `PinnedBackend.connect_tcp` (the same host check, one lookup, every address checked with
@@ -136,9 +136,10 @@ class Egress:
                 raise Refused(400, "a plain proxy request needs an absolute http:// URL (https goes through CONNECT)")
             parsed = self._check(target, target)
             upstream = self._connect(parsed.host, parsed.port)
-            kept = [h for h in lines[1:] if h and not h.lower().startswith(("proxy-", "connection:"))]
-            first = "\r\n".join([f"{method} {parsed.target} {version}", *kept, "Connection: close", "", ""]).encode(
-                "latin-1") + rest
+            # Host is the checked target's (a different Host would reach another virtual host there).
+            kept = [h for h in lines[1:] if h and not h.lower().startswith(("proxy-", "connection:", "host:"))]
+            first = "\r\n".join([f"{method} {parsed.target} {version}", f"Host: {parsed.netloc}", *kept,
+                                   "Connection: close", "", ""]).encode("latin-1") + rest
         upstream.setblocking(False)
         conn.upstream = upstream
         self.by_fd[upstream.fileno()] = conn

@@ -173,8 +173,9 @@ class Warden:
         the kill of the server's process group)."""
         ports = self.launcher.settings.network.allowed_ports if self.proxy else ()
         anchors = _landlock.ReadAnchors(RESOLVER_FILES if self.proxy else ())
+        identity = (uid, uid) if uid is not None else (self.sandbox.user, self.sandbox.group)
         steps = [
-            ("user", lambda: drop_privileges(*((uid, uid) if uid is not None else (self.sandbox.user, self.sandbox.group)))),
+            ("user", lambda: drop_privileges(*identity)),
             ("prctl", self._prctl),
             ("rlimits", lambda: apply_rlimits(256, 86400, 4 * 64 + 16)),
             ("landlock", lambda: _landlock.apply_landlock(anchors, ports)),

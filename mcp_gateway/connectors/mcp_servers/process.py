@@ -18,7 +18,6 @@ the zygote reports it (`WorkerExited`): that is `exit_status()`.
 from __future__ import annotations
 
 import os
-import select
 import signal
 import socket
 from typing import Protocol
@@ -207,8 +206,3 @@ def _cleanup(zygote: Zygote, control: _Control | None, *socks: socket.socket) ->
     for s in socks:
         s.close()
 
-
-def poll_readable(fd: int) -> bool:
-    p = select.poll()
-    p.register(fd, select.POLLIN)
-    return bool(p.poll(0))

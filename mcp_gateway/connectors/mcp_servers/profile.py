@@ -114,7 +114,8 @@ class _Resolver:
             if depth > 0:
                 raise UnconfinableCommand(f"{path}: an interpreter that is itself a script is not supported")
             if os.path.basename(line[0]) == "env":
-                raise UnconfinableCommand(f"{path} starts with '#!{line[0]}': name the interpreter in `command` instead "
+                raise UnconfinableCommand(f"{path} starts with '#!{line[0]}': name the interpreter in `command` "
+                                          "instead "
                                     "(the server gets no PATH)")
             self.profile.read.append(real)
             self.program(line[0], depth + 1)
