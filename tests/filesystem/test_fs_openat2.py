@@ -105,7 +105,7 @@ def test_unavailable_openat2_means_walk(monkeypatch, tmp_path: Path, err: int) -
     """Old kernel (ENOSYS) or a seccomp filter refusing openat2 (ENOSYS/EPERM): fall back."""
     import ctypes
 
-    from mcp_gateway.workers.filesystem import FilesystemConnector
+    from mcp_gateway.connectors.filesystem.worker import FilesystemConnector
 
     from .conftest import build_tree, make_config
 

@@ -6,7 +6,7 @@ import pytest
 
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.workers.connector import CallLimits, ToolError
-from mcp_gateway.workers.postgres import PostgresConnector
+from mcp_gateway.connectors.postgres.worker import PostgresConnector
 from tests.corpus import load_corpus  # noqa: F401  (re-exported for the tests)
 from tests.pg_cluster import PgCluster, pg_available
 
@@ -47,7 +47,7 @@ def sql_catalog(pg_cluster):
     """The guard's catalog as a worker reads it from the session cluster at connect."""
     import psycopg
 
-    from mcp_gateway.guards.sql_catalog import load_catalog
+    from mcp_gateway.connectors.postgres.sql_catalog import load_catalog
 
     with psycopg.connect(autocommit=True, **pg_cluster.conninfo()) as conn, conn.cursor() as cur:
         return load_catalog(cur)

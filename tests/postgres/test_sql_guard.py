@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from mcp_gateway.guards import GuardDenied
 from mcp_gateway.guards import sql as sqlguard
-from mcp_gateway.guards.sql_catalog import SqlCatalog
-from mcp_gateway.guards.sql_precheck import precheck_sql
+from mcp_gateway.connectors.postgres.sql_catalog import SqlCatalog
+from mcp_gateway.connectors.postgres.sql_precheck import precheck_sql
 from tests.postgres.conftest import ACCEPT, GOOD_SQL_SQLGLOT_CANNOT_READ, REJECT, load_corpus
 
 ACCEPTED = load_corpus(ACCEPT)
