@@ -8,7 +8,7 @@ confined like a fetch worker, never in the supervisor. Per connection:
 * `CONNECT host:port` (a TLS tunnel; TLS itself runs end to end, so the certificate is
   checked by the server against the name it asked for) or an absolute `http://` URL (plain
   forward; `Proxy-*` headers dropped, Host set to the checked target, `Connection: close`);
-* the target goes through web.fetch's own code: `guards.urls.check_url` (schemes, every
+* the target goes through web.fetch's own code: `connectors.http_fetch.urls.check_url` (schemes, every
   address form, allowed_domains, allowed_ports, blocked names), then the fetch worker's
   `PinnedBackend.connect_tcp` (the same host check, one lookup, every address checked with
   `guards.addresses`, metadata always blocked, the connection made to a checked address);
@@ -28,9 +28,9 @@ import httpcore
 
 from mcp_gateway.config import HttpFetchSettings
 from mcp_gateway.guards import GuardDenied
-from mcp_gateway.guards.urls import check_url
+from mcp_gateway.connectors.http_fetch.urls import check_url
 from mcp_gateway.workers.connector import ToolError
-from mcp_gateway.workers.pinned_transport import FetchBudget, PinnedBackend, Resolver
+from mcp_gateway.connectors.http_fetch.pinned_transport import FetchBudget, PinnedBackend, Resolver
 
 HEAD_CAP = 16 * 1024
 HEAD_TIMEOUT_S = 15.0
