@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from upstream_support import PYTHON
+from tests.sandbox.upstream_support import PYTHON
 
 from mcp_gateway.connectors.mcp_servers.doctor import instance_rows
 from mcp_gateway.connectors.mcp_servers.settings import McpServerSettings

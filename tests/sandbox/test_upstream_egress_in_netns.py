@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import trio
-from upstream_support import MODES, Area, Client, make_config, run_session
+from tests.sandbox.upstream_support import MODES, Area, Client, make_config, run_session
 
 from mcp_gateway.sandbox import namespaces
 

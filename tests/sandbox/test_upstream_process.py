@@ -21,7 +21,7 @@ import threading
 
 import pytest
 import trio
-from upstream_support import HERE, MODES, Area, Client, make_config, run_session, start
+from tests.sandbox.upstream_support import HERE, MODES, Area, Client, make_config, run_session, start
 
 from mcp_gateway.connectors.mcp_servers.process import UpstreamStartError, start_upstream
 from mcp_gateway.sandbox import namespaces
