@@ -69,6 +69,27 @@ def proxy_get(url):
         return {"ok": False, "status": e.code, "body": e.read(4096).decode(errors="replace")}
 
 
+def tunnel(target, request=""):
+    """CONNECT `target` through HTTP_PROXY by hand; the proxy's status line, then what `request` got back."""
+    proxy = os.environ["HTTP_PROXY"].removeprefix("http://").rstrip("/")
+    host, _, port = proxy.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+        status = head.split(b"\r\n", 1)[0].decode(errors="replace")
+        body = b""
+        if request and " 200 " in status + " ":
+            s.sendall(request.encode())
+            while chunk := s.recv(4096):
+                body += chunk
+        return {"ok": " 200 " in status + " ", "status": status, "reply": body.decode(errors="replace")}
+
+
 def spawn_tree(count=3):
     """Start `count` grandchildren that detach (double fork, setsid) and sleep; their pids as seen here."""
     pids = []
@@ -132,7 +153,7 @@ def whoami():
     return {"ok": True, "pid": os.getpid(), "uid": os.getuid(), "ppid": os.getppid()}
 
 
-TOOLS = {f.__name__: f for f in (read_file, write_file, execute, connect, udp, kill, environ, proxy_get,
+TOOLS = {f.__name__: f for f in (read_file, write_file, execute, connect, udp, kill, environ, proxy_get, tunnel,
                                  spawn_tree, threads, flood_stderr, escape, exit_now, whoami)}
 
 
