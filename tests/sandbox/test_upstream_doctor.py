@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 
-from tests.sandbox.upstream_support import PYTHON
-
 from mcp_gateway.connectors.mcp_servers.doctor import instance_rows
 from mcp_gateway.connectors.mcp_servers.settings import McpServerSettings
+from tests.sandbox.upstream_support import PYTHON
 
 
 def settings(**kw) -> McpServerSettings:

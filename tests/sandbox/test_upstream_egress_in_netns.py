@@ -14,9 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import trio
-from tests.sandbox.upstream_support import MODES, Area, Client, make_config, run_session
 
 from mcp_gateway.sandbox import namespaces
+from tests.sandbox.upstream_support import MODES, Area, Client, make_config, run_session
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -21,12 +21,12 @@ import threading
 
 import pytest
 import trio
-from tests.sandbox.upstream_support import HERE, MODES, Area, Client, make_config, run_session, start
 
-from mcp_gateway.connectors.mcp_servers.process import UpstreamStartError, start_upstream
+from mcp_gateway.connectors.mcp_servers.process import UpstreamStarter, UpstreamStartError, start_upstream
 from mcp_gateway.sandbox import namespaces
 from mcp_gateway.sandbox._common import proc_status
 from mcp_gateway.workers.zygote import STDERR_TOTAL
+from tests.sandbox.upstream_support import HERE, MODES, Area, Client, make_config, run_session, start
 
 SECRET_NAME, SECRET_VALUE = "MCPGW_TEST_GATEWAY_SECRET", "do-not-leak-4f1c2b"
 TOKEN_NAME, TOKEN_VALUE = "MCPGW_TEST_UPSTREAM_TOKEN", "token-for-the-server"
@@ -105,7 +105,8 @@ def attacks(request):
             ("exec_sh", "execute", {"path": "/bin/sh"}),
             ("connect_loopback", "connect", {"host": "127.0.0.1", "port": listener.port}),
             ("signal_supervisor", "kill", {"pid": me, "sig": int(signal.SIGTERM)}),
-            ("signal_zygote", "kill", {"pid": proc._zygote.pid, "sig": int(signal.SIGKILL)}),
+            ("signal_zygote", "kill", {"pid": int(proc_status(proc.warden_pid)["PPid"]), "sig": int(signal.SIGKILL)}),
+            ("signal_warden", "kill", {"pid": proc.warden_pid, "sig": int(signal.SIGKILL)}),
             ("environ", "environ", {}),
             ("threads", "threads", {"count": 16}),
             ("tree", "spawn_tree", {"count": 3}),
@@ -183,6 +184,7 @@ def test_network_none_allows_no_socket(attacks):
 def test_it_cannot_signal_the_gateway(attacks):
     _refused(attacks["signal_supervisor"], "EPERM")
     _refused(attacks["signal_zygote"], "EPERM", "ESRCH")
+    _refused(attacks["signal_warden"], "EPERM", "ESRCH")
 
 
 def test_environment_is_exactly_env_and_env_from_gateway(attacks):
@@ -336,3 +338,32 @@ def test_a_node_server_runs_confined():
     assert out["env"] == {}
     assert out["threads"] > 1  # libuv and V8 threads started under RLIMIT_NPROC
     assert out["status"]["Seccomp"] == "2" and out["status"]["NoNewPrivs"] == "1"
+
+
+def test_a_starter_restarts_from_its_warm_zygote():
+    """kill_tree then start again: a new server from the same zygote; each exit is its own."""
+    area = Area()
+    config = make_config(area, "floor")
+
+    async def scenario() -> dict:
+        starter = UpstreamStarter(start(config), config)
+        try:
+            first = await starter.start()
+            zygote = int(proc_status(first.warden_pid)["PPid"])
+            await first.kill_tree()
+            second = await starter.start()
+            same_zygote = int(proc_status(second.warden_pid)["PPid"]) == zygote
+            answer = await Client(second).request("tools/list")
+            await second.kill_tree()
+            return {"first": first.exit_status(), "second": second.exit_status(), "same": same_zygote,
+                    "pids": (first.pid, second.pid), "tools": len(answer["tools"])}
+        finally:
+            starter.close()
+
+    try:
+        out = trio.run(scenario)
+    finally:
+        area.remove()
+    assert out["same"] is True
+    assert out["first"] == out["second"] == "killed by SIGKILL"
+    assert out["pids"][0] != out["pids"][1] and out["tools"] > 0
