@@ -71,7 +71,18 @@ class Egress:
     def owns(self, fd: int) -> bool:
         return fd == self.listener.fileno() or fd in self.by_fd
 
-    def handle(self, fd: int) -> None:
+    def serve(self, fd: int) -> None:
+        """Handle one readable descriptor; a failure costs that connection only, never the warden
+        (whose death would take the server with it)."""
+        try:
+            self._handle(fd)
+        except Exception as e:  # noqa: BLE001 - logged with its type; the proxy keeps serving
+            _log(f"[egress {self.instance}] connection dropped after an unexpected {type(e).__name__}: {e}")
+            conn = self.by_fd.get(fd)
+            if conn is not None:
+                self._close(conn)
+
+    def _handle(self, fd: int) -> None:
         if fd == self.listener.fileno():
             self._accept()
             return

@@ -136,7 +136,11 @@ class Warden:
             self._abort(pid, str(e))
         send_frame(self.stdio, hello_encoder.encode(WorkerReady(pid, report)))
         self.stdio.close()
-        ours.send(b"go")
+        try:
+            ours.send(b"go")
+        except OSError:
+            pass  # the server was killed right after the hello (kill_tree): _serve sees it end
+        ours.close()
         self._serve(pid, pidfd, listener)
 
     def _identity(self) -> int | None:
@@ -231,7 +235,7 @@ class Warden:
                 if fd == pidfd:
                     self._end(pid)
                 elif egress is not None and egress.owns(fd):
-                    egress.handle(fd)
+                    egress.serve(fd)
             if egress is not None:
                 egress.expire()
 
