@@ -134,6 +134,11 @@ def escape(call):
         os.setsid()
     elif call == "setpgid":
         os.setpgid(0, 0)
+    elif call == "unshare_user":  # a user namespace: the first step of many kernel exploits
+        import ctypes
+
+        if ctypes.CDLL(None, use_errno=True).unshare(0x10000000) != 0:
+            raise OSError(ctypes.get_errno(), "unshare")
     elif call == "io_uring_setup":
         import ctypes
 
