@@ -234,6 +234,23 @@ DESCRIPTIONS: dict[tuple[str, str], tuple[str, Any]] = {
     ("ConnectorLimits", "memory_mb"): ("RLIMIT_DATA of each worker, in MiB.", 256),
     ("ConnectorLimits", "cpu_s"): ("RLIMIT_CPU of each worker (a worker serves many calls).", 600),
     ("ConnectorLimits", "nofile"): ("RLIMIT_NOFILE of each worker.", 128),
+    # connectors.mcp_servers.<name> (docs/SANDBOX.md "Upstream servers")
+    ("McpServerSettings", "command"): ("The server's argv; `command[0]` is resolved on the gateway's PATH at load. "
+                                       "The server may execute this program (and its `#!` and ELF interpreters) "
+                                       "and nothing else.", ["node", "/opt/mcp/server-memory/dist/index.js"]),
+    ("McpServerSettings", "env"): ("Its whole environment, with `env_from_gateway`: nothing else is inherited.",
+                                   {"MEMORY_FILE_PATH": "/var/lib/mcp-memory/memory.json"}),
+    ("McpServerSettings", "env_from_gateway"): ("Variables copied by name from the gateway's environment (a "
+                                                "missing one refuses the start).", ["GITHUB_TOKEN"]),
+    ("McpServerSettings", "filesystem"): ("What it may read beyond its runtime's own files, and write.", None),
+    ("McpServerSettings", "network"): ("`none` (no socket but stdio), or outbound HTTP(S) through the gateway's "
+                                       "egress proxy only, under web.fetch's rules.", {"allowed_domains":
+                                                                                         ["api.github.com"]}),
+    ("McpServerSettings", "limits"): ("Resource limits of the server process (rlimits).", None),
+    ("UpstreamLimits", "memory_mb"): ("RLIMIT_DATA in MiB (not RLIMIT_AS: node reserves far more address "
+                                      "space than it uses).", None),
+    ("UpstreamLimits", "cpu_s"): ("CPU seconds over the process's life (RLIMIT_CPU; SIGKILL 2 s later).", None),
+    ("UpstreamLimits", "nofile"): ("Open descriptors (RLIMIT_NOFILE).", None),
 }
 
 _missing: list[str] = []
