@@ -239,13 +239,17 @@ def faults(request):
     area = Area()
 
     async def script(client: Client, proc) -> dict:
-        out = {"few": await client.tool("threads", count=4), "many": await client.tool("threads", count=64)}
+        out = {"orphans": await client.tool("spawn_tree", count=2)}
+        out["few"] = await client.tool("threads", count=4)
+        out["many"] = await client.tool("threads", count=64)
         out["flood"] = await client.tool("flood_stderr", size=8 * STDERR_TOTAL)
         out["alive"] = await client.tool("whoami")  # the relay drained the pipe: the server was never blocked
+        out["tree"] = _tree(proc.warden_pid)
         await proc.send_stream.send_all(b'{"jsonrpc":"2.0","id":99,"method":"tools/call","params":'
                                         b'{"name":"exit_now","arguments":{"code":3}}}\n')
         with trio.fail_after(30):
             out["exit"] = await proc.wait()
+        out["left"] = [pid for pid in out["tree"] if _alive(pid)]  # before kill_tree: the warden's own doing
         return out
 
     try:
@@ -287,8 +291,11 @@ def test_stderr_flood_is_bounded(faults):
     assert err.count("E") < STDERR_TOTAL + 64 * 1024, len(err)
 
 
-def test_its_own_death_is_observed(faults):
+def test_its_own_death_is_observed_and_ends_what_it_started(faults):
     assert faults["exit"] == "exited with status 3"
+    assert faults["orphans"]["ok"] is True, faults["orphans"]
+    assert len(faults["tree"]) >= 2 + 2, faults["tree"]
+    assert faults["left"] == []
 
 
 def test_a_missing_env_from_gateway_variable_refuses_the_start():

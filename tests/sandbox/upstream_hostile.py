@@ -95,7 +95,8 @@ def spawn_tree(count=3):
     pids = []
     for _ in range(count):
         r, w = os.pipe()
-        if os.fork() == 0:
+        child = os.fork()
+        if child == 0:
             try:
                 os.setsid()
             except OSError:
@@ -107,6 +108,7 @@ def spawn_tree(count=3):
         os.close(w)
         pids.append(int(os.read(r, 64)))
         os.close(r)
+        os.waitpid(child, 0)  # the middle process is gone: its child is an orphan now
     return {"ok": True, "pids": pids}
 
 

@@ -182,7 +182,9 @@ class Warden:
             ("user", lambda: drop_privileges(*identity)),
             ("prctl", self._prctl),
             ("rlimits", lambda: apply_rlimits(256, 86400, 4 * 64 + 16)),
-            ("landlock", lambda: _landlock.apply_landlock(anchors, ports)),
+            # Signals not scoped: the server's domain is not nested in the warden's, and the warden
+            # must kill the server's process group; seccomp allows it that kill and nothing else.
+            ("landlock", lambda: _landlock.apply_landlock(anchors, ports, scope_signals=False)),
             ("seccomp", lambda: self._seccomp(server_pid)),
         ]
         try:
