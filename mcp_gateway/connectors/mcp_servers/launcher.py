@@ -42,6 +42,7 @@ from mcp_gateway.sandbox import SandboxError, run_layers
 from mcp_gateway.sandbox import identity as _identity
 from mcp_gateway.sandbox import landlock as _landlock
 from mcp_gateway.sandbox import namespaces as _namespaces
+from mcp_gateway.sandbox._common import LayerUnavailable
 from mcp_gateway.sandbox.descriptors import close_all_but
 from mcp_gateway.sandbox.limits import apply_rlimits
 from mcp_gateway.sandbox.prctl import apply_prctl
@@ -113,7 +114,10 @@ class Warden:
 
     def run(self) -> None:
         uid = self._identity()
-        ns = _namespaces.enter_pid_namespace() if self.isolated else self._subreaper()
+        try:
+            ns = _namespaces.enter_pid_namespace() if self.isolated else self._subreaper()
+        except (LayerUnavailable, OSError) as e:
+            self._abort(None, f"upstream server {self.launcher.instance!r}: could not make its pid namespace: {e}")
         listener = None
         if self.proxy and not self.isolated:
             listener = socket.create_server(("127.0.0.1", 0))
@@ -132,7 +136,7 @@ class Warden:
             listener, report = self._receive_report(ours, listener)
             report["namespaces"] = ns
             report["warden"] = self._confine(uid, pid)
-        except (SandboxError, OSError, EOFError, ValueError) as e:
+        except (SandboxError, LayerUnavailable, OSError, EOFError, ValueError) as e:  # ValueError: a bad report
             self._abort(pid, str(e))
         send_frame(self.stdio, hello_encoder.encode(WorkerReady(pid, report)))
         self.stdio.close()
@@ -203,7 +207,7 @@ class Warden:
     def _seccomp(self, server_pid: int) -> str:
         ok, why = seccomp_available()
         if not ok:
-            raise _landlock.LayerUnavailable(why)
+            raise LayerUnavailable(why)
         families = (socket.AF_INET, socket.AF_INET6) if self.proxy else ()
         f, count = build_filter("mcp_warden", families)
         # kill(-pgid, SIGKILL) of the server's group (floor mode), matched on the int the kernel reads.
