@@ -72,3 +72,13 @@ def test_a_command_that_is_not_executable_is_refused(tmp_path):
     data.chmod(0o644)
     with pytest.raises(UnconfinableCommand, match="not an executable file"):
         resolve(settings([str(data)]))
+
+
+def test_filesystem_execute_adds_a_program_with_its_runtime():
+    node = "/usr/bin/node"
+    if not os.path.exists(node):
+        pytest.skip("node is not installed")
+    p = resolve(settings([PYTHON], filesystem={"execute": [node]}))
+    assert p.execute[:2] == [PYTHON, os.path.realpath(elf_interpreter(PYTHON))]
+    assert os.path.realpath(node) in p.execute
+    assert any(r.endswith("/lib/node_modules") for r in p.read)

@@ -2,8 +2,9 @@
 
 Execute (files only): the command's program, the interpreter its `#!` line names (one level,
 as the kernel does; `#!/usr/bin/env` is refused: it would need PATH and a second program),
-and the ELF interpreter (ld.so) of each. Every path is taken through realpath: Landlock
-checks the file itself, not the name it was reached by.
+and the ELF interpreter (ld.so) of each; the same for each `filesystem.execute` program.
+Every path is taken through realpath: Landlock checks the file itself, not the name it was
+reached by.
 
 Read: the directories of the shared libraries each ELF program links, as its own ld.so
 resolves them (`ld.so --list`, which maps the libraries without running the program), and
@@ -146,6 +147,8 @@ def resolve(settings: McpServerSettings) -> RuntimeProfile:
     """The rule paths of one instance. Raises UnconfinableCommand for a command that cannot be confined."""
     r = _Resolver()
     r.program(settings.command[0])
+    for extra in settings.filesystem.execute:
+        r.program(str(extra))
     program_dir = os.path.dirname(os.path.abspath(settings.command[0]))
     venv = os.path.dirname(program_dir)
     if os.path.isfile(os.path.join(venv, "pyvenv.cfg")):  # a venv's entry script: the venv itself

@@ -34,8 +34,11 @@ class UpstreamFilesystem(Strict):
     read: list[Path] = []
     # Directories (or files) the server may write; nothing else is writable.
     write: list[Path] = []
+    # Other programs it may execute, beyond its command (each with its own interpreters and
+    # libraries), e.g. node for mcp-server-fetch's readability step. Nothing else may be executed.
+    execute: list[Path] = []
 
-    @field_validator("read", "write")
+    @field_validator("read", "write", "execute")
     @classmethod
     def _absolute(cls, v: list[Path]) -> list[Path]:
         for p in v:
