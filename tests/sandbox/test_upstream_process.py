@@ -381,3 +381,32 @@ def test_a_starter_restarts_from_its_warm_zygote():
     assert out["first"] == "killed by SIGKILL"
     assert out["second"] == "killed by SIGSYS"
     assert out["pids"][0] != out["pids"][1] and out["tools"] > 0
+
+
+def test_a_cancelled_kill_tree_still_ends_everything():
+    """kill_tree under a caller's short deadline: whatever it did not wait for is killed anyway."""
+    area = Area()
+    config = make_config(area, "floor")
+
+    async def scenario() -> list[int]:
+        proc = await start_upstream(start(config), config)
+        await Client(proc).tool("spawn_tree", count=2)
+        tree = _tree(proc.warden_pid)
+        with trio.move_on_after(0):  # cancelled at its first checkpoint
+            await proc.kill_tree()
+        return tree
+
+    try:
+        tree = trio.run(scenario)
+    finally:
+        area.remove()
+
+    left = trio.run(_wait_gone, tree)
+    assert len(tree) >= 4 and left == [], (tree, left)
+
+
+async def _wait_gone(pids: list[int]) -> list[int]:
+    with trio.move_on_after(10):
+        while [p for p in pids if _alive(p)]:
+            await trio.sleep(0.05)
+    return [p for p in pids if _alive(p)]

@@ -202,17 +202,22 @@ class ConfinedUpstream:
         return self._status or ""
 
     async def kill_tree(self) -> None:
-        """SIGKILL the server and every process it started, wait until all are reaped."""
-        if self.exit_status() is None:
-            self._signal(self._pidfd)
-            with suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, signal.SIGKILL)  # floor mode; in a pid namespace there is no such group here
-            with trio.move_on_after(KILL_TIMEOUT_S) as waited:
-                await self.wait()
-            if waited.cancelled_caught:  # the warden did not finish: it goes, the server with it (pdeathsig)
+        """SIGKILL the server and every process it started, wait until all are reaped.
+
+        Cancelled (or past KILL_TIMEOUT_S) before the warden reported, the warden is killed as
+        well (the server dies with it: pdeathsig) and everything is closed all the same."""
+        try:
+            if self.exit_status() is None:
+                self._signal(self._pidfd)
+                with suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.pid, signal.SIGKILL)  # floor mode; in a pid namespace there is no such group
+                with trio.move_on_after(KILL_TIMEOUT_S):
+                    await self.wait()
+        finally:
+            if self._status is None:
                 self._signal(self._warden_pidfd)
                 self._status = "killed (its warden did not report in time)"
-        self._close()
+            self._close()
 
     @staticmethod
     def _signal(pidfd: int) -> None:
