@@ -116,6 +116,8 @@ def attacks(request):
         ]:
             out[name] = await client.tool(tool, **args)
         out["tree_pids"] = _tree(proc.warden_pid)
+        out["zombies"] = await client.tool("spawn_zombies", count=5)
+        out["zombies_left"] = await _zombies_after(proc.warden_pid)
         await proc.kill_tree()
         out["exit"] = proc.exit_status()
         return out
@@ -151,7 +153,8 @@ def test_proc_status_shows_the_confinement(attacks):
     else:
         assert int(uids[0]) == os.getuid()
     if attacks["mode"] == "namespaces":
-        assert status["NSpid"].split()[-1] == "1"  # init of its own pid namespace
+        # pid 2 of its own pid namespace, under the namespace's init (which reaps its orphans)
+        assert status["NSpid"].split()[1:] == ["2"], status["NSpid"]
     layers = attacks["layers"]
     for layer in ("user", "prctl", "rlimits", "landlock", "seccomp"):
         assert not layers[layer].startswith(("off", "unavailable")), layers
@@ -221,6 +224,30 @@ def test_the_attacks_succeed_without_the_layers():
         listener.sock.close()
         area.remove()
     assert all(outcome["ok"] for outcome in out.values()), out
+
+
+async def _zombies_after(root: int) -> list[int]:
+    """Zombies still below `root` once they had time to be reaped (a bounded wait)."""
+    with trio.move_on_after(5):
+        while _zombies(root):
+            await trio.sleep(0.1)
+    return _zombies(root)
+
+
+def _zombies(root: int) -> list[int]:
+    found = []
+    for pid in _tree(root):
+        try:
+            if proc_status(pid).get("State", "").startswith("Z"):
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def test_orphans_are_reaped(attacks):
+    assert attacks["zombies"] == {"ok": True}
+    assert attacks["zombies_left"] == []
 
 
 def test_kill_tree_kills_every_descendant(attacks):

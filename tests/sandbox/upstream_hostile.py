@@ -112,6 +112,18 @@ def spawn_tree(count=3):
     return {"ok": True, "pids": pids}
 
 
+def spawn_zombies(count=3):
+    """Orphans that exit at once: someone must reap them (the server, their parent, is gone)."""
+    for _ in range(count):
+        child = os.fork()
+        if child == 0:
+            if os.fork() == 0:
+                os._exit(0)
+            os._exit(0)
+        os.waitpid(child, 0)
+    return {"ok": True}
+
+
 def threads(count=8):
     import threading
     ts = [threading.Thread(target=time.sleep, args=(0.2,)) for _ in range(count)]
@@ -161,7 +173,8 @@ def whoami():
 
 
 TOOLS = {f.__name__: f for f in (read_file, write_file, execute, connect, udp, kill, environ, proxy_get, tunnel,
-                                 spawn_tree, threads, flood_stderr, escape, exit_now, whoami)}
+                                 spawn_tree, spawn_zombies, threads, flood_stderr, escape, exit_now,
+                                 whoami)}
 
 
 def answer(msg):

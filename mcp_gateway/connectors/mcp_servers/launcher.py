@@ -33,6 +33,7 @@ import prctl
 
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.connectors.mcp_servers.egress import Egress
+from mcp_gateway.connectors.mcp_servers.init import STATUS, exit_as, namespace_init
 from mcp_gateway.connectors.mcp_servers.profile import RuntimeProfile, UnconfinableCommand, resolve
 from mcp_gateway.connectors.mcp_servers.server import ServerChild, ServerPlan
 from mcp_gateway.ipc.frames import send_frame
@@ -111,6 +112,7 @@ class Warden:
             os.close(fd)
         close_all_but(STDIO_FD + 1, ())
         self.stdio = socket.socket(fileno=STDIO_FD)
+        self.status_fd = -1  # own pid namespace: where its init reports the server's wait status
 
     def run(self) -> None:
         uid = self._identity()
@@ -124,28 +126,35 @@ class Warden:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         plan = ServerPlan(self.launcher.settings, self.launcher.runtime, self.sandbox, uid, self.isolated,
                           listener.getsockname()[1] if listener else None, self.launcher.instance)
-        pid = os.fork()
-        if pid == 0:
+        status_r, status_w = os.pipe2(os.O_CLOEXEC)
+        child = os.fork()  # the server itself, or (own pid namespace) the namespace's init, which forks it
+        if child == 0:
             ours.close()
+            os.close(status_r)
             if listener is not None:
                 listener.close()
+            if self.isolated:
+                namespace_init(plan, self.stdio, theirs, status_w)
             ServerChild(plan, self.stdio, theirs).run()
         theirs.close()
-        pidfd = os.pidfd_open(pid)
+        os.close(status_w)
+        self.status_fd = status_r
+        pidfd = os.pidfd_open(child)
         try:
             listener, report = self._receive_report(ours, listener)
+            server = _only_child(child) if self.isolated else child
             report["namespaces"] = ns
-            report["warden"] = self._confine(uid, pid)
+            report["warden"] = self._confine(uid, server)
         except (SandboxError, LayerUnavailable, OSError, EOFError, ValueError) as e:  # ValueError: a bad report
-            self._abort(pid, str(e))
-        send_frame(self.stdio, hello_encoder.encode(WorkerReady(pid, report)))
+            self._abort(child, str(e))
+        send_frame(self.stdio, hello_encoder.encode(WorkerReady(server, report)))
         self.stdio.close()
         try:
             ours.send(b"go")
         except OSError:
             pass  # the server was killed right after the hello (kill_tree): _serve sees it end
         ours.close()
-        self._serve(pid, pidfd, listener)
+        self._serve(child, pidfd, listener)
 
     def _identity(self) -> int | None:
         """As root with a uid_range: one uid for the server (and this warden), lock held here."""
@@ -244,11 +253,32 @@ class Warden:
                     egress.serve(fd)
             if egress is not None:
                 egress.expire()
+            if not self.isolated:
+                self._reap_orphans(pid)
+
+    def _reap_orphans(self, server: int) -> None:
+        """Floor mode: the server's orphans come to the warden (their subreaper); reap the dead
+        ones, so no zombie counts against the uid's RLIMIT_NPROC."""
+        while True:
+            try:
+                got, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if got == 0:
+                return
+            if got == server:
+                self._finish(server, status)
 
     def _end(self, pid: int) -> None:
-        """S is gone: make sure its whole tree is, then exit the way S did."""
         _, status = os.waitpid(pid, 0)
-        if not self.isolated:  # a pid namespace died with its init; a process group must be killed
+        self._finish(pid, status)
+
+    def _finish(self, pid: int, status: int) -> NoReturn:
+        """S (or the init that reports it) is gone: make sure its whole tree is, then exit the way S did."""
+        if self.isolated:  # the init reports the server's status; nothing is left in a namespace without its init
+            data = os.read(self.status_fd, STATUS.size)
+            status = STATUS.unpack(data)[0] if len(data) == STATUS.size else status
+        else:  # a process group must be killed
             while True:
                 try:
                     os.kill(-pid, signal.SIGKILL)
@@ -258,9 +288,13 @@ class Warden:
                     os.waitpid(-1, 0)
                 except ChildProcessError:
                     break
-        if os.WIFSIGNALED(status):
-            sig = os.WTERMSIG(status)
-            if sig not in (signal.SIGKILL, signal.SIGSTOP):
-                signal.signal(sig, signal.SIG_DFL)
-            os.kill(os.getpid(), sig)
-        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+        exit_as(status)
+
+
+def _only_child(pid: int) -> int:
+    """The host pid of the one child of `pid` (the server, child of its namespace's init)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        children = f.read().split()
+    if len(children) != 1:
+        raise OSError(f"the namespace's init has {len(children)} children, not the server alone")
+    return int(children[0])
