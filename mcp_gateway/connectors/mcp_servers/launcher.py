@@ -5,18 +5,19 @@ builds an `UpstreamLauncher` and `warm()`s it: the runtime's rule paths are reso
 and whether namespaces can be made. For each `Spawn` it forks a child and calls
 `run_child`, which becomes the **warden** (W) of one server process (S):
 
-    zygote ── W (host pid namespace; holds S's uid lock; egress proxy; reaps)
-                └─ S: own pid namespace (pid 1) + own network namespace (loopback only),
-                      or, where namespaces cannot be made, its own process group
-                      -> confined -> execve(command)
+    zygote ── W (host pid namespace; holds S's uid lock; egress proxy)
+                └─ I: pid 1 of a new pid namespace (init.py: reaps orphans, reports S's status)
+                     └─ S: pid 2, own network namespace (loopback only) -> confined -> execve(command)
+              where namespaces cannot be made: no I, S leads its own process group and W is
+              its subreaper
 
 The descriptor the supervisor passed becomes S's stdin and stdout (one stream socket). W
 writes one hello frame on it before S may exec (`WorkerReady(pid, layers)` with S's pid as
 the host sees it, or `WorkerAbort(reason)`), then closes its copy; after it, the stream is
 the server's. W confines itself too (its own uid as root, no_new_privs, rlimits, Landlock,
 seccomp), then serves the egress proxy and waits for S. When S dies, whatever is left of its
-tree dies with it (pid namespace; or W kills S's process group, which seccomp keeps every
-descendant in, and reaps them as their subreaper), and W exits the way S did (same exit code,
+tree dies with it (I exits and the namespace dies with its init; or W kills S's process group,
+which seccomp keeps every descendant in, and reaps them as their subreaper), and W exits the way S did (same exit code,
 or killed by the same signal), so the zygote's WorkerExited tells how the server ended.
 """
 
