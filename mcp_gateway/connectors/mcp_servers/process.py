@@ -2,7 +2,8 @@
 
 `start_upstream(instance, config)` starts the instance's zygote (a fresh interpreter:
 forking the supervisor once trio runs is unsafe), which forks the server's warden, which
-forks the server; the server confines itself and execs its command (launcher.py, server.py).
+forks the server (under the init of its own pid namespace, init.py, when the host can make
+one); the server confines itself and execs its command (launcher.py, server.py).
 The server's stdin and stdout are one end of a stream socketpair; its stderr goes through the
 zygote's bounded relay into the gateway's log, each line prefixed `[worker <pid>]`.
 
@@ -12,8 +13,8 @@ the warm zygote); `start_upstream` is the one-shot form whose `kill_tree()` also
 The first frame on that stream is the warden's hello (WorkerReady with the server's pid as
 this process sees it and each layer's status, or WorkerAbort): read here, before the stream
 is handed over, so the server cannot forge it. `kill_tree()` SIGKILLs the server: in its own
-pid namespace that kills every process it started (the kernel kills a namespace with its
-init), otherwise its process group (which seccomp keeps every descendant in) is killed too
+pid namespace that kills every process it started (the namespace's init then exits, and the
+kernel kills a namespace with its init), otherwise its process group (which seccomp keeps every descendant in) is killed too
 and the warden, their subreaper, reaps them. The warden then exits the way the server did and
 the zygote reports it (`WorkerExited`): that is `exit_status()`.
 """
