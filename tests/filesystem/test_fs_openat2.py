@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_gateway.workers import openat2 as o2
+from mcp_gateway.connectors.filesystem import openat2 as o2
 
 needs_openat2 = pytest.mark.skipif(not o2.openat2_available(), reason="openat2 not available")
 

@@ -132,7 +132,7 @@ def test_listdir_caps(fs, tree: Tree) -> None:
 
 
 def test_listdir_entry_count_cap(fs, tree: Tree, monkeypatch) -> None:
-    from mcp_gateway.workers import filesystem
+    from mcp_gateway.connectors.filesystem import worker as filesystem
 
     monkeypatch.setattr(filesystem, "MAX_DIR_ENTRIES", 50)
     d = tree.root / "many"
@@ -155,7 +155,7 @@ def test_listdir_non_utf8_name(fs, tree: Tree) -> None:
 
 def test_sandbox_profile(fs, tree: Tree) -> None:
     p = fs.sandbox_profile()
-    assert p.connector == "filesystem"
+    assert p.instance == "fs" and p.extra_syscalls == ("openat2",)
     assert p.read_paths == (str(tree.root),)
     assert p.connect_ports == () and p.socket_families == ()
 
@@ -172,7 +172,7 @@ def test_tiny_caps(fs, tree: Tree, limit: int) -> None:
 
 def test_growing_file_never_holds_more_than_cap(fs, tree: Tree, monkeypatch) -> None:
     """fstat's size can lie (procfs says 0, files grow): reading stops at cap+1 anyway."""
-    from mcp_gateway.workers import filesystem
+    from mcp_gateway.connectors.filesystem import worker as filesystem
 
     (tree.root / "g").write_bytes(b"x" * 100)
     real_fstat = os.fstat

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mcp_gateway.config import GatewayConfig
-from mcp_gateway.workers.connector import CallLimits, ToolError
 from mcp_gateway.connectors.postgres.worker import PostgresConnector
+from mcp_gateway.workers.connector import CallLimits, ToolError
 from tests.corpus import load_corpus  # noqa: F401  (re-exported for the tests)
 from tests.pg_cluster import PgCluster, pg_available
 

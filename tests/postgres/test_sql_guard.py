@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mcp_gateway.guards import GuardDenied
-from mcp_gateway.guards import sql as sqlguard
+from mcp_gateway.connectors.postgres import sql as sqlguard
 from mcp_gateway.connectors.postgres.sql_catalog import SqlCatalog
 from mcp_gateway.connectors.postgres.sql_precheck import precheck_sql
+from mcp_gateway.guards import GuardDenied
 from tests.postgres.conftest import ACCEPT, GOOD_SQL_SQLGLOT_CANNOT_READ, REJECT, load_corpus
 
 ACCEPTED = load_corpus(ACCEPT)
