@@ -14,20 +14,16 @@ from __future__ import annotations
 
 import difflib
 import errno
-import json
 import os
-import select
-import signal
 import socket
 import ssl
 import stat
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from mcp_gateway.config import GatewayConfig
+from mcp_gateway.connectors import KINDS
 from mcp_gateway.supervisor.audit import MIN_FREE_BYTES, free_bytes
 
 # The path-probe child answers within this, or the check fails.
@@ -55,8 +51,8 @@ def preflight(config: GatewayConfig, http: Literal["bind", "rules", "none"] = "b
     findings += check_audit_destination(config.audit.path)
     if config.server.transport == "http" and http != "none":
         findings += check_http(config, bind_listener=http == "bind")
-    if config.connectors.filesystem.enabled:
-        findings += check_filesystem_paths(config)
+    for instance in config.instances():
+        findings += KINDS[instance.kind].preflight(instance, config)
     return findings
 
 
@@ -118,7 +114,7 @@ def audit_destination_problem(path: str) -> str | None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-            return (f"{path} is {kind} ({_describe_mode(st)}): records written there are lost "
+            return (f"{path} is {kind} ({describe_mode(st)}): records written there are lost "
                     "(/dev/null) or refused (/dev/full)")
         return _space_problem(fd, path)
     finally:
@@ -130,7 +126,7 @@ def _create_probe(path: Path) -> str | None:
     try:
         fd = os.open(parent, os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600)
     except FileNotFoundError:
-        return f"{path} cannot be created: directory {_first_missing(parent)} does not exist"
+        return f"{path} cannot be created: directory {first_missing(parent)} does not exist"
     except NotADirectoryError:
         return f"{path} cannot be created: {parent} is not a directory"
     except PermissionError:
@@ -237,7 +233,7 @@ def _listen_problem(host: str, port: int) -> str | None:
     return None
 
 
-# --- filesystem paths, as the worker identity --------------------------------------------
+# --- the worker identity, and describing paths ---------------------------------------
 
 
 def worker_identity(config: GatewayConfig) -> str | None:
@@ -252,164 +248,14 @@ def worker_identity(config: GatewayConfig) -> str | None:
     return f"sandbox.user {config.sandbox.user} / sandbox.group {config.sandbox.group}"
 
 
-def check_filesystem_paths(config: GatewayConfig) -> list[Finding]:
-    fs = config.connectors.filesystem
-    identity = worker_identity(config)
-    opened: dict[str, Finding | int] = {}  # each allowed path: why it cannot be opened, or its fd
-    try:
-        for p in fs.allowed_paths:
-            problem = _open_problem(p, "allowed path")
-            opened[str(p)] = (Finding(False, problem) if problem is not None
-                              else os.open(p, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
-        roots = {path: fd for path, fd in opened.items() if isinstance(fd, int)}
-        probe = _probe_as_worker(config, identity, roots) if roots else {"as": "", "paths": {}}
-    finally:
-        for fd in opened.values():
-            if isinstance(fd, int):
-                os.close(fd)
-    if "error" in probe:
-        return [Finding(False, f"filesystem workers: cannot take their identity ({probe['error']}): "
-                               "fix sandbox.uid_range (or sandbox.user/sandbox.group)")]
-    who = f"the worker identity ({probe['as']})"
-    findings: list[Finding] = []
-    for path, state in opened.items():
-        if isinstance(state, Finding):
-            findings.append(state)
-        elif (error := probe["paths"].get(path)) is None:
-            findings.append(Finding(True, f"allowed path {path} is readable by {who}"))
-        else:
-            findings.append(Finding(False, _unreadable_message(Path(path), error, probe["as"], identity)))
-    if not any(f.ok for f in findings):
-        findings.append(Finding(False, "the filesystem connector has no usable allowed path: every "
-                                       "fs.readFile and fs.listDir call would fail"))
-    findings += [_denied_finding(p) for p in fs.denied_paths]
-    return findings
-
-
-def _open_problem(p: Path, what: str) -> str | None:
-    """Why the trusted side (this process) cannot open directory `p`, or None."""
-    try:
-        st = os.stat(p)
-    except FileNotFoundError:
-        missing = _first_missing(p)
-        where = "" if missing == p else f" ({missing} is missing)"
-        return (f"{what} {p} does not exist{where}: create it, or fix "
-                "connectors.filesystem.allowed_paths")
-    except NotADirectoryError:
-        return f"{what} {p} is not a directory (a component of it is a file): fix connectors.filesystem.allowed_paths"
-    except PermissionError:
-        blocker = _first_blocking(p)
-        return (f"{what} {p} cannot be reached by the gateway (uid {os.geteuid()}): directory {blocker} "
-                f"({_describe(blocker)}) is not searchable. Make it searchable, or run the gateway "
-                "as the data's owner")
-    except OSError as e:
-        return f"{what} {p} cannot be opened: {e.strerror}"
-    if not stat.S_ISDIR(st.st_mode):
-        return f"{what} {p} is not a directory ({_describe_mode(st)}): allowed paths are directories"
-    return None
-
-
-def _denied_finding(p: Path) -> Finding:
-    try:
-        os.stat(p)
-    except FileNotFoundError:
-        return Finding(False, (
-            f"denied path {p} does not exist: a denied path that names nothing protects nothing "
-            "(a typo?). Fix it, create it, or remove it from connectors.filesystem.denied_paths"))
-    except PermissionError:
-        blocker = _first_blocking(p)
-        return Finding(False, (
-            f"denied path {p} cannot be identified by the gateway (uid {os.geteuid()}): {blocker} "
-            f"({_describe(blocker)}) is not searchable, so the workers could not recognise it. Make it "
-            "searchable by the gateway, or run the gateway as the data's owner"))
-    except OSError as e:
-        return Finding(False, f"denied path {p} cannot be identified: {e.strerror}")
-    return Finding(True, f"denied path {p} exists and is identified")
-
-
-def _unreadable_message(p: Path, error: str, taken: str, identity: str | None) -> str:
-    if identity is None:
-        fix = "make it readable and searchable by the gateway's own uid"
-    elif "uid_range" in identity:
-        fix = ("make it readable and searchable by every user (chmod o+rx; the workers' uids own "
-               "nothing and belong to no group), or run the gateway as the data's owner (not root: "
-               "workers then keep its uid)")
-    else:
-        fix = ("make it readable and searchable by that identity (for example chmod o+rx), set "
-               "sandbox.user/sandbox.group to an identity that may read it, or run the gateway as the "
-               "data's owner")
-    return (f"allowed path {p} cannot be read by the workers ({taken}; {identity or 'the gateway uid'}): "
-            f"{error} ({_describe(p)}): {fix}")
-
-
-def _probe_as_worker(config: GatewayConfig, identity: str | None, roots: dict[str, int]) -> dict:
-    """Fork a child that takes the worker identity and lists each root through the descriptor
-    the trusted side opened: {"as": "uid U gid G", "paths": {path: None if readable, else the
-    error}}, or {"error": why the identity could not be taken}."""
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read_fd)
-            answer = json.dumps(_as_worker(config, identity, roots)).encode()
-            os.write(write_fd, answer[:60000])
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    try:
-        data = b""
-        deadline = time.monotonic() + PROBE_TIMEOUT_S
-        while (left := deadline - time.monotonic()) > 0 and select.select([read_fd], [], [], left)[0]:
-            chunk = os.read(read_fd, 65536)
-            if not chunk:
-                break
-            data += chunk
-        try:
-            return json.loads(data)
-        except ValueError:
-            return {"error": "the probe process died or did not answer"}
-    finally:
-        os.close(read_fd)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        os.waitpid(pid, 0)
-
-
-def _as_worker(config: GatewayConfig, identity: str | None, roots: dict[str, int]) -> dict:
-    from mcp_gateway.sandbox import become_worker_identity
-
-    if identity is not None:
-        try:
-            become_worker_identity(config.sandbox)
-        except Exception as e:  # noqa: BLE001 - reported to the operator as the reason
-            return {"error": str(e)}
-    paths: dict[str, str | None] = {}
-    for path, fd in roots.items():
-        try:
-            # "." beneath the root's descriptor needs search permission, listing needs read.
-            listing = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
-            try:
-                os.listdir(listing)
-            finally:
-                os.close(listing)
-            paths[path] = None
-        except OSError as e:
-            paths[path] = e.strerror or str(e)
-    return {"as": f"uid {os.getuid()} gid {os.getgid()}", "paths": paths}
-
-
-def _first_missing(p: Path) -> Path:
+def first_missing(p: Path) -> Path:
     for candidate in [*reversed(p.parents), p]:
         if not os.path.lexists(candidate):
             return candidate
     return p
 
 
-def _first_blocking(p: Path) -> Path:
+def first_blocking(p: Path) -> Path:
     """The first directory on the way to `p` that this process cannot search."""
     for candidate in [*reversed(p.parents), p]:
         if candidate.is_dir() and not os.access(candidate, os.X_OK):
@@ -417,12 +263,12 @@ def _first_blocking(p: Path) -> Path:
     return p.parent
 
 
-def _describe(p: Path) -> str:
+def describe_path(p: Path) -> str:
     try:
-        return _describe_mode(os.stat(p))
+        return describe_mode(os.stat(p))
     except OSError as e:
         return e.strerror or "cannot stat"
 
 
-def _describe_mode(st: os.stat_result) -> str:
+def describe_mode(st: os.stat_result) -> str:
     return f"mode {stat.filemode(st.st_mode)}, owner uid {st.st_uid} gid {st.st_gid}"

@@ -1,7 +1,8 @@
 """Strict decoding of untrusted tool arguments into the catalogue's structs.
 
-No coercion (a number is not a string), no unknown fields, every string capped; a path is
-also capped in UTF-8 bytes, and text that cannot be encoded (lone surrogates) is refused.
+No coercion (a number is not a string), no unknown fields, every string capped (each kind's
+structs carry their own caps and checks), and text that cannot be encoded (lone surrogates)
+is refused.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from typing import Any
 
 import msgspec
 
-from mcp_gateway.tools import ToolSpec
-from mcp_gateway.tools.arguments import PATH_MAX_BYTES, Args
+from mcp_gateway.connectors.base import Args, ToolSpec
 
 
 class InvalidArguments(Exception):
@@ -42,7 +42,4 @@ def decode_arguments(spec: ToolSpec, arguments: dict[str, Any] | None) -> Args:
         args = msgspec.convert(raw, spec.args_type, strict=True)
     except msgspec.ValidationError as e:
         raise InvalidArguments(f"invalid arguments for {spec.name}: {e}") from None
-    path = getattr(args, "path", None)
-    if isinstance(path, str) and len(path.encode("utf-8")) > PATH_MAX_BYTES:
-        raise InvalidArguments(f"`path` is longer than {PATH_MAX_BYTES} bytes")
     return args

@@ -22,10 +22,13 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mcp_gateway.config import GatewayConfig
+from mcp_gateway.connectors import catalogue_of
 from mcp_gateway.supervisor import results
 from mcp_gateway.supervisor.gateway import Gateway, Outcome
-from mcp_gateway.tools import TOOLS
 from tests.conftest import write_config
+
+TOOLS = {spec.name: spec for spec in catalogue_of(GatewayConfig())}  # the seed config's instances
 
 CODES = ["VALIDATION_ERROR", "POLICY_DENIED", "SECURITY_ERROR", "RATE_LIMITED", "TIMEOUT", "RESULT_TOO_LARGE",
          "NOT_FOUND", "UPSTREAM_ERROR", "WORKER_CRASHED", "UNAVAILABLE", "INTERNAL_ERROR"]

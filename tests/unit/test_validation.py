@@ -2,8 +2,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mcp_gateway.config import GatewayConfig
+from mcp_gateway.connectors import catalogue_of
 from mcp_gateway.supervisor.validation import InvalidArguments, decode_arguments
-from mcp_gateway.tools import TOOLS
+
+TOOLS = {spec.name: spec for spec in catalogue_of(GatewayConfig())}  # the seed config's instances
 
 
 def test_strict_decoding_refuses_wrong_types_unknown_fields_and_missing():

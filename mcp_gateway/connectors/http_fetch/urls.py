@@ -19,12 +19,15 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
+from typing import TYPE_CHECKING
 
 import idna
 
-from mcp_gateway.config import HttpFetchSettings
 from mcp_gateway.guards import GuardDenied
 from mcp_gateway.guards.addresses import IPAddress, blocked_name, classify
+
+if TYPE_CHECKING:
+    from mcp_gateway.connectors.http_fetch.settings import HttpFetchSettings
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_URL_LENGTH = 8192

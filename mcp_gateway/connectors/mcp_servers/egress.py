@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import httpcore
 
-from mcp_gateway.config import HttpFetchSettings
 from mcp_gateway.connectors.http_fetch.pinned_transport import FetchBudget, PinnedBackend, Resolver
+from mcp_gateway.connectors.http_fetch.settings import HttpFetchSettings
 from mcp_gateway.connectors.http_fetch.urls import check_url
 from mcp_gateway.guards import GuardDenied
 from mcp_gateway.workers.connector import ToolError

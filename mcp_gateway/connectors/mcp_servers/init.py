@@ -74,7 +74,7 @@ def _confine(sandbox: SandboxSettings, uid: int | None) -> None:
         ("prctl", _prctl),
         ("rlimits", lambda: apply_rlimits(64, 86400, 16)),
         ("landlock", lambda: _landlock.apply_landlock(anchors, ())),
-        ("seccomp", lambda: apply_seccomp("mcp_warden", ())),
+        ("seccomp", lambda: apply_seccomp("upstream init", ("wait4",), ())),
     ]
     run_layers(steps, sandbox, "the init of an upstream server's pid namespace")
 

@@ -33,6 +33,7 @@ import msgspec
 import prctl
 
 from mcp_gateway.config import GatewayConfig
+from mcp_gateway.connectors.base import Instance
 from mcp_gateway.connectors.mcp_servers.egress import Egress
 from mcp_gateway.connectors.mcp_servers.init import STATUS, exit_as, namespace_init
 from mcp_gateway.connectors.mcp_servers.profile import RuntimeProfile, UnconfinableCommand, resolve
@@ -57,16 +58,18 @@ REPORT_TIMEOUT_S = 20.0
 PR_SET_CHILD_SUBREAPER = 36
 # The warden's own resolver files (the egress resolves names, web.fetch's resolver).
 RESOLVER_FILES = ("/etc/hosts", "/etc/resolv.conf")
+# Beyond a worker's allowlist: its egress proxy accepts, it reaps the server (and orphans).
+WARDEN_SYSCALLS = ("accept4", "accept", "wait4")
 report_decoder = msgspec.msgpack.Decoder(dict[str, str])
 
 
 class UpstreamLauncher:
     """What the zygote of one `mcp_servers` instance holds (built and warmed before any fork)."""
 
-    def __init__(self, config: GatewayConfig, instance: str) -> None:
+    def __init__(self, config: GatewayConfig, instance: Instance) -> None:
         self.config = config
-        self.instance = instance
-        self.settings = config.connectors.mcp_servers[instance]
+        self.instance = instance.name
+        self.settings = instance.settings
         self.runtime = RuntimeProfile()
         self.no_namespaces: str | None = None
 
@@ -107,7 +110,7 @@ class Warden:
         prctl.set_pdeathsig(signal.SIGKILL)
         if os.getppid() != zygote_pid:
             os._exit(0)
-        set_process_title(f"{launcher.instance} upstream warden")
+        set_process_title(launcher.config.instance(launcher.instance), "upstream warden")
         if fd != STDIO_FD:
             os.dup2(fd, STDIO_FD)
             os.close(fd)
@@ -219,7 +222,7 @@ class Warden:
         if not ok:
             raise LayerUnavailable(why)
         families = (socket.AF_INET, socket.AF_INET6) if self.proxy else ()
-        f, count = build_filter("mcp_warden", families)
+        f, count = build_filter(WARDEN_SYSCALLS, families)
         # kill(-pgid, SIGKILL) of the server's group (floor mode), matched on the int the kernel reads.
         f.add_rule(sc.ALLOW, sc.resolve_syscall(sc.Arch.NATIVE, "kill"),
                    sc.Arg(0, sc.MASKED_EQ, 0xFFFFFFFF, (-server_pid) & 0xFFFFFFFF),

@@ -14,9 +14,10 @@ The first frame on that stream is the warden's hello (WorkerReady with the serve
 this process sees it and each layer's status, or WorkerAbort): read here, before the stream
 is handed over, so the server cannot forge it. `kill_tree()` SIGKILLs the server: in its own
 pid namespace that kills every process it started (the namespace's init then exits, and the
-kernel kills a namespace with its init), otherwise its process group (which seccomp keeps every descendant in) is killed too
-and the warden, their subreaper, reaps them. The warden then exits the way the server did and
-the zygote reports it (`WorkerExited`): that is `exit_status()`.
+kernel kills a namespace with its init), otherwise its process group (which seccomp keeps
+every descendant in) is killed too and the warden, their subreaper, reaps them. The warden
+then exits the way the server did and the zygote reports it (`WorkerExited`): that is
+`exit_status()`.
 """
 
 from __future__ import annotations

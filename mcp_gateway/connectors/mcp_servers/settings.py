@@ -10,23 +10,18 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-if TYPE_CHECKING:
-    from mcp_gateway.config import HttpFetchSettings
+from mcp_gateway.connectors.base import InstanceSettings, Strict
+from mcp_gateway.connectors.http_fetch.settings import HttpFetchSettings
 
-# config.py imports this module: nothing here may import config.py at module level.
+# config.py imports the kinds, this module among them: nothing here may import config.py.
 LayerMode = Literal["required", "best_effort", "off"]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
-INSTANCE_NAME = r"^[a-z][a-z0-9_-]{0,31}$"
 
 
 class UpstreamFilesystem(Strict):
@@ -62,15 +57,16 @@ class UpstreamNetwork(Strict):
 
     def fetch_rules(self) -> HttpFetchSettings:
         """web.fetch's settings carrying this instance's rules (what the guards take)."""
-        from mcp_gateway.config import HttpFetchSettings
-
         return HttpFetchSettings(enabled=True, allowed_domains=self.allowed_domains,
                                  allow_internal_cidrs=self.allow_internal_cidrs, allowed_ports=self.allowed_ports)
 
 
 class UpstreamLimits(Strict):
+    # RLIMIT_DATA in MiB (not RLIMIT_AS: node reserves far more address space than it uses).
     memory_mb: Annotated[int, Field(ge=64, le=65536)] = 1024
+    # CPU seconds over the process's life (RLIMIT_CPU; SIGKILL 2 s later).
     cpu_s: Annotated[int, Field(ge=1, le=7 * 86400)] = 86400
+    # Open descriptors (RLIMIT_NOFILE).
     nofile: Annotated[int, Field(ge=32, le=65536)] = 1024
     # Threads and processes together (RLIMIT_NPROC counts both); node needs about a dozen.
     max_processes: Annotated[int, Field(ge=4, le=4096)] = 128
@@ -78,7 +74,25 @@ class UpstreamLimits(Strict):
     max_file_mb: Annotated[int, Field(ge=0, le=65536)] = 256
 
 
-class McpServerSettings(Strict):
+class McpServerSettings(InstanceSettings):
+    # docs/CONFIG.md: (description, example) per key (scripts/gen_config_doc.py).
+    field_docs: ClassVar[dict[str, tuple[str, Any]]] = {
+        "enabled": ("Run this server (naming it is asking for it: on unless it says otherwise).", None),
+        "command": ("The server's argv; `command[0]` is resolved on the gateway's PATH at load. The server may "
+                    "execute this program (and its `#!` and ELF interpreters) and nothing else.",
+                    ["node", "/opt/mcp/server-memory/dist/index.js"]),
+        "env": ("Its whole environment, with `env_from_gateway`: nothing else is inherited.",
+                {"MEMORY_FILE_PATH": "/var/lib/mcp-memory/memory.json"}),
+        "env_from_gateway": ("Variables copied by name from the gateway's environment (a missing one refuses "
+                             "the start).", ["GITHUB_TOKEN"]),
+        "filesystem": ("What it may read beyond its runtime's own files, write, and execute beyond its command.",
+                       None),
+        "network": ("`none` (no socket but stdio), or outbound HTTP(S) through the gateway's egress proxy only, "
+                    "under web.fetch's rules.", {"allowed_domains": ["api.github.com"]}),
+        "limits": ("Resource limits of the server process (rlimits).", None),
+    }
+    # Naming a server is asking for it: enabled unless it says otherwise.
+    enabled: bool = True
     command: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
     env: dict[Annotated[str, Field(pattern=ENV_NAME)], str] = {}
     env_from_gateway: list[Annotated[str, Field(pattern=ENV_NAME)]] = []

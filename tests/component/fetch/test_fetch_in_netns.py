@@ -21,9 +21,9 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from mcp_gateway.tools.arguments import FetchArgs
-from mcp_gateway.workers.connector import CallLimits, ToolError
 from mcp_gateway.connectors.http_fetch.resolver import DnsResolver
+from mcp_gateway.connectors.http_fetch.tools import FetchArgs
+from mcp_gateway.workers.connector import CallLimits, ToolError
 from tests.support.corpus import load_corpus
 
 from .conftest import LIMITS, make_connector
@@ -101,7 +101,7 @@ def dns_env(tmp_path):
 
 
 def call(conn, url, limits=LIMITS):
-    return conn.call("web.fetch", FetchArgs(url=url), limits)
+    return conn.call("fetch", FetchArgs(url=url), limits)
 
 
 def failure(conn, url, limits=LIMITS) -> ToolError:
