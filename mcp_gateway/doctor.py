@@ -140,6 +140,8 @@ def check_sandbox(config: GatewayConfig, rep: Report) -> None:
             )
     targets: list[tuple[str, SandboxProfile | None, str]] = []
     for instance in config.instances():
+        if KINDS[instance.kind].backend != "pool":
+            continue  # an upstream server is confined by its own launcher: its kind's doctor rows
         try:
             targets.append((instance.name, _profile_for(instance.name, config), ""))
         except Exception as e:  # noqa: BLE001

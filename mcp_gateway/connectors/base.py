@@ -160,8 +160,9 @@ class ConnectorKind:
     worker: ClassVar[str]
     # Its tools, not yet bound to an instance (`instance` empty).
     static_tools: ClassVar[tuple[ToolSpec, ...]] = ()
-    # How calls are served: "pool" (pre-forked, confined one-call workers).
-    backend: ClassVar[Literal["pool"]] = "pool"
+    # How calls are served: "pool" (pre-forked, confined one-call workers) or "upstream" (one
+    # long-lived confined server process per instance: mcp_servers, connectors/mcp_servers/process.py).
+    backend: ClassVar[Literal["pool", "upstream"]] = "pool"
     # Whether the instance's tools are discovered at run time (then any `<instance>.<tool>`
     # name is valid in policy, and `tools()` gives the static ones only).
     discovers_tools: ClassVar[bool] = False

@@ -34,9 +34,10 @@ def configure_logging() -> None:
 
 
 def start_zygotes(config: GatewayConfig) -> Zygotes:
-    """Fork one zygote per enabled instance (keyed by its name). Must run before trio (or
-    anything) starts a thread."""
-    return {instance.name: fork_zygote(instance.name, config) for instance in config.instances()}
+    """Fork one zygote per enabled pool instance (keyed by its name). Must run before trio (or
+    anything) starts a thread. (An upstream server's zygote is started by its own backend.)"""
+    return {instance.name: fork_zygote(instance.name, config) for instance in config.instances()
+            if KINDS[instance.kind].backend == "pool"}
 
 
 @asynccontextmanager

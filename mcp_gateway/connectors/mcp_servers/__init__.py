@@ -22,6 +22,7 @@ class McpServersKind(ConnectorKind):
     seed_instance = None
     worker = "mcp_gateway.connectors.mcp_servers.launcher:UpstreamLauncher"
     discovers_tools = True
+    backend = "upstream"
 
     def doctor_checks(self, instance: Instance, config: GatewayConfig) -> list[DoctorFinding]:
         from mcp_gateway.connectors.mcp_servers.doctor import instance_rows
