@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mcp_gateway.config import GatewayConfig
-from mcp_gateway.workers.connector import CallLimits, ToolError
+from mcp_gateway.ipc.errors import Refusal
+from mcp_gateway.workers.connector import CallLimits
 from mcp_gateway.workers.postgres import PostgresConnector
 from tests.corpus import load_corpus  # noqa: F401  (re-exported for the tests)
 from tests.pg_cluster import PgCluster, pg_available
@@ -77,7 +78,7 @@ def connector(pg_env):
 LIMITS = CallLimits(timeout_ms=10_000, max_bytes=10 * 1024 * 1024)
 
 
-def call_error(fn, *args) -> ToolError:
-    with pytest.raises(ToolError) as ei:
+def call_error(fn, *args) -> Refusal:
+    with pytest.raises(Refusal) as ei:
         fn(*args)
     return ei.value
