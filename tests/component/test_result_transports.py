@@ -22,13 +22,13 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mcp_gateway.ipc.errors import ErrorCode
 from mcp_gateway.supervisor import results
 from mcp_gateway.supervisor.gateway import Gateway, Outcome
 from mcp_gateway.tools import TOOLS
 from tests.conftest import write_config
 
-CODES = ["VALIDATION_ERROR", "POLICY_DENIED", "SECURITY_ERROR", "RATE_LIMITED", "TIMEOUT", "RESULT_TOO_LARGE",
-         "NOT_FOUND", "UPSTREAM_ERROR", "WORKER_CRASHED", "UNAVAILABLE", "INTERNAL_ERROR"]
+CODES = [code for code in ErrorCode if code is not ErrorCode.CANCELLED]  # CANCELLED is never answered
 ACCEPT = "application/json, text/event-stream"
 
 
