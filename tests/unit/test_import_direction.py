@@ -82,11 +82,11 @@ def test_the_reader_sees_lazy_relative_and_from_package_imports():
             from mcp_gateway.workers.zygote import start_zygotes
         class C:
             def m(self):
-                import mcp_gateway.guards.addresses as a
+                import mcp_gateway.connectors.http_fetch.urls as u
     """)
     assert imports_of("mcp_gateway.supervisor.gateway", source) == {
         "mcp_gateway.config", "mcp_gateway.supervisor", "mcp_gateway.supervisor.pool", "mcp_gateway.ipc",
-        "mcp_gateway.ipc.caps", "mcp_gateway.workers.zygote", "mcp_gateway.guards.addresses"}
+        "mcp_gateway.ipc.caps", "mcp_gateway.workers.zygote", "mcp_gateway.connectors.http_fetch.urls"}
 
 
 def test_ipc_depends_on_nothing_else_of_the_gateway():

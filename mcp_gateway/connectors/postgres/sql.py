@@ -40,9 +40,9 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from mcp_gateway.guards import GuardDenied
 from mcp_gateway.connectors.postgres.sql_catalog import READABLE_SETTINGS, SqlCatalog
 from mcp_gateway.connectors.postgres.sql_precheck import MAX_SQL_CHARS, REFUSED_LEADING
+from mcp_gateway.guards import GuardDenied
 
 __all__ = ["CheckedSql", "prepare_sql"]
 
