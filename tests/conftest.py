@@ -92,7 +92,7 @@ def sql_catalog(pg_cluster):
     """The guard's catalog as a worker reads it from the session cluster at connect."""
     import psycopg
 
-    from mcp_gateway.guards.sql_catalog import load_catalog
+    from mcp_gateway.connectors.postgres.sql_catalog import load_catalog
 
     with psycopg.connect(autocommit=True, **pg_cluster.conninfo()) as conn, conn.cursor() as cur:
         return load_catalog(cur)

@@ -386,7 +386,7 @@ def test_structured_content_is_exactly_what_the_output_schema_describes(server):
 
 
 def test_unreadable_hosts_file_fails_closed(tmp_path):
-    from mcp_gateway.workers.resolver import DnsResolver, hosts_addresses
+    from mcp_gateway.connectors.http_fetch.resolver import DnsResolver, hosts_addresses
 
     assert hosts_addresses("x.example.com", str(tmp_path / "missing")) == []
     resolver = DnsResolver(hosts_file=str(tmp_path), resolv_conf=str(tmp_path / "missing"))  # a directory

@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent(r'''
     import json, logging, os, sys
     logging.basicConfig(stream=sys.stderr, level=logging.INFO)   # as the supervisor configures it
     from mcp_gateway.config import ConnectorsSettings, GatewayConfig, HttpFetchSettings
-    from mcp_gateway.workers.http_fetch import HttpFetchConnector
+    from mcp_gateway.connectors.http_fetch.worker import HttpFetchConnector
     conn = HttpFetchConnector(GatewayConfig(connectors=ConnectorsSettings(
         http_fetch=HttpFetchSettings(enabled=True, allowed_domains=["*"]))))
     conn.warm()

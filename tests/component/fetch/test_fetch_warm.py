@@ -50,14 +50,14 @@ SCRIPT = textwrap.dedent(r'''
         f.write("nameserver 127.0.0.1\n")
     with open(os.path.join(conf_dir, "hosts"), "w") as f:
         f.write("127.0.0.1 localhost\n127.0.0.1 hosts.example.com\n")
-    from mcp_gateway.workers.resolver import DnsResolver
+    from mcp_gateway.connectors.http_fetch.resolver import DnsResolver
     dns_resolver = DnsResolver(hosts_file=os.path.join(conf_dir, "hosts"),
                                resolv_conf=os.path.join(conf_dir, "resolv.conf"), port=dns_sock.getsockname()[1])
 
     from mcp_gateway.config import ConnectorsSettings, GatewayConfig, HttpFetchSettings
     from mcp_gateway.tools.arguments import FetchArgs
     from mcp_gateway.workers.connector import CallLimits, ToolError
-    from mcp_gateway.workers.http_fetch import HttpFetchConnector
+    from mcp_gateway.connectors.http_fetch.worker import HttpFetchConnector
 
     cfg = GatewayConfig(connectors=ConnectorsSettings(http_fetch=HttpFetchSettings(
         enabled=True, allowed_domains=["127.0.0.1", "*.example.com"], allow_internal_cidrs=["127.0.0.1/32"],

@@ -6,7 +6,7 @@ import pytest
 
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.workers.connector import CallLimits, ToolError
-from mcp_gateway.workers.postgres import PostgresConnector
+from mcp_gateway.connectors.postgres.worker import PostgresConnector
 from tests.support.pg_cluster import PgCluster
 
 # Valid, harmless SQL that sqlglot cannot parse as written (the guard rewrites it for the

@@ -175,7 +175,7 @@ def _in_mount_namespace(tree: Tree, cross_mounts: bool, mode: str) -> dict:
         cfg = GatewayConfig(connectors=ConnectorsSettings(filesystem=FilesystemSettings(
             enabled=True, allowed_paths=[tree.root], denied_paths=[tree.secrets], cross_mounts=cross_mounts)))
         from mcp_gateway.workers.connector import ToolError
-        from mcp_gateway.workers.filesystem import FilesystemConnector
+        from mcp_gateway.connectors.filesystem.worker import FilesystemConnector
 
         conn = FilesystemConnector(cfg)
         conn.force_walk = mode == "walk"

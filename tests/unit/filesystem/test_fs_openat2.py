@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_gateway.workers import openat2 as o2
+from mcp_gateway.connectors.filesystem import openat2 as o2
 
 needs_openat2 = pytest.mark.skipif(not o2.openat2_available(), reason="openat2 not available")
 
@@ -105,7 +105,7 @@ def test_unavailable_openat2_means_walk(monkeypatch, tmp_path: Path, err: int) -
     """Old kernel (ENOSYS) or a seccomp filter refusing openat2 (ENOSYS/EPERM): fall back."""
     import ctypes
 
-    from mcp_gateway.workers.filesystem import FilesystemConnector
+    from mcp_gateway.connectors.filesystem.worker import FilesystemConnector
     from tests.support.fs_tree import build_tree, make_config
 
     def fake(*_a):

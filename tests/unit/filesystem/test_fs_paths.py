@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from mcp_gateway.config import FilesystemSettings
 from mcp_gateway.guards import GuardDenied
-from mcp_gateway.guards.paths import CheckedPath, check_path
+from mcp_gateway.connectors.filesystem.paths import CheckedPath, check_path
 
 S = FilesystemSettings(
     enabled=True,

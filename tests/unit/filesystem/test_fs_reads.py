@@ -131,7 +131,7 @@ def test_listdir_caps(fs, tree: Tree) -> None:
 
 
 def test_listdir_entry_count_cap(fs, tree: Tree, monkeypatch) -> None:
-    from mcp_gateway.workers import filesystem
+    from mcp_gateway.connectors.filesystem import worker as filesystem
 
     monkeypatch.setattr(filesystem, "MAX_DIR_ENTRIES", 50)
     d = tree.root / "many"
@@ -171,7 +171,7 @@ def test_tiny_caps(fs, tree: Tree, limit: int) -> None:
 
 def test_growing_file_never_holds_more_than_cap(fs, tree: Tree, monkeypatch) -> None:
     """fstat's size can lie (procfs says 0, files grow): reading stops at cap+1 anyway."""
-    from mcp_gateway.workers import filesystem
+    from mcp_gateway.connectors.filesystem import worker as filesystem
 
     (tree.root / "g").write_bytes(b"x" * 100)
     real_fstat = os.fstat

@@ -28,7 +28,7 @@ from httpcore._backends.sync import SyncStream  # httpcore is pinned; SyncStream
 from mcp_gateway.config import HttpFetchSettings
 from mcp_gateway.guards import GuardDenied
 from mcp_gateway.guards.addresses import parse_ip, refusal
-from mcp_gateway.guards.urls import check_host, parse_host
+from mcp_gateway.connectors.http_fetch.urls import check_host, parse_host
 from mcp_gateway.workers.connector import ToolError
 
 # (ASCII host name, port, seconds left) -> address strings; raises ToolError. Called once per connection.

@@ -1,6 +1,6 @@
 """The supervisor's part of the db.query guard: bounded, linear in the input, no parser.
 
-The full check (guards/sql.py, with sqlglot and the server's catalog) runs in the postgres
+The full check (connectors/postgres/sql.py, with sqlglot and the server's catalog) runs in the postgres
 worker, under the call's deadline; this module keeps sqlglot out of the supervisor too.
 """
 

@@ -26,8 +26,8 @@ from typing import Any
 
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.guards import GuardDenied
-from mcp_gateway.guards.sql import CheckedSql, prepare_sql
-from mcp_gateway.guards.sql_catalog import SqlCatalog, load_catalog
+from mcp_gateway.connectors.postgres.sql import CheckedSql, prepare_sql
+from mcp_gateway.connectors.postgres.sql_catalog import SqlCatalog, load_catalog
 from mcp_gateway.sandbox.profile import INET_FAMILIES, SandboxProfile
 from mcp_gateway.tools.arguments import Args, QueryArgs, SchemaArgs
 from mcp_gateway.workers.connector import CallLimits, Connector, ToolError

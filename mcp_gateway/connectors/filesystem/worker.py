@@ -33,11 +33,11 @@ import sys
 
 from mcp_gateway.config import FilesystemSettings, GatewayConfig
 from mcp_gateway.guards import GuardDenied
-from mcp_gateway.guards.paths import CheckedPath, as_sent, check_path, lexical_components, normalise_root
+from mcp_gateway.connectors.filesystem.paths import CheckedPath, as_sent, check_path, lexical_components, normalise_root
 from mcp_gateway.sandbox.profile import SandboxProfile
 from mcp_gateway.tools.arguments import ListDirArgs, ReadFileArgs
 from mcp_gateway.workers.connector import CallLimits, Connector, ToolError
-from mcp_gateway.workers.openat2 import BeneathOpener, openat2_available
+from mcp_gateway.connectors.filesystem.openat2 import BeneathOpener, openat2_available
 
 READ_CHUNK = 1024 * 1024
 MAX_DIR_ENTRIES = 10_000

@@ -1,5 +1,5 @@
 """The db.query guard: one read-only query (SELECT / set operation / VALUES / EXPLAIN of one),
-run in the postgres worker against the connected server's catalog (guards/sql_catalog.py).
+run in the postgres worker against the connected server's catalog (connectors/postgres/sql_catalog.py).
 
 Three stages, all pure:
 
@@ -27,7 +27,7 @@ Three stages, all pure:
    tokens: options are checked, ``ANALYZE`` is refused in any form, and the inner statement is
    checked like a top-level one.
 
-The supervisor runs only guards/sql_precheck.py (bounded, linear, no sqlglot).
+The supervisor runs only connectors/postgres/sql_precheck.py (bounded, linear, no sqlglot).
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from mcp_gateway.guards import GuardDenied
-from mcp_gateway.guards.sql_catalog import READABLE_SETTINGS, SqlCatalog
-from mcp_gateway.guards.sql_precheck import MAX_SQL_CHARS, REFUSED_LEADING
+from mcp_gateway.connectors.postgres.sql_catalog import READABLE_SETTINGS, SqlCatalog
+from mcp_gateway.connectors.postgres.sql_precheck import MAX_SQL_CHARS, REFUSED_LEADING
 
 __all__ = ["CheckedSql", "prepare_sql"]
 
@@ -849,7 +849,7 @@ class CheckedSql:
 
 def prepare_sql(sql: str, catalog: SqlCatalog, *, with_params: bool = False) -> CheckedSql:
     """Check `sql` against the rules and `catalog` (the connected server's allowlists, see
-    guards/sql_catalog.py); return what to execute or raise GuardDenied.
+    connectors/postgres/sql_catalog.py); return what to execute or raise GuardDenied.
 
     with_params: the call binds `params`; then `%s` is a placeholder and a literal `%`
     operator must be written `%%` (inside string literals, comments and identifiers `%` is

@@ -30,17 +30,17 @@ import msgspec
 
 from mcp_gateway.config import GatewayConfig, HttpFetchSettings
 from mcp_gateway.guards import GuardDenied
-from mcp_gateway.guards.urls import ParsedTarget, check_characters, check_url, sanitize_headers
+from mcp_gateway.connectors.http_fetch.urls import ParsedTarget, check_characters, check_url, sanitize_headers
 from mcp_gateway.sandbox.profile import INET_FAMILIES, SandboxProfile
 from mcp_gateway.tools.arguments import Args, FetchArgs
 from mcp_gateway.workers.connector import CallLimits, Connector, ToolError
-from mcp_gateway.workers.pinned_transport import (
+from mcp_gateway.connectors.http_fetch.pinned_transport import (
     FetchBudget,
     PinnedBackend,
     PinnedTransport,
     Resolver,
 )
-from mcp_gateway.workers.resolver import HOSTS_FILE, RESOLV_CONF, DnsResolver, warm_resolver
+from mcp_gateway.connectors.http_fetch.resolver import HOSTS_FILE, RESOLV_CONF, DnsResolver, warm_resolver
 
 _ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
