@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from mcp_gateway.config import ConnectorsSettings, FilesystemSettings, GatewayConfig
+from mcp_gateway.connectors.filesystem.openat2 import openat2_available
+from mcp_gateway.connectors.filesystem.worker import FilesystemConnector
 from mcp_gateway.tools.arguments import ListDirArgs, ReadFileArgs
 from mcp_gateway.workers.connector import CallLimits, ToolError
-from mcp_gateway.connectors.filesystem.worker import FilesystemConnector
-from mcp_gateway.connectors.filesystem.openat2 import openat2_available
 
 MiB = 1024 * 1024
 LIMITS = CallLimits(timeout_ms=5000, max_bytes=1 * MiB)

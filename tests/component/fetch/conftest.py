@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from mcp_gateway.config import ConnectorsSettings, GatewayConfig, HttpFetchSettings
-from mcp_gateway.workers.connector import CallLimits
 from mcp_gateway.connectors.http_fetch.worker import HttpFetchConnector
+from mcp_gateway.workers.connector import CallLimits
 
 # Collected only inside the namespaces test_fetch_netns.py creates (it sets MCPGW_IN_NETNS).
 collect_ignore = [] if os.environ.get("MCPGW_IN_NETNS") == "1" else ["test_fetch_in_netns.py"]

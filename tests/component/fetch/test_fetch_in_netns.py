@@ -21,9 +21,9 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
+from mcp_gateway.connectors.http_fetch.resolver import DnsResolver
 from mcp_gateway.tools.arguments import FetchArgs
 from mcp_gateway.workers.connector import CallLimits, ToolError
-from mcp_gateway.connectors.http_fetch.resolver import DnsResolver
 from tests.support.corpus import load_corpus
 
 from .conftest import LIMITS, make_connector

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mcp_gateway.config import GatewayConfig
-from mcp_gateway.workers.connector import CallLimits, ToolError
 from mcp_gateway.connectors.postgres.worker import PostgresConnector
+from mcp_gateway.workers.connector import CallLimits, ToolError
 from tests.support.pg_cluster import PgCluster
 
 # Valid, harmless SQL that sqlglot cannot parse as written (the guard rewrites it for the

@@ -9,8 +9,8 @@ import sqlglot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mcp_gateway.guards import GuardDenied
 from mcp_gateway.connectors.postgres.sql import prepare_sql
+from mcp_gateway.guards import GuardDenied
 from mcp_gateway.tools.arguments import QueryArgs
 from mcp_gateway.workers.connector import ToolError
 from tests.component.postgres.conftest import LIMITS

@@ -10,11 +10,11 @@ import time
 
 import pytest
 
-from mcp_gateway.connectors.postgres.sql import CheckedSql
-from mcp_gateway.tools.arguments import QueryArgs, SchemaArgs
 from mcp_gateway.connectors.postgres import worker as pgmod
-from mcp_gateway.workers.connector import CallLimits, ToolError
+from mcp_gateway.connectors.postgres.sql import CheckedSql
 from mcp_gateway.connectors.postgres.worker import PostgresConnector
+from mcp_gateway.tools.arguments import QueryArgs, SchemaArgs
+from mcp_gateway.workers.connector import CallLimits, ToolError
 from tests.component.postgres.conftest import GOOD_SQL_SQLGLOT_CANNOT_READ, LIMITS, make_config
 from tests.support.corpus import SQL_ACCEPT, SQL_REJECT, load_corpus
 from tests.support.pg_cluster import PgCluster, pg_available

@@ -174,8 +174,8 @@ def _in_mount_namespace(tree: Tree, cross_mounts: bool, mode: str) -> dict:
         _mount("-t", "overlay", "overlay", "-o", f"lowerdir={tree.secrets}:{empty}", str(tree.root / "ov"))
         cfg = GatewayConfig(connectors=ConnectorsSettings(filesystem=FilesystemSettings(
             enabled=True, allowed_paths=[tree.root], denied_paths=[tree.secrets], cross_mounts=cross_mounts)))
-        from mcp_gateway.workers.connector import ToolError
         from mcp_gateway.connectors.filesystem.worker import FilesystemConnector
+        from mcp_gateway.workers.connector import ToolError
 
         conn = FilesystemConnector(cfg)
         conn.force_walk = mode == "walk"

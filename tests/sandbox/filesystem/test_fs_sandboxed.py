@@ -22,9 +22,9 @@ from mcp_gateway.config import (
     SandboxLayers,
     SandboxSettings,
 )
+from mcp_gateway.connectors.filesystem.worker import FilesystemConnector
 from mcp_gateway.tools.arguments import ListDirArgs, ReadFileArgs
 from mcp_gateway.workers.connector import ToolError
-from mcp_gateway.connectors.filesystem.worker import FilesystemConnector
 from tests.support.fs_tree import LIMITS, Tree
 
 sandbox = pytest.importorskip("mcp_gateway.sandbox")
