@@ -250,17 +250,21 @@ def describe(config: GatewayConfig) -> str:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from mcp_gateway.preflight import failures, preflight
+    from mcp_gateway.preflight import failures, preflight, warnings
 
     config = _load(args.config, host=not args.schema_only)
     print(describe(config))
     if args.schema_only:
         print("host checks: skipped (--schema-only)")
         return 0
-    problems = failures(preflight(config))
+    findings = preflight(config)
+    problems, notes = failures(findings), warnings(findings)
     for text in problems:
         print(f"mcp-gateway check-config: {text}", file=sys.stderr)
-    print(f"host checks: {f'{len(problems)} failed (see stderr)' if problems else 'passed'}")
+    for text in notes:
+        print(f"mcp-gateway check-config: warning: {text}", file=sys.stderr)
+    verdict = f"{len(problems)} failed (see stderr)" if problems else "passed"
+    print(f"host checks: {verdict}" + (f", {len(notes)} warning(s) (see stderr)" if notes else ""))
     return 1 if problems else 0
 
 
