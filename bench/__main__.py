@@ -187,6 +187,7 @@ class Bench:
                     row["note"] = t.error or "not run"
                 else:
                     row.update(rate=res.rate, p50_ms=res.p50_ms, p99_ms=res.p99_ms, peak_rss=res.peak_rss,
+                               cpu_us=res.cpu_us,
                                errors=res.errors, calls=res.calls, note=(res.first_error or res.aborted or "")[:120])
                 self.r["load"].append(row)
             g, p = item.gateway.results.get(w), item.peer.results.get(w)

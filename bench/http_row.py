@@ -24,8 +24,9 @@ from typing import Any
 import httpx
 import yaml
 
+from bench.driver import CpuMeter
 from bench.fixtures import FILE_MARKER, Workspace
-from bench.report import machine
+from bench.report import cpu_split, machine
 from bench.targets import GATEWAY_PYTHON, REPO, base_env, gateway_config
 
 CLIENTS = (1, 8, 32, 128)
@@ -129,11 +130,12 @@ async def load(server: HttpServer, clients: int, calls_each: int) -> dict[str, A
         if any(t.done() for t in tasks):
             await asyncio.gather(*tasks)  # a client failed to open its session: raise it
         await asyncio.sleep(0.05)
+    meter = CpuMeter(server.proc.pid)
     t0 = time.perf_counter()
     start.set()
     await asyncio.gather(*tasks)
     return {"server": server.label, "clients": clients, "latencies": latencies,
-            "elapsed": time.perf_counter() - t0, "errors": errors}
+            "elapsed": time.perf_counter() - t0, "errors": errors, "cpu": meter.per_call(len(latencies))}
 
 
 def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -145,7 +147,8 @@ def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
             "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000 if latencies
             else float("nan"),
-            "errors": sum(r["errors"] for r in runs)}
+            "errors": sum(r["errors"] for r in runs),
+            "cpu_us": [sum(r["cpu"][i] for r in runs) / len(runs) * 1e6 for i in range(3)]}
 
 
 def _servers(ws: Workspace) -> list[HttpServer]:
@@ -206,11 +209,12 @@ def render(rows: list[dict[str, Any]], m: dict[str, str]) -> str:
            f"{m.get('load average at start (1/5/15 min)', '?')} at start. "
            "Gateway: default config, 2 filesystem workers, every sandbox layer on, an audit line per "
            "call. Peer: the SDK's stock server, in-process, no sandbox, no audit.\n",
-           "| clients | server | calls (rounds) | calls/s | p50 ms | p99 ms | errors |",
-           "|---:|---|---:|---:|---:|---:|---:|"]
+           "| clients | server | calls (rounds) | calls/s | p50 ms | p99 ms | CPU µs/call: server / its children "
+           "/ client | errors |",
+           "|---:|---|---:|---:|---:|---:|---|---:|"]
     for r in rows:
         out.append(f"| {r['clients']} | {r['server']} | {r['calls']} ({r['rounds']}) | {r['rate']:.0f} | "
-                   f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |")
+                   f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {cpu_split(r.get('cpu_us'))} | {r['errors']} |")
     return "\n".join(out) + "\n"
 
 

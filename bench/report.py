@@ -62,6 +62,11 @@ def _f(v: float | None, fmt: str = ".0f") -> str:
     return format(v, fmt)
 
 
+def cpu_split(us: tuple[float, float, float] | list[float] | None) -> str:
+    """CPU µs per call of the server process, its descendants (zygotes, workers) and the client."""
+    return "—" if not us else " / ".join(f"{x:.0f}" for x in us)
+
+
 def _mib(b: int | None) -> str:
     return "—" if not b else f"{b / 2**20:.0f}"
 
@@ -80,13 +85,14 @@ def render(r: dict[str, Any]) -> str:
     out.append("")
 
     out.append("### Throughput and latency (stdio, pipelined; interleaved gateway / peer rounds)\n")
-    out.append("| work item | window | server | calls/s | p50 ms | p99 ms | peak RSS MiB (tree) | errors | note |")
-    out.append("|---|---:|---|---:|---:|---:|---:|---:|---|")
+    out.append("| work item | window | server | calls/s | p50 ms | p99 ms | CPU µs/call: server / its children "
+               "/ client | peak RSS MiB (tree) | errors | note |")
+    out.append("|---|---:|---|---:|---:|---:|---|---:|---:|---|")
     for row in r["load"]:
         out.append(
             f"| {row['item']} | {row['window']} | {row['server']} | {_f(row.get('rate'))} | "
-            f"{_f(row.get('p50_ms'), '.2f')} | {_f(row.get('p99_ms'), '.2f')} | {_mib(row.get('peak_rss'))} | "
-            f"{row.get('errors', '—')} | {row.get('note', '')} |")
+            f"{_f(row.get('p50_ms'), '.2f')} | {_f(row.get('p99_ms'), '.2f')} | {cpu_split(row.get('cpu_us'))} | "
+            f"{_mib(row.get('peak_rss'))} | {row.get('errors', '—')} | {row.get('note', '')} |")
     out.append("")
 
     _extras(r, out)

@@ -21,17 +21,22 @@ from tests.gateway_process import RawGateway
 from tests.http.helpers import HttpGateway, McpHttp, http_config, stdio_variant
 
 REQUEST_ID = "io.mcp-gateway/request_id"
+OWN_UIDS = 1_900_000_000  # first uid of this module's two gateways (not the default range)
 ERROR = "io.mcp-gateway/error"
 
 
 @pytest.fixture(scope="module")
 def both(module_gw_dir):
-    config = http_config(module_gw_dir, policy={"allow_tools": ["fs.readFile", "fs.listDir"]})
+    # As root each gateway's workers take uids of its own range: two gateways that shared one
+    # would each see the other's workers as foreign processes in it (and refuse to start).
+    config = http_config(module_gw_dir, policy={"allow_tools": ["fs.readFile", "fs.listDir"]},
+                         sandbox={"uid_range": [OWN_UIDS, 4096]})
     data = module_gw_dir / "data"
     (data / "sub").mkdir(exist_ok=True)
     (data / "sub" / "é ü.txt").write_text("accents é\u2028 and a line separator\n")
     (data / "big.txt").write_text("x" * 50_000)
     stdio_config = stdio_variant(config)
+    stdio_config.write_text(stdio_config.read_text().replace(str(OWN_UIDS), str(OWN_UIDS + 4096)))
     with HttpGateway(config) as http_gw:
         stdio = RawGateway(stdio_config)
         http = McpHttp(http_gw.url)
