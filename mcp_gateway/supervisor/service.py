@@ -9,7 +9,6 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import trio
 
@@ -83,7 +82,3 @@ async def _reopen_audit_on_sighup(audit: AuditLog) -> None:
             else:
                 log.info("SIGHUP: audit log %s reopened", audit.path)
 
-
-def stdio_actor(config: GatewayConfig) -> Callable[[Any], str]:
-    actor = config.server.actor
-    return lambda _ctx: actor
