@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from mcp_gateway.config import GatewayConfig
-from mcp_gateway.connectors import KINDS, catalogue_of
+from mcp_gateway.connectors import KINDS
 from mcp_gateway.connectors.sections import matches
 from mcp_gateway.sandbox import LAYERS, SandboxError, apply, host_support
 from mcp_gateway.sandbox.landlock import abi_version as landlock_abi
@@ -286,7 +286,7 @@ def check_policy(config: GatewayConfig, rep: Report) -> None:
             "policy.default_deny is off: set policy.default_deny: true and list the tools agents "
             "need in policy.allow_tools.",
         )
-    catalogue = catalogue_of(config)
+    catalogue = config.catalogue()
     entries = p.allow_tools if p.default_deny else [spec.name for spec in catalogue]
     effective = [e for e in entries if not any(matches(d, e) for d in p.deny_tools)]
     dead = sorted(e for e in effective if not _serves(e, config))
@@ -328,7 +328,7 @@ def check_preflight(config: GatewayConfig, rep: Report) -> None:
 
     rep.section("preflight: what serve checks at start (paths as the worker identity, audit log, TLS, port, actors)")
     for finding in preflight(config):
-        rep.line("PASS" if finding.ok else "FAIL", finding.text)
+        rep.line("FAIL" if not finding.ok else "WARN" if finding.warn else "PASS", finding.text)
 
 
 def check_http(config: GatewayConfig, rep: Report) -> None:
@@ -367,7 +367,7 @@ def check_http(config: GatewayConfig, rep: Report) -> None:
 def check_instances(config: GatewayConfig, rep: Report) -> None:
     """Each enabled instance's own checklist lines (its kind's `doctor_checks`)."""
     for instance in config.instances():
-        for finding in KINDS[instance.kind].doctor_checks(instance, config):
+        for finding in KINDS[instance.kind].doctor_checks(instance):
             rep.line(finding.level, finding.text)
 
 
