@@ -9,12 +9,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh test
 export PYTHONDONTWRITEBYTECODE=1
+# The package compiled once (into its gitignored __pycache__): every gateway, zygote and CLI process
+# the tests start would otherwise compile it from source again.
+.venv/bin/python -m compileall -q mcp_gateway
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 
 copy_checkout() {  # copy_checkout DIR [TAR-OPTION...]: this checkout with its .venv, without .git or make run's audit log
   local dir=$1
   shift
   tar --exclude=./.git --exclude='*/__pycache__' --exclude=./audit.jsonl "$@" -cf - . | tar -xf - -C "$dir"
+  "$dir/.venv/bin/python" -m compileall -q "$dir/mcp_gateway"  # its own paths in the bytecode
 }
 
 if [ "$(id -u)" = 0 ] && [ $# -eq 0 ]; then
