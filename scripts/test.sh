@@ -3,8 +3,9 @@
 # connector's workers from a copy of the checkout under a 0700 directory (a clone in /root or in
 # `mktemp -d`), where the workers' uid cannot traverse the directories above the checkout; and, as the
 # unprivileged user nobody (the container image runs non-root), the tests marked `identity`, those whose
-# outcome depends on who runs them: all of tests/e2e and tests/sandbox, and tests/component/postgres
-# (tests/conftest.py marks them by folder, so a new e2e test is in that pass without a change here).
+# outcome depends on who runs them: tests/e2e but its third-party clients, tests/sandbox and
+# tests/component/postgres (tests/conftest.py marks them by folder, so a new e2e test is in that pass
+# without a change here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh test
