@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import peers
-from bench.driver import LoadResult, StdioServer, children, reply_error, tree_rss
+from bench.driver import LoadResult, StdioServer, reply_error, tree_rss
 from bench.fixtures import (
     FILE_MARKER,
     PAGE_MARKER,
@@ -32,6 +32,7 @@ from bench.fixtures import (
 )
 from bench.report import TRANSPORTS_BEGIN, TRANSPORTS_END, machine, render, write_doc
 from bench.targets import GATEWAY_PYTHON, REPO, base_env, gateway_config, gateway_server
+from tests.support.gateway_process import children
 
 WINDOWS = (1, 16)
 WARMUP = 50

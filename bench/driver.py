@@ -18,35 +18,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.support.gateway_process import descendants
+
 PAGE = os.sysconf("SC_PAGE_SIZE")
 PROTOCOL_VERSION = "2025-06-18"
 
 
 # --- /proc ------------------------------------------------------------------------------
-
-
-def children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{task}/children") as f:
-                    out += [int(x) for x in f.read().split()]
-            except OSError:
-                pass
-    except OSError:
-        pass
-    return out
-
-
-def descendants(pid: int) -> list[int]:
-    result: list[int] = []
-    todo = children(pid)
-    while todo:
-        p = todo.pop()
-        result.append(p)
-        todo += children(p)
-    return result
 
 
 def rss_bytes(pid: int) -> int:

@@ -331,7 +331,7 @@ def check_preflight(config: GatewayConfig, rep: Report) -> None:
 
     rep.section("preflight: what serve checks at start (paths as the worker identity, audit log, TLS, port, actors)")
     for finding in preflight(config):
-        rep.line("PASS" if finding.ok else "FAIL", finding.text)
+        rep.line("FAIL" if not finding.ok else "WARN" if finding.warn else "PASS", finding.text)
 
 
 def check_http(config: GatewayConfig, rep: Report) -> None:
@@ -371,7 +371,7 @@ def check_postgres(config: GatewayConfig, rep: Report) -> None:
     pg = config.connectors.postgres
     if not pg.enabled:
         return
-    from mcp_gateway.workers.postgres_role import check_role
+    from mcp_gateway.connectors.postgres.role import check_role
 
     result = check_role(pg)
     if result.problems is None:

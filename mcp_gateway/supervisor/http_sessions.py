@@ -156,7 +156,7 @@ class GatewaySessionManager(StreamableHTTPSessionManager):
     """The SDK's manager, reporting session starts and ends to a `SessionBook`.
 
     `_admit_session` and `_discard_session` are the SDK's own seams for exactly these two
-    events (mcp is pinned; tests/http/test_http_sessions.py fails if they stop being called)."""
+    events (mcp is pinned; tests/e2e/http/test_http_sessions.py fails if they stop being called)."""
 
     def __init__(self, *args: Any, book: SessionBook, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

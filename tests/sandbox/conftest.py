@@ -1,7 +1,8 @@
 """Fixtures shared by the sandbox probe and layer tests."""
 
 import pytest
-from sandbox_probe import Sleeper, world_readable_tree
+
+from tests.support.sandbox_probe import Sleeper, world_readable_tree
 
 
 @pytest.fixture(scope="module")
