@@ -109,6 +109,8 @@ async def load(server: HttpServer, clients: int, calls_each: int) -> dict[str, A
     errors = 0
     ready = 0
     start = asyncio.Event()
+    calls_done = asyncio.Semaphore(0)  # released by each client after its last call
+    timed = asyncio.Event()  # then the sessions are closed, outside the timed part
 
     async def client() -> None:
         nonlocal errors, ready
@@ -116,14 +118,19 @@ async def load(server: HttpServer, clients: int, calls_each: int) -> dict[str, A
             await _open_session(c, server.url)
             ready += 1
             await start.wait()
-            for _ in range(calls_each):
-                t = time.perf_counter()
-                try:
-                    ok = await _call(c, server.url, server.tool, server.args)
-                except httpx.HTTPError:
-                    ok = False
-                latencies.append(time.perf_counter() - t)
-                errors += not ok
+            try:
+                for _ in range(calls_each):
+                    t = time.perf_counter()
+                    try:
+                        ok = await _call(c, server.url, server.tool, server.args)
+                    except (httpx.HTTPError, ValueError):
+                        ok = False
+                    latencies.append(time.perf_counter() - t)
+                    errors += not ok
+            finally:
+                calls_done.release()
+            await timed.wait()
+            await c.delete(server.url)  # free its place: the session quota counts open sessions
 
     tasks = [asyncio.create_task(client()) for _ in range(clients)]
     while ready < clients:  # every client holds its session before the first call
@@ -133,9 +140,14 @@ async def load(server: HttpServer, clients: int, calls_each: int) -> dict[str, A
     meter = CpuMeter(server.proc.pid)
     t0 = time.perf_counter()
     start.set()
+    for _ in range(clients):
+        await calls_done.acquire()
+    elapsed = time.perf_counter() - t0
+    cpu = meter.per_call(len(latencies))
+    timed.set()
     await asyncio.gather(*tasks)
     return {"server": server.label, "clients": clients, "latencies": latencies,
-            "elapsed": time.perf_counter() - t0, "errors": errors, "cpu": meter.per_call(len(latencies))}
+            "elapsed": elapsed, "errors": errors, "cpu": cpu}
 
 
 def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
