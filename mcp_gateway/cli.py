@@ -72,7 +72,8 @@ def _stdio_banner(config: GatewayConfig) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import trio
 
-    from mcp_gateway.supervisor.service import configure_logging, start_zygotes
+    from mcp_gateway.supervisor.service import configure_logging
+    from mcp_gateway.workers.zygote import start_zygotes
 
     config = _load(args.config)
     configure_logging()
@@ -128,21 +129,15 @@ async def _serve_stdio(config: GatewayConfig, zygotes, wire_in: int, wire_out: i
     """Serve until stdin ends or a signal stops it; True when Ctrl-C (SIGINT) stopped it."""
     import trio
 
-    from mcp_gateway.supervisor.fastpath import FastPath
-    from mcp_gateway.supervisor.mcp_server import build_server
-    from mcp_gateway.supervisor.service import open_gateway, stdio_actor
-    from mcp_gateway.supervisor.stdio import stdio_transport
+    from mcp_gateway.supervisor.service import open_gateway
+    from mcp_gateway.supervisor.stdio import serve_stdio_session
 
     async with open_gateway(config, zygotes) as gateway:
         stopper = _StdioSignals(gateway)
         with stopper.scope:
             async with trio.open_nursery() as nursery:
-                server = build_server(gateway, stdio_actor(config))
-                fast_path = FastPath(gateway, config.server.actor)
                 nursery.start_soon(stopper.run)
-                async with stdio_transport(wire_in, wire_out, config.server.max_message_bytes, fast_path,
-                                           stopper.drain) as (r, w):
-                    await server.run(r, w, server.create_initialization_options())
+                await serve_stdio_session(gateway, wire_in, wire_out, stopper.drain)
                 nursery.cancel_scope.cancel()
         return stopper.interrupted
 
@@ -212,24 +207,29 @@ def describe(config: GatewayConfig) -> str:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from mcp_gateway.preflight import failures, preflight
+    from mcp_gateway.preflight import failures, preflight, warnings
 
     config = _load(args.config, host=not args.schema_only)
     print(describe(config))
     if args.schema_only:
         print("host checks: skipped (--schema-only)")
         return 0
-    problems = failures(preflight(config))
+    findings = preflight(config)
+    problems, notes = failures(findings), warnings(findings)
     for text in problems:
         print(f"mcp-gateway check-config: {text}", file=sys.stderr)
-    print(f"host checks: {f'{len(problems)} failed (see stderr)' if problems else 'passed'}")
+    for text in notes:
+        print(f"mcp-gateway check-config: warning: {text}", file=sys.stderr)
+    verdict = f"{len(problems)} failed (see stderr)" if problems else "passed"
+    print(f"host checks: {verdict}" + (f", {len(notes)} warning(s) (see stderr)" if notes else ""))
     return 1 if problems else 0
 
 
 def cmd_call(args: argparse.Namespace) -> int:
     import trio
 
-    from mcp_gateway.supervisor.service import open_gateway, start_zygotes
+    from mcp_gateway.supervisor.service import open_gateway
+    from mcp_gateway.workers.zygote import start_zygotes
 
     config = _load(args.config)
     try:

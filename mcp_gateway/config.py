@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mcp_gateway.connectors import KINDS
-from mcp_gateway.connectors.base import INSTANCE_NAME_PATTERN, Instance, Strict
+from mcp_gateway.connectors import KINDS, catalogue_of
+from mcp_gateway.connectors.base import INSTANCE_NAME_PATTERN, Catalogue, Instance, Strict
 from mcp_gateway.connectors.sections import (
     FORM_TAGS,
     check_tool_entry,
@@ -235,6 +235,10 @@ class GatewayConfig(Strict):
         """The configured instances, in kind order (enabled ones only by default)."""
         found = section_instances(self.connectors)
         return [i for i in found if i.enabled] if enabled_only else found
+
+    def catalogue(self) -> Catalogue:
+        """The static tools of every configured instance (a disabled one's too: policy names them)."""
+        return catalogue_of(self.instances(enabled_only=False))
 
     def instance(self, name: str) -> Instance:
         """The instance called `name` (KeyError when none is)."""

@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# `make test`: set up, run the whole suite, then (when root) two more passes: the integration, sandbox,
-# postgres, filesystem, http suites as an unprivileged user (the container image runs non-root), and the
-# tests that start every connector's workers from a copy of the checkout under a 0700 directory (a clone
-# in /root or in `mktemp -d`), where the workers' uid cannot traverse the directories above the checkout.
+# `make test`: set up, run the whole suite, then (when root) two more passes: the tests that start every
+# connector's workers from a copy of the checkout under a 0700 directory (a clone in /root or in
+# `mktemp -d`), where the workers' uid cannot traverse the directories above the checkout; and, as the
+# unprivileged user nobody (the container image runs non-root), the tests marked `identity`, those whose
+# outcome depends on who runs them: tests/e2e but its third-party clients, tests/sandbox and
+# tests/component/postgres (tests/conftest.py marks them by folder, so a new e2e test is in that pass
+# without a change here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh test
 export PYTHONDONTWRITEBYTECODE=1
+# The package compiled once (into its gitignored __pycache__): every gateway, zygote and CLI process
+# the tests start would otherwise compile it from source again.
+.venv/bin/python -m compileall -q mcp_gateway
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 
 copy_checkout() {  # copy_checkout DIR [TAR-OPTION...]: this checkout with its .venv, without .git or make run's audit log
   local dir=$1
   shift
   tar --exclude=./.git --exclude='*/__pycache__' --exclude=./audit.jsonl "$@" -cf - . | tar -xf - -C "$dir"
+  "$dir/.venv/bin/python" -m compileall -q "$dir/mcp_gateway"  # its own paths in the bytecode
 }
 
 if [ "$(id -u)" = 0 ] && [ $# -eq 0 ]; then
@@ -28,7 +35,7 @@ if [ "$(id -u)" = 0 ] && [ $# -eq 0 ]; then
     tests/e2e/test_examples.py tests/sandbox/test_sandbox_probes.py tests/e2e/test_filesystem_gateway.py \
     tests/e2e/test_fetch_gateway.py tests/e2e/test_postgres_gateway.py)
 
-  echo "== again as the unprivileged user nobody: integration, sandbox, postgres, filesystem and http suites =="
+  echo "== again as the unprivileged user nobody: the tests whose outcome depends on the identity (-m identity) =="
   # nobody cannot traverse a checkout under /root: run from a world-readable copy.
   copy_checkout "$copy"
   chmod -R a+rX "$copy"
@@ -36,6 +43,5 @@ if [ "$(id -u)" = 0 ] && [ $# -eq 0 ]; then
   runuser -u nobody -- env -i PATH=/usr/bin:/bin HOME="$copy" TMPDIR=/tmp LANG=C.UTF-8 \
     PYTHONDONTWRITEBYTECODE=1 PYTHONPATH="$copy" \
     "$copy/.venv/bin/python" -m pytest -q -p no:cacheprovider --rootdir "$copy" \
-    "$copy/tests/e2e" --ignore "$copy/tests/e2e/clients" --ignore "$copy/tests/e2e/test_examples.py" \
-    "$copy/tests/sandbox" "$copy/tests/component/postgres" "$copy/tests/unit/filesystem" "$copy/tests/unit/http"
+    -m identity "$copy/tests"
 fi

@@ -7,12 +7,9 @@ connector kind"); nothing else in the gateway names a kind or one of its tools.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
 
-from mcp_gateway.connectors.base import Catalogue, ConnectorKind
-
-if TYPE_CHECKING:
-    from mcp_gateway.config import GatewayConfig
+from mcp_gateway.connectors.base import Catalogue, ConnectorKind, Instance
 
 _KIND_MODULES = (
     "mcp_gateway.connectors.filesystem",
@@ -33,9 +30,9 @@ def _load() -> dict[str, ConnectorKind]:
 KINDS: dict[str, ConnectorKind] = _load()
 
 
-def catalogue_of(config: GatewayConfig) -> Catalogue:
-    """The static tools of every configured instance (a disabled one's too: policy names it)."""
-    return Catalogue(config.instances(enabled_only=False), KINDS)
+def catalogue_of(instances: Iterable[Instance]) -> Catalogue:
+    """The static tools of these instances (give a disabled one too: policy names its tools)."""
+    return Catalogue(instances, KINDS)
 
 
 __all__ = ["KINDS", "catalogue_of"]

@@ -15,14 +15,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field
-
-if TYPE_CHECKING:
-    from mcp_gateway.config import GatewayConfig
-    from mcp_gateway.preflight import Finding
 
 # Instance names: a tool prefix, a metrics label, part of a process title.
 INSTANCE_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
@@ -139,6 +136,18 @@ class DoctorFinding:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class DataPaths:
+    """Directories an instance's workers read, and paths beneath them they must never reach.
+    `serve`'s preflight opens each root as the trusted side (as the zygote does) and lists it as
+    the worker identity, and identifies each denied path. The keys name them in messages."""
+
+    allowed: tuple[Path, ...]
+    allowed_key: str
+    denied: tuple[Path, ...] = ()
+    denied_key: str = ""
+
+
 Guard = Callable[[Args], None]
 
 
@@ -180,11 +189,11 @@ class ConnectorKind:
         """One line for `check-config`: what this instance reaches."""
         return ""
 
-    def preflight(self, instance: Instance, config: GatewayConfig) -> list[Finding]:
-        """Checks `serve` runs before it starts (a FAIL stops it): can this host serve the instance?"""
-        return []
+    def data_paths(self, instance: Instance) -> DataPaths | None:
+        """The host paths `serve` must find usable before it starts (a failure stops it)."""
+        return None
 
-    def doctor_checks(self, instance: Instance, config: GatewayConfig) -> list[DoctorFinding]:
+    def doctor_checks(self, instance: Instance) -> list[DoctorFinding]:
         """The production checklist's lines for this instance (`mcp-gateway doctor`)."""
         return []
 

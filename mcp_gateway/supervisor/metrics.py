@@ -20,7 +20,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from mcp_gateway.connectors.base import Catalogue
-from mcp_gateway.supervisor.gateway import DENY_CODES, Outcome
+from mcp_gateway.ipc.errors import ErrorCode
+from mcp_gateway.supervisor.gateway import Outcome
 
 __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics", "HttpStats"]
 
@@ -147,11 +148,11 @@ class GatewayMetrics:
         """The `Gateway` observer: called once per audited call."""
         code = outcome.error_code
         tool = tool_label(outcome.tool, self._catalogue)
-        self.calls.labels(tool, "deny" if code in DENY_CODES else "allow", code or "none").inc()
+        self.calls.labels(tool, outcome.decision, code or "none").inc()
         self.duration.labels(tool).observe(seconds)
-        if code == "RATE_LIMITED":
+        if code is ErrorCode.RATE_LIMITED:
             self.rate_limited.inc()
-        elif code == "UNAVAILABLE":
+        elif code is ErrorCode.UNAVAILABLE:
             self.unavailable.labels(tool).inc()
 
     def render(self) -> bytes:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcp_gateway.config import GatewayConfig, ToolLimits
-from mcp_gateway.connectors import catalogue_of
 from mcp_gateway.connectors.base import Catalogue
 from mcp_gateway.connectors.sections import matches
 
@@ -41,7 +40,7 @@ class Policy:
     def __init__(self, config: GatewayConfig, catalogue: Catalogue | None = None) -> None:
         self.config = config
         self.policy = config.policy
-        self.catalogue = catalogue or catalogue_of(config)
+        self.catalogue = catalogue or config.catalogue()
 
     def _tool_refusal(self, tool: str, actor: str) -> str | None:
         """Why `tool` is not available to `actor`, or None when it is."""

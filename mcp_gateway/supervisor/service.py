@@ -1,4 +1,5 @@
-"""Starting and running the gateway: zygotes first (no threads yet), then trio owns everything."""
+"""Running the gateway once its zygotes are forked (`workers.zygote.start_zygotes`, before any
+thread): the pools, the audit log, SIGHUP; trio owns everything."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import trio
 
@@ -19,11 +19,10 @@ from mcp_gateway.process_title import set_process_title
 from mcp_gateway.supervisor.audit import AuditLog
 from mcp_gateway.supervisor.gateway import Gateway, Outcome
 from mcp_gateway.supervisor.pool import WorkerPool
-from mcp_gateway.workers.zygote import fork_zygote
 
 log = logging.getLogger("mcp_gateway")
 
-Zygotes = dict[str, tuple[int, socket.socket]]
+Zygotes = dict[str, tuple[int, socket.socket]]  # instance -> (zygote pid, its control socket)
 
 
 def configure_logging() -> None:
@@ -31,13 +30,6 @@ def configure_logging() -> None:
         stream=sys.stderr, level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-
-
-def start_zygotes(config: GatewayConfig) -> Zygotes:
-    """Fork one zygote per enabled pool instance (keyed by its name). Must run before trio (or
-    anything) starts a thread. (An upstream server's zygote is started by its own backend.)"""
-    return {instance.name: fork_zygote(instance.name, config) for instance in config.instances()
-            if KINDS[instance.kind].backend == "pool"}
 
 
 @asynccontextmanager
@@ -69,7 +61,8 @@ async def open_gateway(config: GatewayConfig, zygotes: Zygotes,
 
 
 async def _log_startup_warnings(instance: Instance) -> None:
-    """The kind's blocking start-up checks (a database role that is not read-only...), in a thread."""
+    """The kind's blocking start-up checks (a database role that is not read-only...), in a thread:
+    they only warn, and never delay serving."""
     kind = KINDS[instance.kind]
     for warning in await trio.to_thread.run_sync(kind.startup_warnings, instance, abandon_on_cancel=True):
         log.warning("%s", warning)
@@ -84,7 +77,3 @@ async def _reopen_audit_on_sighup(audit: AuditLog) -> None:
             else:
                 log.info("SIGHUP: audit log %s reopened", audit.path)
 
-
-def stdio_actor(config: GatewayConfig) -> Callable[[Any], str]:
-    actor = config.server.actor
-    return lambda _ctx: actor

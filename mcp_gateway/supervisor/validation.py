@@ -12,12 +12,7 @@ from typing import Any
 import msgspec
 
 from mcp_gateway.connectors.base import Args, ToolSpec
-
-
-class InvalidArguments(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+from mcp_gateway.ipc.errors import ErrorCode, Refusal
 
 
 def _check_encodable(value: Any, where: str = "arguments") -> None:
@@ -25,7 +20,8 @@ def _check_encodable(value: Any, where: str = "arguments") -> None:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise InvalidArguments(f"{where} contains text that is not valid Unicode (a lone surrogate)") from None
+            raise Refusal(ErrorCode.VALIDATION_ERROR,
+                          f"{where} contains text that is not valid Unicode (a lone surrogate)") from None
     elif isinstance(value, dict):
         for k, v in value.items():
             _check_encodable(k, where)
@@ -36,10 +32,11 @@ def _check_encodable(value: Any, where: str = "arguments") -> None:
 
 
 def decode_arguments(spec: ToolSpec, arguments: dict[str, Any] | None) -> Args:
+    """The arguments as the tool's struct, or Refusal(VALIDATION_ERROR) naming what is wrong."""
     raw = {} if arguments is None else arguments
     _check_encodable(raw)
     try:
         args = msgspec.convert(raw, spec.args_type, strict=True)
     except msgspec.ValidationError as e:
-        raise InvalidArguments(f"invalid arguments for {spec.name}: {e}") from None
+        raise Refusal(ErrorCode.VALIDATION_ERROR, f"invalid arguments for {spec.name}: {e}") from None
     return args

@@ -1,4 +1,4 @@
-"""The worker side of a connector kind, and the error a tool raises to refuse or fail.
+"""The worker side of a connector kind (a tool refuses or fails by raising `ipc.errors.Refusal`).
 
 Life of a connector object: built for one instance and `warm()`ed once in that instance's
 zygote (before any sandbox layer, so lazily imported modules are loaded while the filesystem
@@ -17,20 +17,7 @@ from typing import ClassVar
 from mcp_gateway.config import ConnectorLimits, GatewayConfig
 from mcp_gateway.connectors import KINDS
 from mcp_gateway.connectors.base import Args, Instance, ToolSpec
-from mcp_gateway.ipc.messages import WorkerErrorCode
 from mcp_gateway.sandbox.profile import SandboxProfile
-
-
-class ToolError(Exception):
-    """A refusal or failure with one of DESIGN.md's error codes and an operator-readable reason."""
-
-    def __init__(self, code: WorkerErrorCode, reason: str, log_detail: str = "") -> None:
-        super().__init__(f"{code}: {reason}")
-        self.code: WorkerErrorCode = code
-        self.reason = reason
-        # For the operator's log only (with the request id), never for the agent: e.g. the
-        # internal address a name resolved to.
-        self.log_detail = log_detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +80,7 @@ class Connector(abc.ABC):
     @abc.abstractmethod
     def call(self, tool: str, args: Args, limits: CallLimits) -> dict:
         """Run one call of the kind's tool `tool` ("readFile"); return the structured result or
-        raise ToolError."""
+        raise Refusal (a code in WORKER_CODES)."""
 
 
 def build_connector(instance_name: str, config: GatewayConfig) -> Connector:

@@ -91,12 +91,11 @@ def test_unquoted_yaml_off_means_off_and_on_is_refused(tmp_path):
 
 def test_the_seed_config_names_the_seed_instances_and_their_tools():
     from mcp_gateway.config import GatewayConfig
-    from mcp_gateway.connectors import catalogue_of
 
     cfg = GatewayConfig()
     assert [(i.name, i.kind) for i in cfg.instances(enabled_only=False)] == [
         ("fs", "filesystem"), ("web", "http_fetch"), ("db", "postgres")]
-    assert {spec.name for spec in catalogue_of(cfg)} == {
+    assert {spec.name for spec in cfg.catalogue()} == {
         "fs.readFile", "fs.listDir", "web.fetch", "db.query", "db.schema"}
 
 

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from mcp_gateway.connectors.base import ConnectorKind, Guard, Instance, ToolSpec
+from mcp_gateway.connectors.base import ConnectorKind, DataPaths, Guard, Instance, ToolSpec
 from mcp_gateway.connectors.filesystem.settings import FilesystemSettings
 from mcp_gateway.connectors.filesystem.tools import TOOLS
-
-if TYPE_CHECKING:
-    from mcp_gateway.config import GatewayConfig
-    from mcp_gateway.preflight import Finding
 
 
 class FilesystemKind(ConnectorKind):
@@ -31,10 +25,9 @@ class FilesystemKind(ConnectorKind):
         s = instance.settings
         return f"allowed {[str(p) for p in s.allowed_paths]}, denied {[str(p) for p in s.denied_paths]}"
 
-    def preflight(self, instance: Instance, config: GatewayConfig) -> list[Finding]:
-        from mcp_gateway.connectors.filesystem.preflight import check_paths
-
-        return check_paths(instance, config)
+    def data_paths(self, instance: Instance) -> DataPaths:
+        s, key = instance.settings, instance.key
+        return DataPaths(tuple(s.allowed_paths), f"{key}.allowed_paths", tuple(s.denied_paths), f"{key}.denied_paths")
 
 
 KIND = FilesystemKind()

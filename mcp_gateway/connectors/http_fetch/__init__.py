@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mcp_gateway.connectors.base import ConnectorKind, DoctorFinding, Guard, Instance, ToolSpec
 from mcp_gateway.connectors.http_fetch.settings import HttpFetchSettings
 from mcp_gateway.connectors.http_fetch.tools import TOOLS
-
-if TYPE_CHECKING:
-    from mcp_gateway.config import GatewayConfig
 
 
 class HttpFetchKind(ConnectorKind):
@@ -30,7 +25,7 @@ class HttpFetchKind(ConnectorKind):
         s = instance.settings
         return f"domains {s.allowed_domains}, ports {s.allowed_ports}, internal exceptions {s.allow_internal_cidrs}"
 
-    def doctor_checks(self, instance: Instance, config: GatewayConfig) -> list[DoctorFinding]:
+    def doctor_checks(self, instance: Instance) -> list[DoctorFinding]:
         s, key = instance.settings, instance.key
         out = []
         if "*" in s.allowed_domains:

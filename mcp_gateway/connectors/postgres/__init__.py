@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mcp_gateway.connectors.base import ConnectorKind, DoctorFinding, Guard, Instance, ToolSpec
 from mcp_gateway.connectors.postgres.settings import PostgresSettings
 from mcp_gateway.connectors.postgres.tools import QUERY, TOOLS
-
-if TYPE_CHECKING:
-    from mcp_gateway.config import GatewayConfig
 
 
 class PostgresKind(ConnectorKind):
@@ -32,7 +27,7 @@ class PostgresKind(ConnectorKind):
         s = instance.settings
         return f"{s.user}@{s.host}:{s.port}/{s.database}"
 
-    def doctor_checks(self, instance: Instance, config: GatewayConfig) -> list[DoctorFinding]:
+    def doctor_checks(self, instance: Instance) -> list[DoctorFinding]:
         from mcp_gateway.connectors.postgres.role import check_role
 
         pg = instance.settings

@@ -31,8 +31,9 @@ from mcp_gateway.connectors.postgres.sql import CheckedSql, prepare_sql
 from mcp_gateway.connectors.postgres.sql_catalog import SqlCatalog, load_catalog
 from mcp_gateway.connectors.postgres.tools import QUERY, SCHEMA, QueryArgs, SchemaArgs
 from mcp_gateway.guards import GuardDenied
+from mcp_gateway.ipc.errors import ErrorCode, Refusal
 from mcp_gateway.sandbox.profile import INET_FAMILIES, SandboxProfile
-from mcp_gateway.workers.connector import CallLimits, Connector, ToolError
+from mcp_gateway.workers.connector import CallLimits, Connector
 
 APPLICATION_NAME = "mcp-gateway"
 _CURSOR_NAME = "mcp_gateway_q"
@@ -112,106 +113,16 @@ class PostgresConnector(Connector):
     # --- lifecycle --------------------------------------------------------------------------
 
     def warm(self) -> None:
-        import codecs
-        import encodings.ascii  # noqa: F401
-        import encodings.idna  # noqa: F401
-        import encodings.latin_1  # noqa: F401
-        import encodings.utf_8  # noqa: F401
-        import ipaddress  # noqa: F401
-        import json  # noqa: F401
-        import ssl  # noqa: F401
-        import uuid  # noqa: F401
-        import zoneinfo
-
-        import msgspec  # noqa: F401
-        import psycopg
-        import psycopg.adapt  # noqa: F401
-        import psycopg.conninfo
-        import psycopg.errors  # noqa: F401
-        import psycopg.pq
-        import psycopg.rows  # noqa: F401
-        import psycopg.types.array  # noqa: F401
-        import psycopg.types.bool  # noqa: F401
-        import psycopg.types.composite  # noqa: F401
-        import psycopg.types.datetime  # noqa: F401
-        import psycopg.types.enum  # noqa: F401
-        import psycopg.types.hstore  # noqa: F401
-        import psycopg.types.json  # noqa: F401
-        import psycopg.types.multirange  # noqa: F401
-        import psycopg.types.net  # noqa: F401
-        import psycopg.types.none  # noqa: F401
-        import psycopg.types.numeric  # noqa: F401
-        import psycopg.types.range  # noqa: F401
-        import psycopg.types.string  # noqa: F401
-        import psycopg.types.uuid  # noqa: F401
-
-        try:  # the C implementation and its bundled libpq (dlopened here, not in the sandbox)
-            import psycopg_binary  # noqa: F401
-            import psycopg_binary.pq  # noqa: F401
-        except ImportError:  # pragma: no cover - pure-python / system libpq install
-            pass
-        psycopg.pq.version()
-        psycopg.pq.__build_version__  # noqa: B018
-        for enc in ("utf-8", "ascii", "latin-1", "idna"):
-            codecs.lookup(enc)
-        with contextlib.suppress(Exception):  # tzdata is optional
-            zoneinfo.ZoneInfo("UTC")
+        """Everything a call will need, imported and run once here, before any sandbox layer:
+        after Landlock a worker can open no new module, shared library or NSS file."""
+        _warm_libraries()
+        psycopg = _import_psycopg()
         # Run the pure parts of connection set-up once so that their lazy imports happen now.
         psycopg.conninfo.conninfo_to_dict(
             psycopg.conninfo.make_conninfo("", **self._conninfo_kwargs(password=None))
         )
-        # dlopen the NSS modules (hosts, passwd) while the filesystem is still open.
-        try:
-            socket.getaddrinfo("localhost", self.settings.port, type=socket.SOCK_STREAM)
-        except OSError:
-            pass
-        try:
-            import pwd
-
-            pwd.getpwuid(os.getuid())
-        except (KeyError, ImportError):
-            pass
-        # sqlglot imports modules lazily (its postgres dialect, and optimizer.annotate_types /
-        # simplify from inside the parser for subscripts and some functions): import them all
-        # now, while the filesystem is open, then run the guard over probes of each path.
-        import importlib
-        import pkgutil
-
-        import sqlglot
-
-        for mod in pkgutil.walk_packages(sqlglot.__path__, "sqlglot."):
-            if _sqlglot_module_needed(mod.name):
-                with contextlib.suppress(Exception):  # optional extras (e.g. the Rust tokenizer)
-                    importlib.import_module(mod.name)
-        probe_catalog = SqlCatalog(
-            functions=frozenset({"pg_sleep"}),
-            callable=frozenset({"count"}),
-            operators=frozenset(),
-            types=frozenset(),
-            relations=frozenset({"pg_authid"}),
-            system_schemas=frozenset({"pg_catalog"}),
-            allowed_relations=frozenset(),
-        )
-        for probe, with_params in (
-            ("SELECT a, count(*) FROM t WHERE b = %s GROUP BY a", True),
-            ("EXPLAIN (COSTS OFF) WITH x AS (SELECT 1) SELECT * FROM x UNION SELECT 2", False),
-            ("SELECT (ARRAY[1])[1], a[1][2], regexp_replace(n, '\\s', '_', 'g'), @ -5 FROM t", False),
-            ("SELECT collation for ('x'), x FROM t ORDER BY x USING >", False),
-            ("SELECT * FROM pg_catalog.pg_class, information_schema.tables", False),
-            ("SELECT * FROM", False),
-            ("DELETE FROM t", False),
-            ("SELECT pg_sleep(1)", False),
-        ):
-            try:
-                prepare_sql(probe, probe_catalog, with_params=with_params)
-            except GuardDenied:
-                pass
-        msgspec_encode_probe = [None, True, 1, 1.5, "x", [1, "a"], {"a": [1]}]
-        import msgspec as _m
-
-        _m.json.encode(msgspec_encode_probe)
-        base64.b64encode(b"x")
-        Decimal("1.5").is_finite()
+        _warm_host_lookups(self.settings.port)
+        _warm_sql_guard()
 
     def sandbox_profile(self) -> SandboxProfile:
         s = self.settings
@@ -304,7 +215,7 @@ class PostgresConnector(Connector):
                 autocommit=True, **self._conninfo_kwargs(os.environ.get(self.settings.password_env))
             )
         except psycopg.Error as e:
-            raise ToolError("UPSTREAM_ERROR", f"could not connect to PostgreSQL: {_pg_message(e)}") from None
+            raise Refusal(ErrorCode.UPSTREAM_ERROR, f"could not connect to PostgreSQL: {_pg_message(e)}") from None
 
         class _Text(Loader):
             def load(self, data: Any) -> str:
@@ -328,8 +239,8 @@ class PostgresConnector(Connector):
                 )
         except psycopg.Error as e:
             conn.close()
-            raise ToolError(
-                "UPSTREAM_ERROR", f"could not read the function catalog: {_pg_message(e)}"
+            raise Refusal(
+                ErrorCode.UPSTREAM_ERROR, f"could not read the function catalog: {_pg_message(e)}"
             ) from None
         return conn
 
@@ -354,18 +265,15 @@ class PostgresConnector(Connector):
     def call(self, tool: str, args: Args, limits: CallLimits) -> dict:
         if tool == QUERY.tool:
             if not isinstance(args, QueryArgs):
-                raise ToolError("VALIDATION_ERROR", "db.query takes QueryArgs")
+                raise Refusal(ErrorCode.VALIDATION_ERROR, "db.query takes QueryArgs")
             self._connection()  # the guard decides names by this server's catalog, read at connect
             catalog = self._catalog
             if catalog is None:  # pragma: no cover - _connect sets it or raises
-                raise ToolError("UPSTREAM_ERROR", "the function catalog was not read")
-            try:
-                checked = prepare_sql(args.sql, catalog, with_params=bool(args.params))
-            except GuardDenied as e:
-                raise ToolError("SECURITY_ERROR", e.reason) from None
+                raise Refusal(ErrorCode.UPSTREAM_ERROR, "the function catalog was not read")
+            checked = prepare_sql(args.sql, catalog, with_params=bool(args.params))
             if checked.placeholders and checked.placeholders != len(args.params):
-                raise ToolError(
-                    "VALIDATION_ERROR",
+                raise Refusal(
+                    ErrorCode.VALIDATION_ERROR,
                     f"the query has {checked.placeholders} %s placeholder(s)"
                     f" but {len(args.params)} param(s) were given",
                 )
@@ -375,9 +283,9 @@ class PostgresConnector(Connector):
             )
         if tool == SCHEMA.tool:
             if not isinstance(args, SchemaArgs):
-                raise ToolError("VALIDATION_ERROR", "db.schema takes SchemaArgs")
+                raise Refusal(ErrorCode.VALIDATION_ERROR, "db.schema takes SchemaArgs")
             return self._in_transaction(limits, lambda conn: self._schema(conn, args, limits))
-        raise ToolError("VALIDATION_ERROR", f"unknown tool {tool!r} for the postgres connector")
+        raise Refusal(ErrorCode.VALIDATION_ERROR, f"unknown tool {tool!r} for the postgres connector")
 
     def _in_transaction(self, limits: CallLimits, body: Any) -> dict:
         psycopg = _import_psycopg()
@@ -412,7 +320,7 @@ class PostgresConnector(Connector):
                     )
                 began = True
                 return body(conn)
-            except ToolError:
+            except Refusal:
                 raise
             except psycopg.Error as e:
                 raise self._map_error(e, stmt_ms) from None
@@ -427,29 +335,29 @@ class PostgresConnector(Connector):
 
     def _check_deadline(self) -> None:
         if time.monotonic() > self._deadline:
-            raise ToolError("TIMEOUT", "the call ran past its timeout while fetching rows")
+            raise Refusal(ErrorCode.TIMEOUT, "the call ran past its timeout while fetching rows")
 
-    def _map_error(self, e: Any, stmt_ms: int) -> ToolError:
+    def _map_error(self, e: Any, stmt_ms: int) -> Refusal:
         psycopg = _import_psycopg()
         state = getattr(e, "sqlstate", None) or ""
         if state == "57014":  # query_canceled (statement_timeout)
-            return ToolError("TIMEOUT", f"the query was cancelled by statement_timeout ({stmt_ms} ms)")
+            return Refusal(ErrorCode.TIMEOUT, f"the query was cancelled by statement_timeout ({stmt_ms} ms)")
         if state == "55P03":  # lock_not_available (lock_timeout)
-            return ToolError("TIMEOUT", f"the query waited too long for a lock (lock_timeout {stmt_ms} ms)")
+            return Refusal(ErrorCode.TIMEOUT, f"the query waited too long for a lock (lock_timeout {stmt_ms} ms)")
         if state == "25006":  # read_only_sql_transaction: a write the guard did not catch
-            return ToolError(
-                "SECURITY_ERROR",
+            return Refusal(
+                ErrorCode.SECURITY_ERROR,
                 f"the database refused a write in the read-only transaction: {_pg_message(e)}",
             )
         if state in ("42P01", "3F000"):  # undefined_table, invalid_schema_name
-            return ToolError("NOT_FOUND", _pg_message(e))
+            return Refusal(ErrorCode.NOT_FOUND, _pg_message(e))
         if (
             isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError))
             or self._conn is None
             or self._conn.broken
         ):
             self.close()
-        return ToolError("UPSTREAM_ERROR", _pg_message(e))
+        return Refusal(ErrorCode.UPSTREAM_ERROR, _pg_message(e))
 
     # --- db.query -------------------------------------------------------------------------
 
@@ -470,7 +378,7 @@ class PostgresConnector(Connector):
             columns = [{"name": c.name, "type": self._type_name(conn, c.type_code)} for c in desc]
             used = header = len(msgspec.json.encode(columns)) + 64
             if used > budget:
-                raise ToolError("RESULT_TOO_LARGE", f"the result would pass max_bytes ({budget})")
+                raise Refusal(ErrorCode.RESULT_TOO_LARGE, f"the result would pass max_bytes ({budget})")
             rows: list[list[Any]] = []
             truncated = False
             batch_rows = _FIRST_BATCH_ROWS
@@ -487,8 +395,8 @@ class PostgresConnector(Connector):
                     row = [_json_value(v) for v in raw]
                     used += len(msgspec.json.encode(row)) + 1
                     if used > budget:
-                        raise ToolError(
-                            "RESULT_TOO_LARGE",
+                        raise Refusal(
+                            ErrorCode.RESULT_TOO_LARGE,
                             f"the result would pass max_bytes ({budget}) after {len(rows)} row(s); "
                             "select fewer rows or columns, or lower max_rows",
                         )
@@ -548,8 +456,8 @@ class PostgresConnector(Connector):
                         current["columns"].append(col)
                         used += len(msgspec.json.encode(col)) + 1
                     if used > budget:
-                        raise ToolError(
-                            "RESULT_TOO_LARGE",
+                        raise Refusal(
+                            ErrorCode.RESULT_TOO_LARGE,
                             f"the schema description would pass max_bytes ({budget});"
                             " filter by schema or table",
                         )
@@ -558,7 +466,7 @@ class PostgresConnector(Connector):
                 cur.close()
         if not tables and (args.schema or args.table):
             what = ".".join(x for x in (args.schema, args.table) if x)
-            raise ToolError("NOT_FOUND", f"no table or view matches {what!r}")
+            raise Refusal(ErrorCode.NOT_FOUND, f"no table or view matches {what!r}")
         return {"tables": tables}
 
 
@@ -567,6 +475,111 @@ class PostgresConnector(Connector):
 _SQLGLOT_DIALECT_PACKAGES = ("sqlglot.dialects.", "sqlglot.parsers.", "sqlglot.generators.", "sqlglot.typing.")
 _SQLGLOT_SHARED = ("postgres", "dialect", "base")
 _SQLGLOT_UNUSED = ("sqlglot.__main__", "sqlglot.executor", "sqlglot.planner", "sqlglot.lineage", "sqlglot.serde")
+
+
+def _warm_libraries() -> None:
+    """psycopg with every type adapter, its libpq, the codecs and zones results are read with."""
+    import codecs
+    import encodings.ascii  # noqa: F401
+    import encodings.idna  # noqa: F401
+    import encodings.latin_1  # noqa: F401
+    import encodings.utf_8  # noqa: F401
+    import ipaddress  # noqa: F401
+    import json  # noqa: F401
+    import ssl  # noqa: F401
+    import uuid  # noqa: F401
+    import zoneinfo
+
+    import msgspec
+    import psycopg
+    import psycopg.adapt  # noqa: F401
+    import psycopg.conninfo
+    import psycopg.errors  # noqa: F401
+    import psycopg.pq
+    import psycopg.rows  # noqa: F401
+    import psycopg.types.array  # noqa: F401
+    import psycopg.types.bool  # noqa: F401
+    import psycopg.types.composite  # noqa: F401
+    import psycopg.types.datetime  # noqa: F401
+    import psycopg.types.enum  # noqa: F401
+    import psycopg.types.hstore  # noqa: F401
+    import psycopg.types.json  # noqa: F401
+    import psycopg.types.multirange  # noqa: F401
+    import psycopg.types.net  # noqa: F401
+    import psycopg.types.none  # noqa: F401
+    import psycopg.types.numeric  # noqa: F401
+    import psycopg.types.range  # noqa: F401
+    import psycopg.types.string  # noqa: F401
+    import psycopg.types.uuid  # noqa: F401
+
+    try:  # the C implementation and its bundled libpq (dlopened here, not in the sandbox)
+        import psycopg_binary  # noqa: F401
+        import psycopg_binary.pq  # noqa: F401
+    except ImportError:  # pragma: no cover - pure-python / system libpq install
+        pass
+    psycopg.pq.version()
+    psycopg.pq.__build_version__  # noqa: B018
+    for enc in ("utf-8", "ascii", "latin-1", "idna"):
+        codecs.lookup(enc)
+    with contextlib.suppress(Exception):  # tzdata is optional
+        zoneinfo.ZoneInfo("UTC")
+    msgspec.json.encode([None, True, 1, 1.5, "x", [1, "a"], {"a": [1]}])
+    base64.b64encode(b"x")
+    Decimal("1.5").is_finite()
+
+
+def _warm_host_lookups(port: int) -> None:
+    """dlopen the NSS modules (hosts, passwd) while the filesystem is still open."""
+    try:
+        socket.getaddrinfo("localhost", port, type=socket.SOCK_STREAM)
+    except OSError:
+        pass
+    try:
+        import pwd
+
+        pwd.getpwuid(os.getuid())
+    except (KeyError, ImportError):
+        pass
+
+
+# Statements that take the SQL guard down each of its paths (accepted, refused, unparsable).
+_GUARD_PROBES = (
+    ("SELECT a, count(*) FROM t WHERE b = %s GROUP BY a", True),
+    ("EXPLAIN (COSTS OFF) WITH x AS (SELECT 1) SELECT * FROM x UNION SELECT 2", False),
+    ("SELECT (ARRAY[1])[1], a[1][2], regexp_replace(n, '\\s', '_', 'g'), @ -5 FROM t", False),
+    ("SELECT collation for ('x'), x FROM t ORDER BY x USING >", False),
+    ("SELECT * FROM pg_catalog.pg_class, information_schema.tables", False),
+    ("SELECT * FROM", False),
+    ("DELETE FROM t", False),
+    ("SELECT pg_sleep(1)", False),
+)
+
+
+def _warm_sql_guard() -> None:
+    """sqlglot imports modules lazily (its postgres dialect, and optimizer.annotate_types /
+    simplify from inside the parser for subscripts and some functions): import them all now,
+    then run the guard over probes of each path."""
+    import importlib
+    import pkgutil
+
+    import sqlglot
+
+    for mod in pkgutil.walk_packages(sqlglot.__path__, "sqlglot."):
+        if _sqlglot_module_needed(mod.name):
+            with contextlib.suppress(Exception):  # optional extras (e.g. the Rust tokenizer)
+                importlib.import_module(mod.name)
+    probe_catalog = SqlCatalog(
+        functions=frozenset({"pg_sleep"}),
+        callable=frozenset({"count"}),
+        operators=frozenset(),
+        types=frozenset(),
+        relations=frozenset({"pg_authid"}),
+        system_schemas=frozenset({"pg_catalog"}),
+        allowed_relations=frozenset(),
+    )
+    for probe, with_params in _GUARD_PROBES:
+        with contextlib.suppress(GuardDenied):
+            prepare_sql(probe, probe_catalog, with_params=with_params)
 
 
 def _sqlglot_module_needed(name: str) -> bool:

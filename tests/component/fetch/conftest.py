@@ -179,8 +179,9 @@ class RecordingResolver:
         self.calls.append((host, port))
         seq = self.answers.get(host)
         if seq is None:
-            from mcp_gateway.workers.connector import ToolError
-            raise ToolError("NOT_FOUND", f"host {host!r} does not exist (test resolver)")
+            from mcp_gateway.ipc.errors import ErrorCode, Refusal
+
+            raise Refusal(ErrorCode.NOT_FOUND, f"host {host!r} does not exist (test resolver)")
         n = sum(1 for h, _ in self.calls if h == host)
         return list(seq[min(n, len(seq)) - 1])
 
