@@ -6,13 +6,8 @@ session backend, discovered tools and pinning are the upstream-mcp branch's.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mcp_gateway.connectors.base import ConnectorKind, DoctorFinding, Instance
 from mcp_gateway.connectors.mcp_servers.settings import McpServerSettings
-
-if TYPE_CHECKING:
-    from mcp_gateway.config import GatewayConfig
 
 
 class McpServersKind(ConnectorKind):
@@ -24,7 +19,7 @@ class McpServersKind(ConnectorKind):
     discovers_tools = True
     backend = "upstream"
 
-    def doctor_checks(self, instance: Instance, config: GatewayConfig) -> list[DoctorFinding]:
+    def doctor_checks(self, instance: Instance) -> list[DoctorFinding]:
         from mcp_gateway.connectors.mcp_servers.doctor import instance_rows
         from mcp_gateway.sandbox import namespaces
 
