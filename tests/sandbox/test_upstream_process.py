@@ -267,6 +267,9 @@ def faults(request):
 
     async def script(client: Client, proc) -> dict:
         out = {"orphans": await client.tool("spawn_tree", count=2)}
+        for kind in ("shared", "growsdown", "heap"):  # 3 x the memory limit, each kind
+            out[f"memory_{kind}"] = await client.tool("allocate", kind=kind, mib=3 * 128)
+        out["memory_small"] = await client.tool("allocate", kind="heap", mib=16)
         out["few"] = await client.tool("threads", count=4)
         out["many"] = await client.tool("threads", count=64)
         out["flood"] = await client.tool("flood_stderr", size=8 * STDERR_TOTAL)
@@ -281,7 +284,8 @@ def faults(request):
 
     try:
         with stderr_captured() as err:
-            out = trio.run(run_session, make_config(area, mode, limits={"max_processes": 24}), script)
+            out = trio.run(run_session, make_config(area, mode, limits={"max_processes": 24, "memory_mb": 128}),
+                       script)
         out["stderr"] = err[0]
     finally:
         area.remove()
@@ -302,6 +306,12 @@ def stderr_captured():
             os.close(saved)
             sink.seek(0)
             out.append(sink.read().decode(errors="replace"))
+
+
+@pytest.mark.parametrize("kind", ["shared", "growsdown", "heap"])
+def test_memory_past_the_limit_cannot_be_had_of_any_kind(faults, kind):
+    _refused(faults[f"memory_{kind}"], "EPERM", "ENOMEM", "MemoryError: ")
+    assert faults["memory_small"]["ok"] is True  # and it still allocates normally
 
 
 def test_max_processes_bounds_threads(faults):

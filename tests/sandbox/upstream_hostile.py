@@ -163,6 +163,22 @@ def escape(call):
     return {"ok": True}
 
 
+def allocate(kind, mib):
+    """Map `mib` MiB of memory of `kind` and touch it: shared anonymous, MAP_GROWSDOWN, or the heap."""
+    import mmap
+
+    size = mib << 20
+    if kind == "heap":
+        block = bytearray(size)
+        return {"ok": True, "bytes": len(block)}
+    flags = mmap.MAP_SHARED | mmap.MAP_ANONYMOUS if kind == "shared" else (
+        mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x0100)  # MAP_GROWSDOWN
+    m = mmap.mmap(-1, size, flags=flags)
+    for i in range(0, size, 4096):
+        m[i] = 1
+    return {"ok": True, "bytes": size}
+
+
 def exit_now(code):
     sys.stdout.flush()
     os._exit(code)
@@ -173,7 +189,7 @@ def whoami():
 
 
 TOOLS = {f.__name__: f for f in (read_file, write_file, execute, connect, udp, kill, environ, proxy_get, tunnel,
-                                 spawn_tree, spawn_zombies, threads, flood_stderr, escape, exit_now,
+                                 spawn_tree, spawn_zombies, threads, flood_stderr, escape, allocate, exit_now,
                                  whoami)}
 
 
