@@ -394,19 +394,22 @@ def test_a_starter_restarts_from_its_warm_zygote():
         starter = UpstreamStarter(start(config), config)
         try:
             first = await starter.start()
+            state = str(area.writable / "state.json")
+            wrote = [await Client(first).tool("write_file", path=state, data="1")]
             zygote = int(proc_status(first.warden_pid)["PPid"])
             await first.kill_tree()
             second = await starter.start()
             same_zygote = int(proc_status(second.warden_pid)["PPid"]) == zygote
             client = Client(second)
             answer = await client.request("tools/list")
+            wrote.append(await client.tool("write_file", path=state, data="2"))  # its own file still
             await second.send_stream.send_all(b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":'
                                               b'{"name":"escape","arguments":{"call":"unshare_user"}}}\n')
             with trio.fail_after(30):
                 await second.wait()
             await second.kill_tree()
             return {"first": first.exit_status(), "second": second.exit_status(), "same": same_zygote,
-                    "pids": (first.pid, second.pid), "tools": len(answer["tools"])}
+                    "pids": (first.pid, second.pid), "tools": len(answer["tools"]), "wrote": wrote}
         finally:
             starter.close()
 
@@ -418,6 +421,8 @@ def test_a_starter_restarts_from_its_warm_zygote():
     assert out["first"] == "killed by SIGKILL"
     assert out["second"] == "killed by SIGSYS"
     assert out["pids"][0] != out["pids"][1] and out["tools"] > 0
+    # As root each start gets the instance's own uid again (while free): what it wrote stays writable.
+    assert out["wrote"] == [{"ok": True}, {"ok": True}]
 
 
 def test_a_cancelled_kill_tree_still_ends_everything():

@@ -161,11 +161,13 @@ class Warden:
         self._serve(child, pidfd, listener)
 
     def _identity(self) -> int | None:
-        """As root with a uid_range: one uid for the server (and this warden), lock held here."""
+        """As root with a uid_range: one uid for the server (and this warden), lock held here;
+        the same uid at every start of the instance while it is free (files it wrote stay its own)."""
         if os.geteuid() != 0 or self.sandbox.uid_range is None or self.sandbox.layers.user == "off":
             return None
         try:
-            return _identity.allocate(*self.sandbox.uid_range)
+            first, count = self.sandbox.uid_range
+            return _identity.allocate(first, count, _identity.preferred_offset(self.launcher.instance))
         except _identity.IdentityError as e:
             self._abort(None, str(e))
 
