@@ -170,7 +170,7 @@ class ConnectorKind:
     # Its tools, not yet bound to an instance (`instance` empty).
     static_tools: ClassVar[tuple[ToolSpec, ...]] = ()
     # How calls are served: "pool" (pre-forked, confined one-call workers) or "upstream" (one
-    # long-lived confined server process per instance: mcp_servers, connectors/mcp_servers/process.py).
+    # long-lived confined server process per instance: upstream MCP servers).
     backend: ClassVar[Literal["pool", "upstream"]] = "pool"
     # Whether the instance's tools are discovered at run time (then any `<instance>.<tool>`
     # name is valid in policy, and `tools()` gives the static ones only).

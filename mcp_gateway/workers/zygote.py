@@ -218,7 +218,7 @@ def _answer_spawn(control: socket.socket, me: int, connector, config: GatewayCon
         try:
             control.close()
             os.dup2(err_write, 2)
-            if hasattr(connector, "run_child"):  # a kind whose child is not a pool worker (mcp_servers)
+            if hasattr(connector, "run_child"):  # a kind whose child is not a pool worker (an upstream server)
                 connector.run_child(me, fds[0])
             else:
                 _become_worker(me, fds[0], connector, config)
@@ -260,7 +260,7 @@ def zygote_main(name: str, config: GatewayConfig, control: socket.socket, superv
 def start_zygotes(config: GatewayConfig) -> dict[str, tuple[int, socket.socket]]:
     """Fork one zygote per enabled pool instance: its name -> (pid, control socket). Must run
     before trio (or anything) starts a thread. (An upstream server's zygote is started by its
-    backend, connectors/mcp_servers/process.py.)"""
+    backend.)"""
     return {instance.name: _fork_zygote(instance.name, config) for instance in config.instances()
             if KINDS[instance.kind].backend == "pool"}
 
