@@ -19,6 +19,11 @@ class McpServersKind(ConnectorKind):
     discovers_tools = True
     backend = "upstream"
 
+    def describe(self, instance: Instance) -> str:
+        s = instance.settings
+        network = "no network" if s.network == "none" else "egress to " + ", ".join(s.network.allowed_domains)
+        return f"{' '.join(s.command)}; {network}; writes {', '.join(map(str, s.filesystem.write)) or 'nothing'}"
+
     def doctor_checks(self, instance: Instance) -> list[DoctorFinding]:
         from mcp_gateway.connectors.mcp_servers.doctor import instance_rows
         from mcp_gateway.sandbox import namespaces
