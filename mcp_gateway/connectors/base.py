@@ -112,6 +112,8 @@ class ToolSpec:
     # The structured content: the worker's result, less what render_text already carries
     # when that would be sent twice (web.fetch's body).
     structured: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda r: r)
+    # How to ask for less, for a RESULT_TOO_LARGE reason ("offset/length").
+    smaller: str = ""
 
     @property
     def name(self) -> str:
@@ -123,6 +125,12 @@ class ToolSpec:
     def bound(self, instance: str) -> ToolSpec:
         """This tool as served by `instance`."""
         return replace(self, instance=instance)
+
+
+def seed_name(kind: ConnectorKind, spec: ToolSpec) -> str:
+    """The full name of a kind's tool in the seed config (`fs.readFile`): for callers such as
+    benchmarks and examples, which must not spell it themselves."""
+    return spec.bound(str(kind.seed_instance)).name
 
 
 # --- the kind -----------------------------------------------------------------------------------

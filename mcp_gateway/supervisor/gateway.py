@@ -168,7 +168,7 @@ class Gateway:
             return Outcome.failed(
                 request_id, spec.name, ErrorCode.RESULT_TOO_LARGE,
                 f"the answer would be {len(answer)} bytes of JSON (text and structured content together), over "
-                f"the cap of {max_bytes} bytes; ask for less (fs.readFile offset/length, db.query max_rows)")
+                f"the cap of {max_bytes} bytes; ask for less{f' ({spec.smaller})' if spec.smaller else ''}")
         return Outcome(request_id, spec.name, answer, result_bytes=len(answer))
 
     def _audit(self, outcome: Outcome, actor: str, arguments: Any, started: float) -> Outcome:

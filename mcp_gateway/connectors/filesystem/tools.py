@@ -92,6 +92,7 @@ READ_FILE = ToolSpec(
     ),
     open_world=False,
     render_text=lambda r: r["content"],
+    smaller="read a part with offset/length",
 )
 
 LIST_DIR = ToolSpec(

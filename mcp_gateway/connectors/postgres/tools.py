@@ -55,6 +55,7 @@ QUERY = ToolSpec(
     ),
     open_world=False,
     render_text=json_text,
+    smaller="fewer rows with max_rows",
 )
 
 SCHEMA = ToolSpec(
