@@ -29,7 +29,7 @@ def analytics_db(pg_env):
     c.execute(f"CREATE DATABASE {ANALYTICS_DB}")
     c.execute("CREATE TABLE events (id int PRIMARY KEY, kind text NOT NULL);"
               "INSERT INTO events VALUES (1, 'signup'), (2, 'login');"
-              f"GRANT SELECT ON events TO {ANALYTICS_ROLE}", dbname=ANALYTICS_DB)
+              f"GRANT SELECT ON events TO {ANALYTICS_ROLE}", dbname=ANALYTICS_DB)  # noqa: S608 - constants
     yield c
     c.execute(f"DROP DATABASE IF EXISTS {ANALYTICS_DB} WITH (FORCE)")
     c.execute(f"DROP ROLE IF EXISTS {ANALYTICS_ROLE}")
