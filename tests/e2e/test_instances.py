@@ -27,9 +27,10 @@ def analytics_db(pg_env):
     assert c.password.replace("-", "").replace("_", "").isalnum()  # safe inside a literal
     c.execute(f"CREATE ROLE {ANALYTICS_ROLE} LOGIN PASSWORD '{c.password}'")
     c.execute(f"CREATE DATABASE {ANALYTICS_DB}")
-    c.execute("CREATE TABLE events (id int PRIMARY KEY, kind text NOT NULL);"
-              "INSERT INTO events VALUES (1, 'signup'), (2, 'login');"
-              f"GRANT SELECT ON events TO {ANALYTICS_ROLE}", dbname=ANALYTICS_DB)  # noqa: S608 - constants
+    setup = ("CREATE TABLE events (id int PRIMARY KEY, kind text NOT NULL);"  # noqa: S608 - constants only
+             "INSERT INTO events VALUES (1, 'signup'), (2, 'login');"
+             f"GRANT SELECT ON events TO {ANALYTICS_ROLE}")
+    c.execute(setup, dbname=ANALYTICS_DB)
     yield c
     c.execute(f"DROP DATABASE IF EXISTS {ANALYTICS_DB} WITH (FORCE)")
     c.execute(f"DROP ROLE IF EXISTS {ANALYTICS_ROLE}")
