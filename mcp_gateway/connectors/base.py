@@ -74,6 +74,11 @@ class Args(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     """Arguments of a static tool: one struct drives decoding, size caps and the JSON Schema."""
 
 
+class Result(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True, omit_defaults=True):
+    """A static tool's result: the worker sends it encoded, the supervisor decodes it strictly
+    into the tool's own struct (a result that does not match is INTERNAL_ERROR)."""
+
+
 def as_dict(args: Args) -> dict[str, Any]:
     return msgspec.structs.asdict(args)
 
@@ -95,6 +100,9 @@ def json_text(result: dict[str, Any]) -> str:
     return json.dumps(result, ensure_ascii=False, separators=(",", ":"))
 
 
+_result_encoder = msgspec.msgpack.Encoder()
+
+
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
     """One tool of one instance. `tool` is the kind's own name ("readFile"); `name` the full
@@ -103,6 +111,7 @@ class ToolSpec:
     instance: str
     tool: str
     args_type: type[Args]
+    result_type: type[Result]
     title: str
     description: str
     output_schema: dict[str, Any]
@@ -121,6 +130,17 @@ class ToolSpec:
 
     def input_schema(self) -> dict[str, Any]:
         return inline_schema(self.args_type)
+
+    def encode_result(self, result: Any) -> bytes:
+        """The worker's side: its result (a dict or the struct) checked against the tool's
+        result struct and encoded. msgspec.ValidationError when it does not match."""
+        return _result_encoder.encode(msgspec.convert(result, self.result_type, strict=True))
+
+    def decode_result(self, encoded: bytes | msgspec.Raw) -> dict[str, Any]:
+        """The supervisor's side: a worker's encoded result, decoded strictly into the tool's
+        result struct, as builtins for rendering. msgspec.ValidationError or DecodeError when it
+        does not match."""
+        return msgspec.to_builtins(msgspec.msgpack.decode(encoded, type=self.result_type, strict=True))
 
     def bound(self, instance: str) -> ToolSpec:
         """This tool as served by `instance`."""
