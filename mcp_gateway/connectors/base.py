@@ -111,7 +111,6 @@ class ToolSpec:
     instance: str
     tool: str
     args_type: type[Args]
-    result_type: type[Result]
     title: str
     description: str
     output_schema: dict[str, Any]
@@ -123,6 +122,9 @@ class ToolSpec:
     structured: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda r: r)
     # How to ask for less, for a RESULT_TOO_LARGE reason ("offset/length").
     smaller: str = ""
+    # What a worker answers (every static tool has one; None only for a tool whose backend
+    # answers with content blocks of its own, such as a discovered upstream tool).
+    result_type: type[Result] | None = None
 
     @property
     def name(self) -> str:
@@ -134,13 +136,18 @@ class ToolSpec:
     def encode_result(self, result: Any) -> bytes:
         """The worker's side: its result (a dict or the struct) checked against the tool's
         result struct and encoded. msgspec.ValidationError when it does not match."""
-        return _result_encoder.encode(msgspec.convert(result, self.result_type, strict=True))
+        return _result_encoder.encode(msgspec.convert(result, self._result_type(), strict=True))
 
     def decode_result(self, encoded: bytes | msgspec.Raw) -> dict[str, Any]:
         """The supervisor's side: a worker's encoded result, decoded strictly into the tool's
         result struct, as builtins for rendering. msgspec.ValidationError or DecodeError when it
         does not match."""
-        return msgspec.to_builtins(msgspec.msgpack.decode(encoded, type=self.result_type, strict=True))
+        return msgspec.to_builtins(msgspec.msgpack.decode(encoded, type=self._result_type(), strict=True))
+
+    def _result_type(self) -> type[Result]:
+        if self.result_type is None:
+            raise msgspec.ValidationError(f"{self.name} has no result struct: no worker may answer it")
+        return self.result_type
 
     def bound(self, instance: str) -> ToolSpec:
         """This tool as served by `instance`."""

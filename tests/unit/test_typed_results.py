@@ -26,6 +26,7 @@ def _worker(result: object) -> SimpleNamespace:
 
 def test_every_static_tool_has_a_result_struct_matching_its_output_schema():
     for spec in TOOLS.values():
+        assert spec.result_type is not None, spec.name
         fields = set(spec.result_type.__struct_fields__)
         schema = spec.output_schema["properties"]
         assert set(schema) <= fields, spec.name  # the structured content is the result, less the text body
