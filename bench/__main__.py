@@ -313,8 +313,8 @@ class Bench:
             self.r["targets"].append({
                 "target": "worker replaced within 20 ms of a kill",
                 "ok": k <= 20 and (t is None or t <= 20),
-                "evidence": f"median kill→served {k:.1f} ms (max {max(kills.ms):.1f}); "
-                            f"timeout→served {t:.1f} ms" if t is not None else ""})
+                "evidence": f"median kill→served {k:.1f} ms (max {max(kills.ms):.1f})"
+                            + (f"; timeout→served {t:.1f} ms" if t is not None else "")})
 
     def _kill_idle_worker(self, gw: StdioServer, runs: int, fs_args: dict[str, Any], out: _Replacements) -> None:
         """(a) SIGKILL the idle filesystem worker from outside; time kill → next good result."""
