@@ -161,4 +161,4 @@ def write_doc(section: str, begin: str = BEGIN, end: str = END) -> None:
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
     DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(f"{head}{BEGIN}\n{section}\n{END}{tail}")
+    DOC.write_text(f"{head}{begin}\n{section}\n{end}{tail}")
