@@ -27,7 +27,7 @@ import yaml
 from bench.driver import CpuMeter
 from bench.fixtures import FILE_MARKER, Workspace
 from bench.report import cpu_split, machine
-from bench.targets import GATEWAY_PYTHON, REPO, base_env, gateway_config
+from bench.targets import GATEWAY_PYTHON, READ_FILE_TOOL, REPO, base_env, gateway_config
 
 CLIENTS = (1, 8, 32, 128)
 GATEWAY_LABEL = "mcp-gateway (HTTP)"
@@ -180,7 +180,7 @@ def _servers(ws: Workspace) -> list[HttpServer]:
     stock.write_text(STOCK_SERVER)
     return [
         HttpServer(GATEWAY_LABEL, [GATEWAY_PYTHON, "-m", "mcp_gateway", "serve", "--config", str(config)],
-                   f"http://127.0.0.1:{gw_port}/mcp", "fs.readFile", {"path": ws.file.name}, env, ws.root),
+                   f"http://127.0.0.1:{gw_port}/mcp", READ_FILE_TOOL, {"path": ws.file.name}, env, ws.root),
         HttpServer("mcp 2.3.0 MCPServer (stock streamable HTTP)",
                    [GATEWAY_PYTHON, str(stock), str(ws.data), str(peer_port)],
                    f"http://127.0.0.1:{peer_port}/mcp", "read_file", {"path": ws.file.name}, env, ws.root),
@@ -221,7 +221,7 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def render(rows: list[dict[str, Any]], m: dict[str, str]) -> str:
-    out = ["### HTTP: concurrent clients, one session each (fs.readFile of 1 KiB)\n",
+    out = [f"### HTTP: concurrent clients, one session each ({READ_FILE_TOOL} of 1 KiB)\n",
            f"Run of {m.get('date', '?')} on {m.get('cpu', '?')}, {m.get('cores', '?')} cores, load average "
            f"{m.get('load average at start (1/5/15 min)', '?')} at start. "
            "Gateway: default config, 2 filesystem workers, every sandbox layer on, an audit line per "

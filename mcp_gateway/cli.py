@@ -8,6 +8,7 @@ import os
 import sys
 
 from mcp_gateway.config import ConfigError, GatewayConfig, default_config_path, load_config, resolve_env_tokens
+from mcp_gateway.connectors import KINDS
 
 # Exit codes of a command stopped by Ctrl-C and by a closed stdout, as a shell reports them.
 EXIT_INTERRUPTED = 128 + 2
@@ -85,48 +86,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if config.server.transport == "http":
             from mcp_gateway.supervisor.http import serve_http
 
-            return trio.run(_serve_checked, serve_http, config, zygotes)
+            return trio.run(serve_http, config, zygotes)
         from mcp_gateway.supervisor.stdio import claim_stdio
 
         _stdio_banner(config)
         wire_in, wire_out = claim_stdio()
-        if trio.run(_serve_checked, _serve_stdio, config, zygotes, wire_in, wire_out):
+        if trio.run(_serve_stdio, config, zygotes, wire_in, wire_out):
             return EXIT_INTERRUPTED
     except Exception as e:
         return _report_startup_failure(e)
     return 0
-
-
-async def _serve_checked(serve, config: GatewayConfig, *args):
-    """Run a transport, and beside it the start-up checks that only warn (they never delay serving)."""
-    import trio
-
-    async with trio.open_nursery() as nursery:
-        if config.connectors.postgres.enabled:
-            nursery.start_soon(_warn_if_db_role_not_read_only, config)
-        result = await serve(config, *args)
-        nursery.cancel_scope.cancel()
-    return result
-
-
-async def _warn_if_db_role_not_read_only(config: GatewayConfig) -> None:
-    """Least privilege is the second wall behind the SQL guard: say loudly when it is missing."""
-    import logging
-
-    import trio
-
-    from mcp_gateway.connectors.postgres.role import check_role
-
-    log = logging.getLogger("mcp_gateway")
-    pg = config.connectors.postgres
-    result = await trio.to_thread.run_sync(check_role, pg, "mcp-gateway-check", abandon_on_cancel=True)
-    if result.problems:
-        log.warning("SECURITY WARNING: database role %s is not read-only: it %s. db.query then rests on the "
-                    "SQL guard alone; fix the role (docs/POSTGRES.md) and run `mcp-gateway doctor`.",
-                    pg.user, "; ".join(result.problems))
-    elif result.problems is None:
-        log.warning("database role %s could not be checked for least privilege (%s); run `mcp-gateway doctor`",
-                    pg.user, result.error)
 
 
 def _report_startup_failure(exc: Exception) -> int:
@@ -212,13 +181,13 @@ def describe(config: GatewayConfig) -> str:
 
     policy = Policy(config)
     p = config.policy
-    c = config.connectors
+    instances = config.instances()
     lines = [f"config: {config.source}", f"transport: {config.server.transport}"
              + (f" on {config.server.http.host}:{config.server.http.port}" if config.server.transport == "http" else
                 f" (actor {config.server.actor})"),
              f"audit log: {config.audit.path}",
              f"default deny: {'on' if p.default_deny else 'OFF'}",
-             f"connectors enabled: {', '.join(config.enabled_connectors()) or 'none'}"]
+             f"connectors enabled: {', '.join(f'{i.name} ({i.kind})' for i in instances) or 'none'}"]
     if config.server.transport == "http" and config.server.http.auth.bearer_tokens:
         callers = [t.actor for t in config.server.http.auth.bearer_tokens]
     else:
@@ -230,14 +199,8 @@ def describe(config: GatewayConfig) -> str:
         for tool in tools:
             timeout_ms, max_bytes = policy.limits(tool, actor)
             lines.append(f"  {tool}: timeout {timeout_ms} ms, max {max_bytes} bytes")
-    if c.filesystem.enabled:
-        lines.append(f"filesystem: allowed {[str(x) for x in c.filesystem.allowed_paths]}, "
-                     f"denied {[str(x) for x in c.filesystem.denied_paths]}")
-    if c.http_fetch.enabled:
-        lines.append(f"http_fetch: domains {c.http_fetch.allowed_domains}, ports {c.http_fetch.allowed_ports}, "
-                     f"internal exceptions {c.http_fetch.allow_internal_cidrs}")
-    if c.postgres.enabled:
-        lines.append(f"postgres: {c.postgres.user}@{c.postgres.host}:{c.postgres.port}/{c.postgres.database}")
+    for i in instances:
+        lines.append(f"{i.name} ({i.kind}): {KINDS[i.kind].describe(i)}")
     if p.rate_limit.per_actor or p.rate_limit.global_:
         lines.append(f"rate limits: per actor {p.rate_limit.per_actor}, global {p.rate_limit.global_}")
     return "\n".join(lines)
