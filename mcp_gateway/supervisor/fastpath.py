@@ -235,8 +235,7 @@ CANCELLED = None
 class HotRoute:
     """Answers a `HotRequest` of a ready session: the result's JSON, or CANCELLED."""
 
-    def __init__(self, gateway: Gateway, calls: Calls, tool_list: Callable[[str], bytes]) -> None:
-        self.gateway = gateway
+    def __init__(self, calls: Calls, tool_list: Callable[[str], bytes]) -> None:
         self.calls = calls
         self._tool_list = tool_list
 

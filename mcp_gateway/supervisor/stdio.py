@@ -377,7 +377,7 @@ async def serve_stdio_session(gateway: Gateway, wire_in: int, wire_out: int,
     session = SessionState()
     server = build_server(gateway, calls, definitions, on_initialize=lambda ctx: session.attach(ctx.session))
     transport = StdioTransport(wire_in, wire_out, gateway.config.server.max_message_bytes,
-                               HotRoute(gateway, calls, definitions.encoded), session, stop_reading)
+                               HotRoute(calls, definitions.encoded), session, stop_reading)
     async with transport.streams() as (read_stream, write_stream):
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
