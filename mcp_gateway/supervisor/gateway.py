@@ -15,9 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import trio
 
 from mcp_gateway.config import GatewayConfig
+from mcp_gateway.connectors.base import Guard, ToolSpec, as_dict
 from mcp_gateway.ipc.errors import ErrorCode, Refusal
 from mcp_gateway.ipc.messages import CallFailed, CallRequest
 from mcp_gateway.supervisor import results
@@ -26,8 +28,6 @@ from mcp_gateway.supervisor.policy import Policy
 from mcp_gateway.supervisor.pool import QueueFull, WorkerPool
 from mcp_gateway.supervisor.ratelimit import RateLimiter
 from mcp_gateway.supervisor.validation import decode_arguments
-from mcp_gateway.tools import TOOLS, ToolSpec
-from mcp_gateway.tools.arguments import Args, as_dict
 
 log = logging.getLogger("mcp_gateway")
 
@@ -60,40 +60,32 @@ class Outcome:
         return {"error_code": self.error_code, "reason": self.reason, "request_id": self.request_id}
 
 
-def _supervisor_guard(spec: ToolSpec, config: GatewayConfig) -> Callable[[Args], None] | None:
-    """The connector's fast, lexical check (the worker enforces it again for real)."""
-    c = config.connectors
-    if spec.connector == "filesystem":
-        from mcp_gateway.connectors.filesystem.paths import check_path
-
-        return lambda a: check_path(a.path, c.filesystem)  # type: ignore[attr-defined]
-    if spec.name == "web.fetch":
-        from mcp_gateway.connectors.http_fetch.urls import check_url
-
-        return lambda a: check_url(a.url, c.http_fetch)  # type: ignore[attr-defined]
-    if spec.name == "db.query":
-        from mcp_gateway.connectors.postgres.sql_precheck import precheck_sql
-
-        # Bounded and linear: the full parse runs in the worker, under the call's deadline.
-        return lambda a: precheck_sql(a.sql)  # type: ignore[attr-defined]
-    return None
 
 
 class Gateway:
+    """`pools`: the backend of each enabled instance, by instance name."""
+
     def __init__(self, config: GatewayConfig, pools: dict[str, WorkerPool], audit: AuditLog,
                  observer: Callable[[Outcome, float], None] | None = None) -> None:
         self.config = config
-        self.policy = Policy(config)
+        self.catalogue = config.catalogue()
+        self.policy = Policy(config, self.catalogue)
         self.pools = pools
         self.audit = audit
         self.rate_limiter = RateLimiter(config.policy.rate_limit)
-        self._guards = {name: _supervisor_guard(spec, config) for name, spec in TOOLS.items()
-                        if spec.connector in self.policy.enabled_connectors}
+        self._guards: dict[str, Guard | None] = {}
         self._observer = observer
         self.stopping = False  # set by a transport that is shutting down: its cuts are not the client's
 
+    def _guard(self, spec: ToolSpec) -> Guard | None:
+        """The kind's fast check of a tool's arguments (the worker enforces it again for real)."""
+        if spec.name not in self._guards:
+            instance = self.catalogue.instances[spec.instance]
+            self._guards[spec.name] = self.catalogue.kind_of(spec.instance).guard(instance, spec)
+        return self._guards[spec.name]
+
     def tools_for(self, actor: str) -> list[ToolSpec]:
-        return [TOOLS[name] for name in self.policy.exposed_tools(actor)]
+        return [spec for name in self.policy.exposed_tools(actor) if (spec := self.catalogue.get(name))]
 
     async def call(self, tool: str, arguments: dict[str, Any] | None, actor: str,
                    cancelled_by: Callable[[], str] | None = None) -> Outcome:
@@ -134,20 +126,22 @@ class Gateway:
         decision = self.policy.check_tool(tool, actor)
         if not decision.allowed:
             raise Refusal(ErrorCode.POLICY_DENIED, decision.reason)
-        spec = TOOLS[tool]
+        spec = self.catalogue.get(tool)
+        if spec is None:  # withdrawn since the policy looked
+            raise Refusal(ErrorCode.POLICY_DENIED, f"unknown tool {tool!r}")
         args = decode_arguments(spec, arguments)
         args_dict = as_dict(args)
         refusal = self.policy.check_arguments(tool, actor, args_dict)
         if refusal is not None:
             raise Refusal(ErrorCode.POLICY_DENIED, refusal)
-        guard = self._guards.get(tool)
+        guard = self._guard(spec)
         if guard is not None:
             guard(args)  # raises GuardDenied (a SECURITY_ERROR Refusal)
         if not self.audit.healthy and self.audit.last_error:
             # Fail closed before doing any work when the audit log is known to be broken.
             raise Refusal(ErrorCode.INTERNAL_ERROR,
                           f"{self.audit.last_error}: call refused; fix the audit path and send SIGHUP")
-        pool = self.pools[spec.connector]
+        pool = self.pools[spec.instance]
         deadline = trio.current_time() + decision.timeout_ms / 1000
         try:
             reply = await pool.call(
@@ -159,23 +153,25 @@ class Gateway:
         return self._answer(request_id, spec, reply.result, decision.max_bytes)
 
     @staticmethod
-    def _answer(request_id: str, spec: ToolSpec, result: dict[str, Any], max_bytes: int) -> Outcome:
-        """Encode the answer once, and hold it to max_bytes as the client would receive it."""
+    def _answer(request_id: str, spec: ToolSpec, encoded: bytes | msgspec.Raw, max_bytes: int) -> Outcome:
+        """Decode the worker's result strictly as the tool's result struct (anything else never
+        reaches the client as structuredContent), encode the answer once, and hold it to max_bytes
+        as the client would receive it."""
         try:
-            text = spec.render_text(result)
-            if not isinstance(text, str):
-                raise TypeError(type(text).__name__)
-            structured = spec.structured(result)
-        except (KeyError, TypeError) as e:
-            log.error("request %s (%s): worker result has the wrong shape (%r)", request_id, spec.name, e)
+            result = spec.decode_result(encoded)
+        except (msgspec.ValidationError, msgspec.DecodeError) as e:
+            log.error("request %s (%s): the worker's result does not match the tool's result type: %s",
+                      request_id, spec.name, e)
             return Outcome.failed(request_id, spec.name, ErrorCode.INTERNAL_ERROR,
                                   "the worker returned a malformed result")
+        text = spec.render_text(result)
+        structured = spec.structured(result)
         answer = results.success(request_id, text, structured)
         if len(answer) > max_bytes:
             return Outcome.failed(
                 request_id, spec.name, ErrorCode.RESULT_TOO_LARGE,
                 f"the answer would be {len(answer)} bytes of JSON (text and structured content together), over "
-                f"the cap of {max_bytes} bytes; ask for less (fs.readFile offset/length, db.query max_rows)")
+                f"the cap of {max_bytes} bytes; ask for less{f' ({spec.smaller})' if spec.smaller else ''}")
         return Outcome(request_id, spec.name, answer, result_bytes=len(answer))
 
     def _audit(self, outcome: Outcome, actor: str, arguments: Any, started: float) -> Outcome:

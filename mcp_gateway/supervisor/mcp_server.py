@@ -19,11 +19,11 @@ from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 
 from mcp_gateway import __version__
+from mcp_gateway.connectors.base import ToolSpec
 from mcp_gateway.supervisor import results
 from mcp_gateway.supervisor.fastpath import Calls, CloseSignal, current_actor
 from mcp_gateway.supervisor.gateway import Gateway
 from mcp_gateway.supervisor.modern_protocol import LIST_CACHE_HINTS
-from mcp_gateway.tools import ToolSpec
 
 REQUEST_CANCELLED = -32800  # as the SDK answers a cancelled request on 2025-era HTTP
 # Scope key of the HTTP layer's ClosedRequest (its `on_close` fires when the client closes the request).
