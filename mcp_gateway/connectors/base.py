@@ -13,6 +13,7 @@ it; worker-only modules are imported by name (`ConnectorKind.worker`) in the zyg
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -65,6 +66,12 @@ class Instance:
     @property
     def enabled(self) -> bool:
         return bool(self.settings.enabled)
+
+
+# The tool part of a discovered name (`<instance>.<tool>`): MCP's tool-name characters, ASCII
+# only. An untrusted instance chooses these names; outside this set a name could carry
+# whitespace, control characters, glob metacharacters or look-alikes of a name policy denies.
+TOOL_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
 # --- tool arguments and results ---------------------------------------------------------------
@@ -241,10 +248,19 @@ class Catalogue:
         found = self.instances.get(instance)
         if found is None or not self._kinds[found.kind].discovers_tools:
             raise ValueError(f"instance {instance!r} does not discover tools")
-        fresh = {}
+        fresh: dict[str, ToolSpec] = {}
+        folded: dict[str, str] = {}
         for spec in specs:
             if spec.instance != instance or spec.name in self._static:
                 raise ValueError(f"tool {spec.name!r} cannot be discovered by instance {instance!r}")
+            if TOOL_NAME_PATTERN.fullmatch(spec.tool) is None:
+                raise ValueError(f"instance {instance!r} offers a tool name {spec.tool[:140]!r} outside "
+                                 "[A-Za-z0-9_.-]{1,128}")
+            # Policy's deny lists match regardless of case (policy.py); two names that only
+            # differ in case would be one name to them.
+            twin = folded.setdefault(spec.tool.lower(), spec.tool)
+            if twin != spec.tool:
+                raise ValueError(f"instance {instance!r} offers tools {twin!r} and {spec.tool!r}, equal but for case")
             fresh[spec.name] = spec
         self._discovered[instance] = fresh
         self.version += 1
