@@ -1,4 +1,4 @@
-"""Red-team: tools/list must follow the catalogue. A tool an instance withdraws (or whose changed
+"""Red-team: what the supervisor caches per tool must follow the catalogue. A tool an instance withdraws (or whose changed
 definition pinning withholds) must leave tools/list at once, on both routes (the SDK's models
 and the hot route's encoded bytes come from the same ToolDefinitions)."""
 
@@ -62,3 +62,27 @@ def test_a_changed_definition_is_listed_as_changed(tmp_path):
     gateway.catalogue.set_discovered("memory", [_spec("read_graph", "new")])
     assert [t.description for t in definitions.models("a")] == ["new"]
     assert [t["description"] for t in json.loads(definitions.encoded("a"))["tools"]] == ["new"]
+
+
+class _Guarded(_Discovering):
+    """Each tool's guard refuses what its own definition's description names."""
+
+    def guard(self, instance, spec):
+        def check(args, banned=spec.description):
+            if banned:
+                raise ValueError(f"refused by {banned}")
+        return check
+
+
+def test_a_redefined_tool_gets_the_guard_of_its_new_definition(tmp_path):
+    gateway = _gateway(tmp_path)
+    gateway.catalogue._kinds["discovering"] = _Guarded()
+    gateway.catalogue.set_discovered("memory", [_spec("write", "")])
+    old = gateway.catalogue.get("memory.write")
+    assert gateway._guard(old) is not None
+    gateway.catalogue.set_discovered("memory", [_spec("write", "the new schema")])
+    new = gateway.catalogue.get("memory.write")
+    import pytest
+
+    with pytest.raises(ValueError, match="the new schema"):
+        gateway._guard(new)(Args())
