@@ -1,6 +1,7 @@
-"""Red-team: what the supervisor caches per tool must follow the catalogue. A tool an instance withdraws (or whose changed
-definition pinning withholds) must leave tools/list at once, on both routes (the SDK's models
-and the hot route's encoded bytes come from the same ToolDefinitions)."""
+"""Red-team: what the supervisor caches per tool must follow the catalogue. A tool an instance
+withdraws (or whose changed definition pinning withholds) must leave tools/list at once, on both
+routes (the SDK's models and the hot route's bytes come from the same ToolDefinitions), and a
+redefined tool's arguments must meet its new definition's guard."""
 
 from __future__ import annotations
 
