@@ -13,6 +13,7 @@ it; worker-only modules are imported by name (`ConnectorKind.worker`) in the zyg
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field
+
+log = logging.getLogger("mcp_gateway")
 
 # Instance names: a tool prefix, a metrics label, part of a process title.
 INSTANCE_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
@@ -247,6 +250,19 @@ class ConnectorKind:
 # --- the catalogue ------------------------------------------------------------------------------
 
 
+def _unusable_name(tool: str, folded: dict[str, str]) -> str | None:
+    """Why an instance's discovered tool name cannot be offered, or None (then it is recorded in
+    `folded`, lower case -> name, against the instance's other names)."""
+    if TOOL_NAME_PATTERN.fullmatch(tool) is None:
+        return "its name is outside [A-Za-z0-9_.-]{1,128}"
+    # Policy's deny lists match regardless of case (policy.py): two names that only differ in
+    # case would be one name to them.
+    twin = folded.setdefault(tool.lower(), tool)
+    if twin != tool:
+        return f"its name equals {twin!r} but for case"
+    return None
+
+
 class Catalogue:
     """Every tool of every configured instance, by full name: the static tools of each
     instance (built at start-up), and the tools an instance discovers at run time."""
@@ -288,14 +304,10 @@ class Catalogue:
         for spec in specs:
             if spec.instance != instance or spec.name in self._static:
                 raise ValueError(f"tool {spec.name!r} cannot be discovered by instance {instance!r}")
-            if TOOL_NAME_PATTERN.fullmatch(spec.tool) is None:
-                raise ValueError(f"instance {instance!r} offers a tool name {spec.tool[:140]!r} outside "
-                                 "[A-Za-z0-9_.-]{1,128}")
-            # Policy's deny lists match regardless of case (policy.py); two names that only
-            # differ in case would be one name to them.
-            twin = folded.setdefault(spec.tool.lower(), spec.tool)
-            if twin != spec.tool:
-                raise ValueError(f"instance {instance!r} offers tools {twin!r} and {spec.tool!r}, equal but for case")
+            unusable = _unusable_name(spec.tool, folded)
+            if unusable is not None:  # the instance's choice, not a bug here: that tool is left out
+                log.warning("instance %s: tool %r left out: %s", instance, spec.tool[:140], unusable)
+                continue
             fresh[spec.name] = spec
         self._discovered[instance] = fresh
         self.version += 1

@@ -90,32 +90,35 @@ def _discovering(policy: dict, *tools: str) -> tuple[Catalogue, Policy]:
     return catalogue, Policy(GatewayConfig(policy=PolicySettings(**policy)), catalogue)
 
 
-BAD_NAMES = ["", "a b", "del\nete", "x\x00", "*", "read_[abc]", "é", "dеlete", "ｄelete", "a" * 129,
+BAD_NAMES = ["", "a b", "del\nete", "delete\n", "x\x00", "*", "read_[abc]", "é", "dеlete", "ｄelete", "a" * 129,
              "read\u200bgraph", "tab\tname", "semi;colon", "slash/name"]
 
 
 @pytest.mark.parametrize("tool", BAD_NAMES)
-def test_a_discovered_name_outside_the_mcp_charset_is_refused(tool):
-    with pytest.raises(ValueError, match="tool name"):
-        _discovering({}, tool)
+def test_a_discovered_name_outside_the_mcp_charset_is_left_out(tool):
+    # `delete\n` passes `re.match(r"^[...]{1,128}$")`: `$` matches before a final newline.
+    catalogue, p = _discovering({"allow_tools": ["memory.*"]}, tool, "read_graph")
+    assert [s.name for s in catalogue] == ["memory.read_graph"]  # the others still served
+    assert f"memory.{tool}" not in catalogue
+    assert "unknown tool" in p.check_tool(f"memory.{tool}", "a").reason
 
 
 @given(st.text(min_size=1, max_size=140))
 def test_discovered_names_are_ascii_tool_names(tool):
     from mcp_gateway.connectors.base import TOOL_NAME_PATTERN
 
-    try:
-        catalogue, _ = _discovering({}, tool)
-    except ValueError:
-        assert TOOL_NAME_PATTERN.fullmatch(tool) is None
+    catalogue, _ = _discovering({}, tool)
+    names = [s.tool for s in catalogue]
+    if names:
+        assert names == [tool] and TOOL_NAME_PATTERN.fullmatch(tool) and tool.isascii() and len(tool) <= 128
+        assert "\n" not in tool
     else:
-        assert TOOL_NAME_PATTERN.fullmatch(tool) and tool.isascii() and 1 <= len(tool) <= 128
-        assert [s.name for s in catalogue] == [f"memory.{tool}"]
+        assert TOOL_NAME_PATTERN.fullmatch(tool) is None
 
 
-def test_two_discovered_names_equal_but_for_case_are_refused():
-    with pytest.raises(ValueError, match="case"):
-        _discovering({}, "delete_entities", "Delete_entities")
+def test_of_two_names_equal_but_for_case_only_the_first_is_offered():
+    catalogue, _ = _discovering({}, "delete_entities", "Delete_entities", "read_graph")
+    assert [s.tool for s in catalogue] == ["delete_entities", "read_graph"]
 
 
 @pytest.mark.parametrize("tool", ["Delete_entities", "DELETE_ENTITIES", "delete_Entities"])
