@@ -3,6 +3,8 @@ the operator wrote, and tool names an untrusted instance chooses."""
 
 from __future__ import annotations
 
+import fnmatch
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -144,3 +146,24 @@ def test_dotted_discovered_names_stay_in_their_instance():
     # `fs.*` covers a discovered `memory.fs.x`? No: globs are anchored at the instance prefix.
     _, p = _discovering({"allow_tools": ["memory.fs.*"], "deny_tools": []}, "fs.x.y", "fsx")
     assert p.exposed_tools("a") == ["memory.fs.x.y"]
+
+
+# --- properties: actors only narrow, deny always wins ----------------------------------------
+
+_names = st.text(alphabet="abAB_.-", min_size=1, max_size=6)
+_entries = st.lists(st.builds(lambda t: f"memory.{t}", st.text(alphabet="abAB_.*?", min_size=1, max_size=5)),
+                    max_size=3)
+
+
+@given(tools=st.lists(_names, min_size=1, max_size=6, unique_by=str.lower), allow=_entries, deny=_entries,
+       actor_allow=st.none() | _entries, actor_deny=_entries)
+def test_actors_only_narrow_and_deny_always_wins(tools, allow, deny, actor_allow, actor_deny):
+    actor = {"allow_tools": actor_allow, "deny_tools": actor_deny}
+    _, p = _discovering({"allow_tools": allow, "deny_tools": deny, "actors": {"bot": actor}}, *tools)
+    everyone, bot = set(p.exposed_tools("someone")), set(p.exposed_tools("bot"))
+    assert bot <= everyone
+    for name in bot | everyone:
+        assert not any(fnmatch.fnmatchcase(name.lower(), d.lower()) for d in deny)
+    for name in bot:
+        assert not any(fnmatch.fnmatchcase(name.lower(), d.lower()) for d in actor_deny)
+        assert actor_allow is None or any(fnmatch.fnmatchcase(name, a) for a in actor_allow)
