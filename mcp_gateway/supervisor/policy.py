@@ -12,6 +12,7 @@ matching entry's applies. An allowlisted value matches only a value of the same 
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,12 @@ def _listed(tool: str, entries: Iterable[str]) -> bool:
 def _denied(tool: str, entries: Iterable[str]) -> bool:
     folded = tool.lower()
     return any(matches(entry.lower(), folded) for entry in entries)
+
+
+# A refused value as the reason shows it: an agent's argument may be megabytes or deeply nested
+# JSON (a discovered tool takes any), and the reason goes to the agent and the audit line.
+_shown = reprlib.Repr()
+_shown.maxlevel, _shown.maxstring, _shown.maxother, _shown.maxlist, _shown.maxdict = 3, 60, 60, 5, 5
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -128,5 +135,6 @@ class Policy:
                 for name, allowed in lim.arg_allowlist.items():
                     value = args.get(name)
                     if not any(_same(value, a) for a in allowed):
-                        return f"argument {name}={value!r} is not in {where}.{key}.arg_allowlist.{name} {allowed!r}"
+                        return (f"argument {name}={_shown.repr(value)} is not in "
+                                f"{where}.{key}.arg_allowlist.{name} {allowed!r}")
         return None

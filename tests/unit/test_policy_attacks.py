@@ -167,3 +167,16 @@ def test_actors_only_narrow_and_deny_always_wins(tools, allow, deny, actor_allow
     for name in bot:
         assert not any(fnmatch.fnmatchcase(name.lower(), d.lower()) for d in actor_deny)
         assert actor_allow is None or any(fnmatch.fnmatchcase(name, a) for a in actor_allow)
+
+
+def test_an_arg_allowlist_refusal_is_short_whatever_the_value(config_factory, tmp_path):
+    # A discovered tool's arguments are whatever JSON the agent sent: the reason (and the audit
+    # line that carries it) must not grow with it.
+    p = _policy(config_factory, tmp_path, {
+        "allow_tools": ["fs.readFile"], "per_tool": {"fs.readFile": {"arg_allowlist": {"n": ["a"]}}}})
+    deep: object = "x"
+    for _ in range(5000):
+        deep = [deep]
+    for value in ("y" * 1_000_000, deep, {"k" * 100: list(range(100_000))}):
+        reason = p.check_arguments("fs.readFile", "a", {"n": value})
+        assert reason is not None and len(reason) < 400, len(reason or "")
