@@ -75,6 +75,8 @@ class Instance:
 # only. An untrusted instance chooses these names; outside this set a name could carry
 # whitespace, control characters, glob metacharacters or look-alikes of a name policy denies.
 TOOL_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+# The longest full tool name: a 32-character instance, a dot, a 128-character tool.
+MAX_TOOL_NAME_CHARS = 32 + 1 + 128
 
 
 # --- tool arguments and results ---------------------------------------------------------------

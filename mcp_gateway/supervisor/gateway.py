@@ -19,7 +19,7 @@ import msgspec
 import trio
 
 from mcp_gateway.config import GatewayConfig
-from mcp_gateway.connectors.base import Guard, ToolSpec, as_dict
+from mcp_gateway.connectors.base import MAX_TOOL_NAME_CHARS, Guard, ToolSpec, as_dict
 from mcp_gateway.ipc.errors import ErrorCode, Refusal
 from mcp_gateway.ipc.messages import CallFailed, CallRequest
 from mcp_gateway.supervisor import results
@@ -101,6 +101,9 @@ class Gateway:
         """
         request_id = str(uuid.uuid4())
         started = time.monotonic()
+        if len(tool) > MAX_TOOL_NAME_CHARS:
+            # Names no tool has: the answer and the audit line carry its start, not megabytes of it.
+            tool = f"{tool[:MAX_TOOL_NAME_CHARS]}...({len(tool)} characters)"
         outcome: Outcome | None = None
         try:
             outcome = await self._run(request_id, tool, arguments, actor)
