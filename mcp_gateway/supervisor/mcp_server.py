@@ -49,19 +49,29 @@ def tool_definition(spec: ToolSpec) -> types.Tool:
 
 
 class ToolDefinitions:
-    """The tools an actor may see, as SDK models and as the encoded tools/list result (per actor)."""
+    """The tools an actor may see, as SDK models and as the encoded tools/list result (per actor),
+    cached until the catalogue changes (a discovered tool withdrawn or withheld leaves at once)."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self._models: dict[str, list[types.Tool]] = {}
         self._encoded: dict[str, bytes] = {}
+        self._version = gateway.catalogue.version
+
+    def _current(self) -> None:
+        if self._version != self.gateway.catalogue.version:
+            self._models.clear()
+            self._encoded.clear()
+            self._version = self.gateway.catalogue.version
 
     def models(self, actor: str) -> list[types.Tool]:
+        self._current()
         if actor not in self._models:
             self._models[actor] = [tool_definition(s) for s in self.gateway.tools_for(actor)]
         return self._models[actor]
 
     def encoded(self, actor: str) -> bytes:
+        self._current()
         if actor not in self._encoded:
             self._encoded[actor] = msgspec.json.encode(
                 {"tools": [t.model_dump(by_alias=True, exclude_unset=True, mode="json") for t in self.models(actor)]})
