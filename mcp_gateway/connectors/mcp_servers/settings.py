@@ -1,0 +1,109 @@
+"""Settings of one `connectors.mcp_servers.<instance>`: an upstream stdio MCP server.
+
+The command is resolved at load, on the gateway's PATH, to the absolute path that will be
+executed (and that the sandbox lets it execute): what runs is decided when the config is
+read, not by whatever a later PATH finds. The environment the server sees is exactly `env`
+plus the `env_from_gateway` variables copied by name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MiB = 1024 * 1024
+
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+# Variables that change what the dynamic loader maps into the server: they would run code the
+# Landlock execute rule never saw (it governs execve, not the loader's choices).
+LOADER_VARIABLE_PREFIXES = ("LD_", "GCONV_PATH", "MALLOC_")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UpstreamFilesystem(_Strict):
+    # Beyond the runtime's own files (its interpreter, libraries, the command's directory).
+    read: list[Path] = []
+    write: list[Path] = []
+
+    @field_validator("read", "write")
+    @classmethod
+    def _absolute(cls, v: list[Path]) -> list[Path]:
+        for p in v:
+            if not p.is_absolute():
+                raise ValueError(f"path {str(p)!r} must be absolute")
+        return v
+
+
+class UpstreamEgress(_Strict):
+    """Outbound HTTP(S) through the gateway's checked egress only (web.fetch's SSRF rules)."""
+
+    allowed_domains: list[Annotated[str, Field(min_length=1, max_length=253)]]
+    allow_internal_cidrs: list[str] = []
+
+
+class McpServerSettings(_Strict):
+    enabled: bool = True
+    # argv; command[0] is resolved on PATH at load (see _resolve_command).
+    command: Annotated[list[Annotated[str, Field(min_length=1, max_length=4096)]], Field(min_length=1, max_length=256)]
+    env: dict[EnvName, Annotated[str, Field(max_length=32_768)]] = {}
+    env_from_gateway: list[EnvName] = []
+    filesystem: UpstreamFilesystem = UpstreamFilesystem()
+    network: Literal["none"] | UpstreamEgress = "none"
+    # Refuse a tool whose definition changed since `mcp-gateway approve-tools` (docs/UPSTREAM.md).
+    pin_tools: bool = False
+    # Where the approved definitions' hashes live; default <config dir>/mcp-pins/<instance>.json.
+    pin_file: Path | None = None
+    # initialize must be answered within this; otherwise the server is reported unhealthy,
+    # killed and started again with backoff (the rest of the gateway serves on).
+    init_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 20_000
+    # tools/list (every page together) must be answered within this.
+    list_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 20_000
+    # Calls in flight on the server at once; more wait (within their deadline) for a slot.
+    max_concurrent_calls: Annotated[int, Field(ge=1, le=1024)] = 16
+    # Calls waiting for a slot beyond this are refused at once (UNAVAILABLE).
+    queue_size: Annotated[int, Field(ge=0, le=10_000)] = 256
+    # Any one JSON-RPC message from the server longer than this ends the session (the server
+    # is killed and restarted); a result is also held to the call's max_bytes.
+    max_message_bytes: Annotated[int, Field(ge=64 * 1024, le=256 * MiB)] = 16 * MiB
+    # Tools beyond this many (over all tools/list pages) are ignored, with a warning.
+    max_tools: Annotated[int, Field(ge=1, le=10_000)] = 512
+
+    @field_validator("command")
+    @classmethod
+    def _resolve_command(cls, v: list[str]) -> list[str]:
+        program = v[0]
+        if "/" in program:
+            if not os.path.isabs(program):
+                raise ValueError(f"command[0] {program!r}: give an absolute path or a bare name found on PATH")
+            found = program if os.access(program, os.X_OK) and os.path.isfile(program) else None
+        else:
+            found = shutil.which(program)
+        if found is None:
+            raise ValueError(f"command[0] {program!r} is not an executable file"
+                             + ("" if "/" in program else " on the gateway's PATH"))
+        return [os.path.abspath(found), *v[1:]]
+
+    @field_validator("env", "env_from_gateway")
+    @classmethod
+    def _no_loader_variables(cls, v: dict[str, str] | list[str]) -> dict[str, str] | list[str]:
+        for name in v:
+            if name.upper().startswith(LOADER_VARIABLE_PREFIXES):
+                raise ValueError(f"{name}: variables of the dynamic loader are refused (they would load code "
+                                 "the sandbox's execute rule never allowed)")
+        return v
+
+    @model_validator(mode="after")
+    def _env_once(self) -> McpServerSettings:
+        both = sorted(set(self.env) & set(self.env_from_gateway))
+        if both:
+            raise ValueError(f"{', '.join(both)}: given in both env and env_from_gateway; keep one")
+        if len(set(self.env_from_gateway)) != len(self.env_from_gateway):
+            raise ValueError("env_from_gateway names a variable twice")
+        return self
