@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mcp_gateway.connectors.mcp_servers.settings import INSTANCE_NAME, McpServerSettings
+
 MiB = 1024 * 1024
 
 
@@ -258,6 +260,8 @@ class ConnectorsSettings(Strict):
     filesystem: FilesystemSettings = FilesystemSettings()
     http_fetch: HttpFetchSettings = HttpFetchSettings()
     postgres: PostgresSettings = PostgresSettings()
+    # Upstream MCP servers, by instance name (the prefix of their tools).
+    mcp_servers: dict[Annotated[str, Field(pattern=INSTANCE_NAME)], McpServerSettings] = {}
 
 
 # --- sandbox ------------------------------------------------------------------------------

@@ -390,6 +390,16 @@ def check_postgres(config: GatewayConfig, rep: Report) -> None:
         rep.line("PASS", f"database role {pg.user} is read-only (no superuser, no write or CREATE privilege)")
 
 
+def check_upstream_servers(config: GatewayConfig, rep: Report) -> None:
+    from mcp_gateway.connectors.mcp_servers.doctor import doctor_rows
+
+    rows = doctor_rows(config)
+    if rows:
+        rep.section("upstream MCP servers: confinement on this host")
+    for level, text in rows:
+        rep.line(level, text)
+
+
 def run_doctor(config: GatewayConfig, out: TextIO = sys.stdout) -> int:
     """Print the report; return 1 when any check FAILs, else 0."""
     rep = Report(out)
@@ -399,6 +409,7 @@ def run_doctor(config: GatewayConfig, out: TextIO = sys.stdout) -> int:
     check_secrets(config, rep)
     check_http(config, rep)
     check_postgres(config, rep)
+    check_upstream_servers(config, rep)
     check_preflight(config, rep)
     fails, warns = rep.results.count("FAIL"), rep.results.count("WARN")
     print(f"\n{fails} failed, {warns} warning(s), {rep.results.count('PASS')} passed", file=out)

@@ -34,7 +34,8 @@ from mcp_gateway.sandbox.user import drop_privileges
 
 LAYERS = ("user", "prctl", "rlimits", "landlock", "seccomp")
 
-__all__ = ["LAYERS", "SandboxError", "SandboxProfile", "apply", "check_identities", "host_support", "with_limits"]
+__all__ = ["LAYERS", "SandboxError", "SandboxProfile", "apply", "check_identities", "host_support", "run_layers",
+           "with_limits"]
 
 
 class SandboxError(Exception):
@@ -83,16 +84,16 @@ def apply(profile: SandboxProfile, settings: SandboxSettings) -> dict[str, str]:
     # Opened before the uid drop: see ReadAnchors.
     anchors = _landlock.ReadAnchors(profile.read_paths if settings.layers.landlock != "off" else ())
     try:
-        return _apply_layers(profile, settings, anchors)
+        return run_layers(_steps(profile, settings, anchors), settings, f"the {profile.connector} worker")
     finally:
         anchors.close()
 
 
-def _apply_layers(
-    profile: SandboxProfile, settings: SandboxSettings, anchors: _landlock.ReadAnchors
-) -> dict[str, str]:
+def run_layers(steps: list[tuple[str, Callable[[], str]]], settings: SandboxSettings, subject: str) -> dict[str, str]:
+    """Apply each (layer, step) under its `sandbox.layers` mode, in order. Returns layer -> status;
+    SandboxError for a required layer that could not be applied (`subject` names who)."""
     report: dict[str, str] = {}
-    for layer, step in _steps(profile, settings, anchors):
+    for layer, step in steps:
         mode = getattr(settings.layers, layer)
         if mode == "off":
             report[layer] = "off"
@@ -103,8 +104,8 @@ def _apply_layers(
             why = str(e) if isinstance(e, LayerUnavailable) else f"{type(e).__name__}: {e}"
             if mode == "required":
                 raise SandboxError(
-                    f"sandbox layer {layer!r} is required but could not be applied to the "
-                    f"{profile.connector} worker: {why}. Fix the host, or set "
+                    f"sandbox layer {layer!r} is required but could not be applied to "
+                    f"{subject}: {why}. Fix the host, or set "
                     f"sandbox.layers.{layer} to best_effort (or off) knowingly."
                 ) from e
             report[layer] = f"unavailable: {why}"
@@ -144,4 +145,10 @@ def host_support() -> dict[str, str]:
         out["user namespaces"] = "enabled" if n > 0 else "disabled (max_user_namespaces 0)"
     except (OSError, ValueError):
         out["user namespaces"] = "unknown"
+    from mcp_gateway.sandbox import namespaces
+
+    no_ns = namespaces.available()
+    out["namespaces (upstream servers)"] = (
+        "pid + network namespaces can be made" if no_ns is None
+        else f"unavailable ({no_ns}): upstream servers get the floor (docs/SANDBOX.md \"Upstream servers\")")
     return out

@@ -150,11 +150,11 @@ class ReadAnchors:
         self.fds.clear()
 
 
-def apply_landlock(anchors: ReadAnchors, connect_ports: Iterable[int]) -> str:
-    """Restrict the calling thread (and future children) for good. Returns a status string.
-
-    Raises LayerUnavailable when the kernel has no Landlock, OSError on unexpected failures.
-    """
+def enforce(path_rules: Iterable[tuple[int, int]], connect_ports: Iterable[int]) -> int:
+    """Create a ruleset handling every right the ABI knows, grant `path_rules` ((O_PATH fd,
+    access) pairs, access masked to the ABI) and TCP connect to `connect_ports` (ABI >= 4),
+    scope signals and abstract sockets (ABI >= 6), and restrict the calling thread for good.
+    Returns the ABI. Raises LayerUnavailable without Landlock, OSError on unexpected failures."""
     abi = abi_version()
     if abi < 1:
         raise LayerUnavailable(why_unavailable())
@@ -169,12 +169,9 @@ def apply_landlock(anchors: ReadAnchors, connect_ports: Iterable[int]) -> str:
     ruleset = _syscall(
         SYS_landlock_create_ruleset, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0)
     )
-    skipped = anchors.skipped
-    granted = 0
     try:
-        for fd in anchors.fds:
-            is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
-            rule = PathBeneathAttr(READ_DIR_ACCESS if is_dir else READ_FILE_ACCESS, fd)
+        for fd, access in path_rules:
+            rule = PathBeneathAttr(access & fs_rights(abi), fd)
             _syscall(
                 SYS_landlock_add_rule,
                 ctypes.c_int(ruleset),
@@ -182,10 +179,8 @@ def apply_landlock(anchors: ReadAnchors, connect_ports: Iterable[int]) -> str:
                 ctypes.byref(rule),
                 ctypes.c_uint32(0),
             )
-            granted += 1
-        ports = sorted(set(connect_ports))
         if abi >= 4:
-            for port in ports:
+            for port in sorted(set(connect_ports)):
                 rule_net = NetPortAttr(ACCESS_NET_CONNECT_TCP, port)
                 _syscall(
                     SYS_landlock_add_rule,
@@ -198,13 +193,32 @@ def apply_landlock(anchors: ReadAnchors, connect_ports: Iterable[int]) -> str:
         _syscall(SYS_landlock_restrict_self, ctypes.c_int(ruleset), ctypes.c_uint32(0))
     finally:
         os.close(ruleset)
+    return abi
 
-    parts = [f"ABI {abi}: fs read-only {granted} path{'s' if granted != 1 else ''}"]
-    if skipped:
-        parts.append(f"skipped missing {', '.join(skipped)}")
+
+def describe_net(abi: int, connect_ports: Iterable[int]) -> list[str]:
+    """The TCP and scoping part of a Landlock status string."""
+    ports = sorted(set(connect_ports))
+    parts = []
     if abi >= 4:
         parts.append(f"tcp connect {','.join(map(str, ports)) if ports else 'none'}, bind none")
     else:
         parts.append("tcp not enforced (ABI < 4)")
     parts.append("scoped" if abi >= 6 else "signals/abstract sockets not scoped (ABI < 6)")
-    return ", ".join(parts)
+    return parts
+
+
+def apply_landlock(anchors: ReadAnchors, connect_ports: Iterable[int]) -> str:
+    """Restrict the calling thread (and future children) for good. Returns a status string.
+
+    Raises LayerUnavailable when the kernel has no Landlock, OSError on unexpected failures.
+    """
+    rules = [(fd, READ_DIR_ACCESS if stat.S_ISDIR(os.fstat(fd).st_mode) else READ_FILE_ACCESS)
+             for fd in anchors.fds]
+    ports = tuple(connect_ports)
+    abi = enforce(rules, ports)
+    granted = len(rules)
+    parts = [f"ABI {abi}: fs read-only {granted} path{'s' if granted != 1 else ''}"]
+    if anchors.skipped:
+        parts.append(f"skipped missing {', '.join(anchors.skipped)}")
+    return ", ".join(parts + describe_net(abi, ports))

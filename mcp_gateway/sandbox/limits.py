@@ -19,6 +19,7 @@ ignored so such a write fails with EFBIG instead of killing the worker.
 from __future__ import annotations
 
 import ctypes
+import os
 import resource
 import signal
 
@@ -73,3 +74,48 @@ def apply_rlimits(memory_mb: int, cpu_s: int, nofile: int) -> str:
         f"cpu {got['CPU'][0]} s, nofile {got['NOFILE'][0]}, nproc {got['NPROC'][0]}, "
         f"fsize {got['FSIZE'][0]}, core {got['CORE'][0]}"
     )
+
+
+def tasks_of(uid: int) -> int:
+    """Threads now running under real uid `uid` (what RLIMIT_NPROC counts), zombies included."""
+    count = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            status = proc_status(name)
+            if int(status["Uid"].split()[0]) == uid:
+                count += int(status.get("Threads", "1"))
+        except (OSError, ValueError, KeyError):
+            continue  # gone while we looked
+    return count
+
+
+def apply_runtime_rlimits(memory_mb: int, cpu_s: int, nofile: int, processes: int, file_mb: int,
+                          counted_here: int | None = None) -> str:
+    """Limits of a process that execs a runtime (an upstream MCP server); they survive execve.
+
+    * memory: RLIMIT_DATA = memory_mb (the runtime starts from nothing after execve, so no
+      baseline). Not RLIMIT_AS: node reserves tens of GiB of address space it never touches
+      (V8's pointer cage, WebAssembly guard regions) and aborts at start under a tight one;
+    * RLIMIT_NPROC = `processes` more than the uid runs now: a runtime needs threads (node's
+      libuv pool and V8 platform threads, CPython's thread pools), and NPROC counts threads.
+      Its own uid (root) or its own user namespace: the count is the server's own tasks;
+      a shared uid (not root, no user namespace): whatever else the uid runs counts too.
+      `counted_here`: the tasks the kernel counts against it when it knows better than the
+      host-wide count (in a user namespace of its own, only that namespace's tasks count);
+    * RLIMIT_FSIZE = file_mb (its `write` paths need files; 0 without any);
+    * CPU, NOFILE as configured; CORE, MEMLOCK, MSGQUEUE 0.
+    """
+    existing = tasks_of(os.getuid()) if counted_here is None else counted_here
+    _set(resource.RLIMIT_DATA, memory_mb * MiB)
+    _set(resource.RLIMIT_CPU, cpu_s, cpu_s + 2)
+    _set(resource.RLIMIT_NOFILE, nofile)
+    _set(resource.RLIMIT_NPROC, existing + processes)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # stays ignored across execve: EFBIG, not death
+    _set(resource.RLIMIT_FSIZE, file_mb * MiB)
+    _set(resource.RLIMIT_CORE, 0)
+    _set(resource.RLIMIT_MEMLOCK, 0)
+    _set(resource.RLIMIT_MSGQUEUE, 0)
+    return (f"data {memory_mb} MiB, cpu {cpu_s} s, nofile {nofile}, nproc {existing} + {processes}, "
+            f"fsize {file_mb} MiB, core 0")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from mcp_gateway.sandbox._common import (
     PR_GET_DUMPABLE,
@@ -263,6 +263,8 @@ CONNECTOR_ALLOW: dict[str, tuple[str, ...]] = {
     "filesystem": ("openat2",),
     "http_fetch": (),
     "postgres": (),
+    # the warden of an upstream MCP server: its egress proxy accepts, it reaps the server
+    "mcp_warden": ("accept4", "accept", "wait4"),
 }
 
 _SOCK_TYPES = (socket.SOCK_STREAM, socket.SOCK_DGRAM)
@@ -313,20 +315,8 @@ def build_filter(connector: str, socket_families: Iterable[int], pid: int | None
     # prctl: read-only queries (used to verify the filter took effect); every PR_SET_* EPERM.
     for option in (PR_GET_SECCOMP, PR_GET_NO_NEW_PRIVS, PR_GET_DUMPABLE):
         allow("prctl", sc.Arg(0, sc.EQ, option))
-    # Process-acting calls: exact 64-bit matches only, so a value with high bits set (which
-    # the kernel truncates to an int pid or command) never aliases an allowed one.
-    allow("kill", sc.Arg(0, sc.EQ, pid))
     allow("tgkill", sc.Arg(0, sc.EQ, pid), sc.Arg(1, sc.EQ, pid))
-    allow("tkill", sc.Arg(0, sc.EQ, pid))
-    for name in SELF_ONLY_ZERO_OK:
-        for who in (0, pid):
-            allow(name, sc.Arg(0, sc.EQ, who))
-    for who in (0, pid):
-        allow("getpriority", sc.Arg(0, sc.EQ, PRIO_PROCESS), sc.Arg(1, sc.EQ, who))
-    for cmd in FCNTL_ALLOW:
-        allow("fcntl", sc.Arg(1, sc.EQ, cmd))
-    # F_SETFL, but never O_ASYNC (SIGIO delivery; the owner cannot be set anyway).
-    allow("fcntl", sc.Arg(1, sc.EQ, F_SETFL), sc.Arg(2, sc.MASKED_EQ, os.O_ASYNC, 0))
+    add_self_only_rules(allow, pid)
     for family in families:
         for kind in _SOCK_TYPES:
             allow("socket", sc.Arg(0, sc.EQ, family), sc.Arg(1, sc.MASKED_EQ, 0xF, kind))
@@ -341,6 +331,26 @@ def build_filter(connector: str, socket_families: Iterable[int], pid: int | None
         if nr is not None and err != errno.EPERM:
             f.add_rule(sc.ERRNO(err), nr)
     return f, len(allowed)
+
+
+def add_self_only_rules(allow: Callable[..., None], pid: int) -> None:
+    """The process-acting calls, each allowed towards `pid` (the caller) only, and the fcntl
+    allowlist (no F_SETOWN/F_SETSIG). `tgkill` is left to the caller: a single-threaded worker
+    names itself as thread too, a threaded runtime its own threads.
+
+    Exact 64-bit matches only, so a value with high bits set (which the kernel truncates to an
+    int pid or command) never aliases an allowed one."""
+    allow("kill", sc.Arg(0, sc.EQ, pid))
+    allow("tkill", sc.Arg(0, sc.EQ, pid))
+    for name in SELF_ONLY_ZERO_OK:
+        for who in (0, pid):
+            allow(name, sc.Arg(0, sc.EQ, who))
+    for who in (0, pid):
+        allow("getpriority", sc.Arg(0, sc.EQ, PRIO_PROCESS), sc.Arg(1, sc.EQ, who))
+    for cmd in FCNTL_ALLOW:
+        allow("fcntl", sc.Arg(1, sc.EQ, cmd))
+    # F_SETFL, but never O_ASYNC (SIGIO delivery; the owner cannot be set anyway).
+    allow("fcntl", sc.Arg(1, sc.EQ, F_SETFL), sc.Arg(2, sc.MASKED_EQ, os.O_ASYNC, 0))
 
 
 def apply_seccomp(connector: str, socket_families: Iterable[int]) -> str:

@@ -120,6 +120,16 @@ class Zygote:
                 return answer.pid
             raise PoolStartError(f"the {self.connector} zygote did not answer within {SPAWN_TIMEOUT_S} s")
 
+    async def send_spawn(self, worker_end: socket.socket) -> None:
+        """Send one Spawn without waiting for its answer: for an owner that reads the control
+        socket itself instead of running `read_messages` (an upstream server's process handle)."""
+        await self._control.sendmsg(
+            [control_encoder.encode(Spawn())],
+            [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [worker_end.fileno()]))])
+
+    def control_fileno(self) -> int:
+        return self._control.fileno()
+
     async def wait_exit(self) -> None:
         """Returns when the zygote has exited (its pidfd turns readable)."""
         await trio.lowlevel.wait_readable(self._pidfd)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 
+from mcp_gateway.config import GatewayConfig
 from mcp_gateway.workers.connector import Connector
 
 _IMPLEMENTATIONS = {
@@ -16,3 +17,13 @@ _IMPLEMENTATIONS = {
 def connector_class(name: str) -> type[Connector]:
     module, _, attr = _IMPLEMENTATIONS[name].partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def connector_for(name: str, config: GatewayConfig):
+    """The object a zygote named `name` holds: a built-in connector, or the launcher of an
+    upstream MCP server instance."""
+    if name in config.connectors.mcp_servers:
+        from mcp_gateway.connectors.mcp_servers.launcher import UpstreamLauncher
+
+        return UpstreamLauncher(config, name)
+    return connector_class(name)(config)

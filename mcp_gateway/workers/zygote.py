@@ -47,7 +47,7 @@ from mcp_gateway.ipc.messages import WorkerAbort, WorkerReady, hello_encoder
 from mcp_gateway.process_title import set_process_title
 from mcp_gateway.sandbox import SandboxError, apply, check_identities, with_limits
 from mcp_gateway.sandbox.descriptors import close_all_but
-from mcp_gateway.workers.registry import connector_class
+from mcp_gateway.workers.registry import connector_for
 from mcp_gateway.workers.runtime import Wear, serve
 
 WORKER_FD = 3
@@ -219,7 +219,10 @@ def _answer_spawn(control: socket.socket, me: int, connector, config: GatewayCon
         try:
             control.close()
             os.dup2(err_write, 2)
-            _become_worker(me, fds[0], connector, config)
+            if hasattr(connector, "run_child"):  # a kind whose child is not a pool worker (mcp_servers)
+                connector.run_child(me, fds[0])
+            else:
+                _become_worker(me, fds[0], connector, config)
         except BaseException:
             traceback.print_exc()
         os._exit(70)
@@ -242,7 +245,7 @@ def zygote_main(name: str, config: GatewayConfig, control: socket.socket, superv
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         check_identities(config.sandbox)
-        connector = connector_class(name)(config)
+        connector = connector_for(name, config)
         connector.warm()
     except Exception as e:
         control.send(encode_reason(ZygoteFailed, f"{type(e).__name__}: {e}"))

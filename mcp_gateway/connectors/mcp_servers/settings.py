@@ -4,6 +4,8 @@ The command is resolved at load, on the gateway's PATH, to the absolute path tha
 executed (and that the sandbox lets it execute): what runs is decided when the config is
 read, not by whatever a later PATH finds. The environment the server sees is exactly `env`
 plus the `env_from_gateway` variables copied by name.
+
+config.py imports this module: nothing here may import config.py at module level.
 """
 
 from __future__ import annotations
@@ -11,25 +13,31 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-MiB = 1024 * 1024
+if TYPE_CHECKING:
+    from mcp_gateway.config import HttpFetchSettings
 
-EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+MiB = 1024 * 1024
+LayerMode = Literal["required", "best_effort", "off"]
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+INSTANCE_NAME = r"^[a-z][a-z0-9_-]{0,31}$"
+EnvName = Annotated[str, Field(pattern=ENV_NAME)]
 # Variables that change what the dynamic loader maps into the server: they would run code the
 # Landlock execute rule never saw (it governs execve, not the loader's choices).
 LOADER_VARIABLE_PREFIXES = ("LD_", "GCONV_PATH", "MALLOC_")
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class UpstreamFilesystem(_Strict):
-    # Beyond the runtime's own files (its interpreter, libraries, the command's directory).
+class UpstreamFilesystem(Strict):
+    # Beyond the runtime's own files (resolved from the command, docs/SANDBOX.md).
     read: list[Path] = []
+    # Directories (or files) the server may write; nothing else is writable.
     write: list[Path] = []
 
     @field_validator("read", "write")
@@ -41,24 +49,53 @@ class UpstreamFilesystem(_Strict):
         return v
 
 
-class UpstreamEgress(_Strict):
-    """Outbound HTTP(S) through the gateway's checked egress only (web.fetch's SSRF rules)."""
+class UpstreamNetwork(Strict):
+    """Outbound HTTP(S) only through the gateway's egress proxy, under web.fetch's rules."""
 
-    allowed_domains: list[Annotated[str, Field(min_length=1, max_length=253)]]
+    allowed_domains: Annotated[list[Annotated[str, Field(min_length=1, max_length=253)]], Field(min_length=1)]
     allow_internal_cidrs: list[str] = []
+    # Destination ports the egress proxy connects to (CONNECT and plain HTTP).
+    allowed_ports: list[Annotated[int, Field(ge=1, le=65535)]] = [80, 443]
+
+    @model_validator(mode="after")
+    def _valid_rules(self) -> UpstreamNetwork:
+        self.fetch_rules()  # the same validation as connectors.http_fetch's keys
+        return self
+
+    def fetch_rules(self) -> HttpFetchSettings:
+        """web.fetch's settings carrying this instance's rules (what the guards take)."""
+        from mcp_gateway.config import HttpFetchSettings
+
+        return HttpFetchSettings(enabled=True, allowed_domains=self.allowed_domains,
+                                 allow_internal_cidrs=self.allow_internal_cidrs, allowed_ports=self.allowed_ports)
 
 
-class McpServerSettings(_Strict):
+class UpstreamLimits(Strict):
+    memory_mb: Annotated[int, Field(ge=64, le=65536)] = 1024
+    cpu_s: Annotated[int, Field(ge=1, le=7 * 86400)] = 86400
+    nofile: Annotated[int, Field(ge=32, le=65536)] = 1024
+    # Threads and processes together (RLIMIT_NPROC counts both); node needs about a dozen.
+    max_processes: Annotated[int, Field(ge=4, le=4096)] = 128
+    # Largest file it may write (RLIMIT_FSIZE); 0 when it has no write paths.
+    max_file_mb: Annotated[int, Field(ge=0, le=65536)] = 256
+
+
+class McpServerSettings(Strict):
     enabled: bool = True
     # argv; command[0] is resolved on PATH at load (see _resolve_command).
     command: Annotated[list[Annotated[str, Field(min_length=1, max_length=4096)]], Field(min_length=1, max_length=256)]
     env: dict[EnvName, Annotated[str, Field(max_length=32_768)]] = {}
     env_from_gateway: list[EnvName] = []
     filesystem: UpstreamFilesystem = UpstreamFilesystem()
-    network: Literal["none"] | UpstreamEgress = "none"
+    network: Literal["none"] | UpstreamNetwork = "none"
+    limits: UpstreamLimits = UpstreamLimits()
+    # Own pid and network namespaces (docs/SANDBOX.md "Upstream servers"): required = refuse
+    # to start without them; best_effort = the floor where the host cannot (doctor says so).
+    namespaces: LayerMode = "best_effort"
     # Refuse a tool whose definition changed since `mcp-gateway approve-tools` (docs/UPSTREAM.md).
     pin_tools: bool = False
-    # Where the approved definitions' hashes live; default <config dir>/mcp-pins/<instance>.json.
+    # Where the approved definitions' hashes live: absolute, or relative to the config file's
+    # directory; default mcp-pins/<instance>.json beside the config file.
     pin_file: Path | None = None
     # initialize must be answered within this; otherwise the server is reported unhealthy,
     # killed and started again with backoff (the rest of the gateway serves on).
@@ -82,7 +119,7 @@ class McpServerSettings(_Strict):
         if "/" in program:
             if not os.path.isabs(program):
                 raise ValueError(f"command[0] {program!r}: give an absolute path or a bare name found on PATH")
-            found = program if os.access(program, os.X_OK) and os.path.isfile(program) else None
+            found = program if os.path.isfile(program) and os.access(program, os.X_OK) else None
         else:
             found = shutil.which(program)
         if found is None:

@@ -1,0 +1,1 @@
+"""Connector kinds, one folder each (the house issue builds the registry here)."""
