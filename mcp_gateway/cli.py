@@ -1,4 +1,4 @@
-"""Command line: serve, check-config, call, doctor."""
+"""Command line: serve, check-config, call, approve-tools, doctor."""
 
 from __future__ import annotations
 
@@ -272,6 +272,53 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor(_load(args.config))
 
 
+def cmd_approve_tools(args: argparse.Namespace) -> int:
+    """Show what each pinned upstream server offers against its pins; pin it when the operator agrees."""
+    import trio
+
+    from mcp_gateway.connectors.mcp_servers.approve import ListingFailed, pinned_instances, review_all
+    from mcp_gateway.connectors.mcp_servers.pins import PinFileError, write_pins
+    from mcp_gateway.connectors.mcp_servers.process import start_upstream
+    from mcp_gateway.supervisor.service import configure_logging
+
+    config = _load(args.config)
+    configure_logging()
+    try:
+        instances = pinned_instances(config.connectors.mcp_servers, args.instance or [])
+        if not instances:
+            print("mcp-gateway approve-tools: no upstream server has pin_tools: true", file=sys.stderr)
+            return 1
+        config_dir = (config.source or default_config_path()).resolve().parent
+        reviews = trio.run(review_all, instances, config_dir, lambda i: start_upstream(i, config))
+    except (ListingFailed, PinFileError) as e:
+        print(f"mcp-gateway approve-tools: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 - a server that cannot start is the operator's to read about
+        print(f"mcp-gateway approve-tools: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    for r in reviews:
+        r.report(sys.stdout)
+    pending = [r for r in reviews if r.pending]
+    if not pending:
+        print("every tool is approved as offered; nothing to do")
+        return 0
+    if args.dry_run:
+        print(f"{sum(len(r.new) + len(r.changed) + len(r.gone) for r in pending)} change(s) await approval (--dry-run)")
+        return 1
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("mcp-gateway approve-tools: review the changes above, then run again with --yes", file=sys.stderr)
+            return 1
+        if input("approve these definitions? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing approved")
+            return 1
+    for r in pending:
+        write_pins(r.path, r.instance, r.tools)
+        print(f"{r.instance}: {len(r.tools)} tool definition(s) pinned in {r.path}")
+    print("a running gateway picks the new pins up when the server next lists its tools (restart it to apply now)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mcp-gateway", description="Security-first MCP gateway")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -294,6 +341,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("tool")
     p.add_argument("arguments", nargs="?", default="{}", help="JSON object of arguments")
     p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser("approve-tools", help="review the tools of upstream MCP servers with pin_tools and pin them "
+                                             "(docs/UPSTREAM.md)")
+    p.add_argument("--config", help=config_help)
+    p.add_argument("--instance", action="append", help="only this upstream server (repeatable; default: every one "
+                                                       "with pin_tools: true)")
+    p.add_argument("--yes", action="store_true", help="approve without asking")
+    p.add_argument("--dry-run", action="store_true", help="only show the changes (exit 1 when some await approval)")
+    p.set_defaults(func=cmd_approve_tools)
 
     p = sub.add_parser("doctor", help="report active sandbox layers and run the production checklist")
     p.add_argument("--config", help=config_help)

@@ -8,6 +8,7 @@ the pin file is replaced with the definitions offered now.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -95,3 +96,30 @@ def review(instance: str, path: Path, discovered: Discovered) -> Review:
             result.changed[tool.upstream_name] = definition_diff(pinned.definition, tool.definition, tool.name)
     result.gone = sorted(set(pins) - offered)
     return result
+
+
+@dataclass
+class _Named:
+    name: str
+    settings: McpServerSettings
+
+
+def pinned_instances(servers: dict[str, McpServerSettings], names: list[str]) -> list[_Named]:
+    """The instances to review: the named ones, else every enabled one with pin_tools."""
+    unknown = [n for n in names if n not in servers]
+    if unknown:
+        raise ListingFailed(f"no upstream server named {', '.join(unknown)} in connectors.mcp_servers")
+    chosen = names or [n for n, s in servers.items() if s.enabled and s.pin_tools]
+    return [_Named(n, servers[n]) for n in chosen]
+
+
+async def review_all(instances: list[_Named], config_dir: Path, start: Callable[[_Named], Awaitable[object]]
+                     ) -> list[Review]:
+    from mcp_gateway.connectors.mcp_servers.pins import pin_path
+
+    reviews = []
+    for instance in instances:
+        discovered = await list_once(instance.name, instance.settings, lambda i=instance: start(i))  # type: ignore[misc]
+        path = pin_path(instance.name, instance.settings.pin_file, config_dir)
+        reviews.append(review(instance.name, path, discovered))
+    return reviews
