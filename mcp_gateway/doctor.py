@@ -398,6 +398,12 @@ def check_upstream_servers(config: GatewayConfig, rep: Report) -> None:
         rep.section("upstream MCP servers: confinement on this host")
     for level, text in rows:
         rep.line(level, text)
+    if rows:
+        from mcp_gateway.connectors.mcp_servers.probe import session_rows
+
+        rep.section("upstream MCP servers: started, initialized, listed")
+        for level, text in session_rows(config):
+            rep.line(level, text)
 
 
 def run_doctor(config: GatewayConfig, out: TextIO = sys.stdout) -> int:
