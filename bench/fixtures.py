@@ -118,12 +118,12 @@ ANALYZE bench_rows;
 
 @dataclass
 class Database:
-    cluster: Any  # tests.pg_cluster.PgCluster
+    cluster: Any  # tests.support.pg_cluster.PgCluster
 
     @classmethod
     def start(cls) -> Database:
         # The project's own throwaway cluster helper (initdb + pg_ctl, as nobody when root).
-        from tests.pg_cluster import PgCluster, pg_available
+        from tests.support.pg_cluster import PgCluster, pg_available
 
         if not pg_available():
             raise RuntimeError("PostgreSQL binaries not found (set MCPGW_PG_BINDIR)")

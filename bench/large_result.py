@@ -16,7 +16,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from tests.gateway_process import RawGateway, fs_config
+from tests.support.gateway_process import RawGateway, fs_config
 
 MIB = 1024 * 1024
 

@@ -182,7 +182,7 @@ class FilesystemSettings(WorkerPoolSettings):
 
 
 def _default_request_headers() -> tuple[str, ...]:
-    from mcp_gateway.guards.urls import DEFAULT_REQUEST_HEADERS
+    from mcp_gateway.connectors.http_fetch.urls import DEFAULT_REQUEST_HEADERS
 
     return DEFAULT_REQUEST_HEADERS
 
@@ -203,7 +203,7 @@ class HttpFetchSettings(WorkerPoolSettings):
     @field_validator("request_headers")
     @classmethod
     def _request_headers(cls, v: list[str]) -> list[str]:
-        from mcp_gateway.guards.urls import header_never_sent
+        from mcp_gateway.connectors.http_fetch.urls import header_never_sent
 
         for name in v:
             if header_never_sent(name):
@@ -216,7 +216,7 @@ class HttpFetchSettings(WorkerPoolSettings):
     def _domains(cls, v: list[str]) -> list[str]:
         # An entry that can never match must be an error, not a silently dead rule.
         from mcp_gateway.guards import GuardDenied
-        from mcp_gateway.guards.urls import parse_host
+        from mcp_gateway.connectors.http_fetch.urls import parse_host
 
         for d in v:
             if d == "*":

@@ -371,7 +371,7 @@ def check_postgres(config: GatewayConfig, rep: Report) -> None:
     pg = config.connectors.postgres
     if not pg.enabled:
         return
-    from mcp_gateway.workers.postgres_role import check_role
+    from mcp_gateway.connectors.postgres.role import check_role
 
     result = check_role(pg)
     if result.problems is None:

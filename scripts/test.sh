@@ -25,8 +25,8 @@ if [ "$(id -u)" = 0 ] && [ $# -eq 0 ]; then
   mkdir "$private/checkout"
   copy_checkout "$private/checkout" --exclude=./.cache  # .cache: node and the npm test tools, not needed here
   (cd "$private/checkout" && .venv/bin/python -m pytest -q -p no:cacheprovider \
-    tests/docs/test_examples.py tests/sandbox/test_sandbox_probes.py tests/integration/test_filesystem_gateway.py \
-    tests/integration/test_fetch_gateway.py tests/postgres/test_postgres_gateway.py)
+    tests/e2e/test_examples.py tests/sandbox/test_sandbox_probes.py tests/e2e/test_filesystem_gateway.py \
+    tests/e2e/test_fetch_gateway.py tests/e2e/test_postgres_gateway.py)
 
   echo "== again as the unprivileged user nobody: integration, sandbox, postgres, filesystem and http suites =="
   # nobody cannot traverse a checkout under /root: run from a world-readable copy.
@@ -36,5 +36,6 @@ if [ "$(id -u)" = 0 ] && [ $# -eq 0 ]; then
   runuser -u nobody -- env -i PATH=/usr/bin:/bin HOME="$copy" TMPDIR=/tmp LANG=C.UTF-8 \
     PYTHONDONTWRITEBYTECODE=1 PYTHONPATH="$copy" \
     "$copy/.venv/bin/python" -m pytest -q -p no:cacheprovider --rootdir "$copy" \
-    "$copy/tests/integration" "$copy/tests/sandbox" "$copy/tests/postgres" "$copy/tests/filesystem" "$copy/tests/http"
+    "$copy/tests/e2e" --ignore "$copy/tests/e2e/clients" --ignore "$copy/tests/e2e/test_examples.py" \
+    "$copy/tests/sandbox" "$copy/tests/component/postgres" "$copy/tests/unit/filesystem" "$copy/tests/unit/http"
 fi

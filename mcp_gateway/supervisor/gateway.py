@@ -70,15 +70,15 @@ def _supervisor_guard(spec: ToolSpec, config: GatewayConfig) -> Callable[[Args],
     """The connector's fast, lexical check (the worker enforces it again for real)."""
     c = config.connectors
     if spec.connector == "filesystem":
-        from mcp_gateway.guards.paths import check_path
+        from mcp_gateway.connectors.filesystem.paths import check_path
 
         return lambda a: check_path(a.path, c.filesystem)  # type: ignore[attr-defined]
     if spec.name == "web.fetch":
-        from mcp_gateway.guards.urls import check_url
+        from mcp_gateway.connectors.http_fetch.urls import check_url
 
         return lambda a: check_url(a.url, c.http_fetch)  # type: ignore[attr-defined]
     if spec.name == "db.query":
-        from mcp_gateway.guards.sql_precheck import precheck_sql
+        from mcp_gateway.connectors.postgres.sql_precheck import precheck_sql
 
         # Bounded and linear: the full parse runs in the worker, under the call's deadline.
         return lambda a: precheck_sql(a.sql)  # type: ignore[attr-defined]

@@ -69,7 +69,7 @@ async def open_gateway(config: GatewayConfig, zygotes: Zygotes,
 
 async def _warn_if_db_role_not_read_only(config: GatewayConfig) -> None:
     """Least privilege is the second wall behind the SQL guard: say loudly when it is missing."""
-    from mcp_gateway.workers.postgres_role import check_role
+    from mcp_gateway.connectors.postgres.role import check_role
 
     pg = config.connectors.postgres
     result = await trio.to_thread.run_sync(check_role, pg, "mcp-gateway-check", abandon_on_cancel=True)

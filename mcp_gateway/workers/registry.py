@@ -8,9 +8,9 @@ from mcp_gateway.config import GatewayConfig
 from mcp_gateway.workers.connector import Connector
 
 _IMPLEMENTATIONS = {
-    "filesystem": "mcp_gateway.workers.filesystem:FilesystemConnector",
-    "http_fetch": "mcp_gateway.workers.http_fetch:HttpFetchConnector",
-    "postgres": "mcp_gateway.workers.postgres:PostgresConnector",
+    "filesystem": "mcp_gateway.connectors.filesystem.worker:FilesystemConnector",
+    "http_fetch": "mcp_gateway.connectors.http_fetch.worker:HttpFetchConnector",
+    "postgres": "mcp_gateway.connectors.postgres.worker:PostgresConnector",
 }
 
 

@@ -3,7 +3,8 @@
 import os
 
 import pytest
-from sandbox_probe import Sleeper, world_readable_tree
+
+from tests.support.sandbox_probe import Sleeper, world_readable_tree
 
 # Collected only inside the namespace test_upstream_netns.py creates (it sets MCPGW_IN_NETNS).
 collect_ignore = [] if os.environ.get("MCPGW_IN_NETNS") == "1" else ["test_upstream_egress_in_netns.py"]

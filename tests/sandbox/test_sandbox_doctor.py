@@ -9,10 +9,10 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from sandbox_probe import IS_ROOT, world_readable_tree
 
 from mcp_gateway.config import load_config
 from mcp_gateway.doctor import find_secrets, run_doctor
+from tests.support.sandbox_probe import IS_ROOT, world_readable_tree
 
 
 def closed_port() -> int:

@@ -17,12 +17,12 @@ import sys
 import time
 
 import pytest
-from sandbox_probe import IS_ROOT, ConfinedSibling, filesystem_profile, run_child, settings
 
 from mcp_gateway.config import DEFAULT_UID_RANGE, SandboxSettings
 from mcp_gateway.sandbox import SandboxError, check_identities
 from mcp_gateway.sandbox.identity import IdentityError, allocate, check_range
-from tests.gateway_process import fs_config, raw_gateway, worker_pids
+from tests.support.gateway_process import fs_config, raw_gateway, worker_pids
+from tests.support.sandbox_probe import IS_ROOT, ConfinedSibling, filesystem_profile, run_child, settings
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason="handing out uids needs root (non-root: one shared uid)")
 

@@ -11,21 +11,6 @@ import socket
 import tempfile
 
 import pytest
-from sandbox_probe import (
-    IS_ROOT,
-    TEST_MEMORY_MB,
-    TEST_NOFILE,
-    Sleeper,
-    attempt,
-    filesystem_profile,
-    http_fetch_profile,
-    loopback_listener,
-    only,
-    pending_connection,
-    raw_syscall,
-    run_child,
-    settings,
-)
 
 import mcp_gateway.sandbox as sandbox
 from mcp_gateway.config import DEFAULT_UID_RANGE, SandboxSettings
@@ -40,6 +25,21 @@ from mcp_gateway.sandbox._common import (
 )
 from mcp_gateway.sandbox.landlock import abi_version
 from mcp_gateway.sandbox.profile import SandboxProfile
+from tests.support.sandbox_probe import (
+    IS_ROOT,
+    TEST_MEMORY_MB,
+    TEST_NOFILE,
+    Sleeper,
+    attempt,
+    filesystem_profile,
+    http_fetch_profile,
+    loopback_listener,
+    only,
+    pending_connection,
+    raw_syscall,
+    run_child,
+    settings,
+)
 
 MiB = 1024 * 1024
 

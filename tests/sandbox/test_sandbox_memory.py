@@ -10,9 +10,9 @@ import os
 
 import pyseccomp
 import pytest
-from sandbox_probe import TEST_MEMORY_MB, attempt, filesystem_profile, raw_syscall, run_child, settings
 
 from mcp_gateway.sandbox import apply
+from tests.support.sandbox_probe import TEST_MEMORY_MB, attempt, filesystem_profile, raw_syscall, run_child, settings
 
 MiB = 1024 * 1024
 ATTACK = 3 * TEST_MEMORY_MB * MiB

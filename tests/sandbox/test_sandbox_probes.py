@@ -17,7 +17,11 @@ import time
 import certifi
 import pyseccomp
 import pytest
-from sandbox_probe import (
+
+from mcp_gateway.config import DEFAULT_UID_RANGE
+from mcp_gateway.sandbox import apply
+from mcp_gateway.sandbox._common import PR_GET_DUMPABLE, PR_GET_NO_NEW_PRIVS, PR_GET_SECCOMP, prctl
+from tests.support.sandbox_probe import (
     IS_ROOT,
     TEST_MEMORY_MB,
     TEST_NOFILE,
@@ -32,10 +36,6 @@ from sandbox_probe import (
     run_child,
     settings,
 )
-
-from mcp_gateway.config import DEFAULT_UID_RANGE
-from mcp_gateway.sandbox import apply
-from mcp_gateway.sandbox._common import PR_GET_DUMPABLE, PR_GET_NO_NEW_PRIVS, PR_GET_SECCOMP, prctl
 
 MiB = 1024 * 1024
 AT_FDCWD = -100

@@ -17,9 +17,9 @@ import signal
 
 import pyseccomp
 import pytest
-from sandbox_probe import ConfinedSibling, attempt, filesystem_profile, raw_syscall, run_child, settings
 
 from mcp_gateway.sandbox import apply
+from tests.support.sandbox_probe import ConfinedSibling, attempt, filesystem_profile, raw_syscall, run_child, settings
 
 F_SETOWN, F_SETSIG, F_SETOWN_EX, F_GETFL, F_SETFL = 8, 10, 15, 3, 4
 F_OWNER_PID = 1

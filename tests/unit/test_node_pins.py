@@ -3,7 +3,7 @@
 import json
 import re
 
-from tests.gateway_process import REPO
+from tests.support.gateway_process import REPO
 
 NODE = REPO / "scripts" / "node"
 
