@@ -157,6 +157,7 @@ class UpstreamBackend:
         """Stop the current server: no new call is given to it from now on."""
         if not self._stop.is_set():
             self._stop_reason = reason
+            self.stats.last_error = reason
             self._stop.set()
         self._withdraw()
 
@@ -314,8 +315,11 @@ class UpstreamBackend:
     # --- reporting -------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        return {"state": self.state, "tools": self.stats.tools, "withheld": len(self.stats.withheld),
-                "restarts": self.stats.restarts, "last_error": self.stats.last_error}
+        """For /healthz (unauthenticated: counts and states only; the reasons are in the log and doctor).
+        "unhealthy": the server failed (did not start, initialize or list; crashed) and is retried."""
+        state = {"ready": "ready", "starting": "starting", "restarting": "unhealthy"}[self.state]
+        return {"state": state, "tools": self.stats.tools, "withheld": len(self.stats.withheld),
+                "restarts": self.stats.restarts}
 
 
 def _reason(e: Exception) -> str:

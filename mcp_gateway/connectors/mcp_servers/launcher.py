@@ -82,7 +82,7 @@ class UpstreamLauncher:
             raise SandboxError(f"upstream server {self.instance!r} requires namespaces, and this host cannot make "
                                f"them: {self.no_namespaces}")
         if self.settings.network != "none":
-            from mcp_gateway.workers.resolver import warm_resolver
+            from mcp_gateway.connectors.http_fetch.resolver import warm_resolver
 
             warm_resolver()
             if self.no_namespaces is not None and _landlock.abi_version() < 4:
@@ -221,7 +221,7 @@ class Warden:
         poller.register(pidfd, select.POLLIN)
         egress = None
         if listener is not None:
-            from mcp_gateway.workers.resolver import DnsResolver
+            from mcp_gateway.connectors.http_fetch.resolver import DnsResolver
 
             egress = Egress(listener, self.launcher.settings.network.fetch_rules(), DnsResolver(), poller,
                             self.launcher.instance)

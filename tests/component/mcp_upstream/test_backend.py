@@ -20,9 +20,9 @@ from mcp_gateway.connectors.mcp_servers.discovery import Discovered
 from mcp_gateway.connectors.mcp_servers.pins import PinCheck, write_pins
 from mcp_gateway.connectors.mcp_servers.settings import McpServerSettings
 from mcp_gateway.ipc.messages import CallFailed, CallOk, CallRequest
-from tests.component.mcp_upstream.plain_process import PlainProcess
+from tests.support.upstream_plain import PlainProcess
 
-STANDIN = Path(__file__).with_name("protocol_standin.py")
+STANDIN = Path(__file__).resolve().parents[2] / "support/upstream_standin.py"
 WAIT_S = 20.0
 
 
@@ -173,7 +173,9 @@ def test_a_server_that_never_initializes_is_unhealthy_and_its_calls_unavailable(
         async with running(env={"STANDIN_MODE": "never-init"}, init_timeout_ms=300) as (backend, published):
             await until(lambda: backend.stats.init_failures >= 1, "an initialize timeout")
             assert backend.state != "ready" and published.latest is None
-            assert "did not answer initialize within 300 ms" in backend.health()["last_error"]
+            assert "did not answer initialize within 300 ms" in backend.stats.last_error
+            assert backend.health()["state"] in ("starting", "unhealthy")
+            await until(lambda: backend.health()["state"] == "unhealthy", "reported unhealthy")
             # Nothing was ever listed: the gateway has no tool of it to route a call to.
             assert "no longer offers" in failed(await call(backend, "echo", {"text": "x"}), "UNAVAILABLE")
 

