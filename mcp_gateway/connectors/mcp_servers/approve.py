@@ -18,7 +18,13 @@ import trio
 from mcp_gateway.connectors.mcp_servers.backend import StartUpstream
 from mcp_gateway.connectors.mcp_servers.discovery import Discovered, UpstreamTool, discover
 from mcp_gateway.connectors.mcp_servers.pins import definition_diff, load_pins
-from mcp_gateway.connectors.mcp_servers.session import UpstreamSession
+from mcp_gateway.connectors.mcp_servers.session import (
+    BadAnswer,
+    ListedTools,
+    SessionEnded,
+    UpstreamRpcError,
+    UpstreamSession,
+)
 from mcp_gateway.connectors.mcp_servers.settings import McpServerSettings
 
 
@@ -31,25 +37,36 @@ async def list_once(instance: str, settings: McpServerSettings, start: StartUpst
     process = await start()
     session = UpstreamSession(process, name=instance, max_message_bytes=settings.max_message_bytes,
                               on_tools_changed=lambda: None)
-    failure: str | None = None
+    listed: ListedTools | ListingFailed
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(session.read_until_end)
             try:
-                with trio.fail_after((settings.init_timeout_ms + settings.list_timeout_ms) / 1000):
-                    await session.initialize()
-                    listed = await session.list_tools(settings.max_tools)
-            except trio.TooSlowError:
-                failure = "the server did not initialize and list its tools in time"
-            except Exception as e:  # noqa: BLE001 - any fault of the server is reported, not raised
-                failure = f"{type(e).__name__}: {e}"
+                listed = await _initialize_and_list(session, settings)
+            except ListingFailed as e:  # raised out here, not wrapped in the nursery's group
+                listed = e
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             await process.kill_tree()
-    if failure is not None:
-        raise ListingFailed(failure)
+    if isinstance(listed, ListingFailed):
+        raise listed
     return discover(instance, listed.tools)
+
+
+async def _initialize_and_list(session: UpstreamSession, settings: McpServerSettings) -> ListedTools:
+    """ListingFailed with the reason when the server does not answer both in time and well."""
+    step = f"initialize within {settings.init_timeout_ms} ms"
+    try:
+        with trio.fail_after(settings.init_timeout_ms / 1000):
+            await session.initialize()
+        step = f"tools/list within {settings.list_timeout_ms} ms"
+        with trio.fail_after(settings.list_timeout_ms / 1000):
+            return await session.list_tools(settings.max_tools)
+    except trio.TooSlowError:
+        raise ListingFailed(f"the server did not answer {step}") from None
+    except (SessionEnded, UpstreamRpcError, BadAnswer) as e:
+        raise ListingFailed(f"the server did not answer {step}: {e}") from None
 
 
 @dataclass

@@ -297,7 +297,9 @@ class UpstreamBackend:
         finally:
             self.stats.busy -= 1
         self.stats.timeouts += 1
-        self.stop_server(f"a call ({request.request_id}) passed its timeout")
+        log.warning("upstream %s: request %s passed its timeout; the server is killed", self.instance,
+                    request.request_id)
+        self.stop_server("a call passed its timeout")
         return self._failed(request, "TIMEOUT", f"the call ran past its timeout; the {self.instance} server was "
                                                 "killed and is being started again (its in-memory state is lost)")
 

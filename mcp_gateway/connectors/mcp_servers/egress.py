@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 import httpcore
 
 from mcp_gateway.config import HttpFetchSettings
-from mcp_gateway.guards import GuardDenied
-from mcp_gateway.connectors.http_fetch.urls import check_url
-from mcp_gateway.workers.connector import ToolError
 from mcp_gateway.connectors.http_fetch.pinned_transport import FetchBudget, PinnedBackend, Resolver
+from mcp_gateway.connectors.http_fetch.urls import check_url
+from mcp_gateway.guards import GuardDenied
+from mcp_gateway.workers.connector import ToolError
 
 HEAD_CAP = 16 * 1024
 HEAD_TIMEOUT_S = 15.0
