@@ -98,7 +98,8 @@ def encode_response(request_id: RequestId, result: dict[str, Any] | None = None,
 
 
 class LineReader:
-    """Lines from a byte stream, each at most `cap` bytes (the newline not counted)."""
+    """Lines from a byte stream, each at most `cap` bytes (the newline not counted): a longer one
+    is an error as soon as `cap` + 1 bytes without a newline are buffered."""
 
     def __init__(self, stream: trio.abc.ReceiveStream, cap: int) -> None:
         self._stream = stream
@@ -110,6 +111,8 @@ class LineReader:
         """The next non-blank line; raises EOFError at the end of the stream, WireError past the cap."""
         while True:
             newline = self._buffer.find(b"\n", self._scanned)
+            if newline > self._cap:
+                raise self._too_long()
             if newline >= 0:
                 line = bytes(self._buffer[:newline]).rstrip(b"\r")
                 del self._buffer[: newline + 1]
@@ -119,9 +122,12 @@ class LineReader:
                 continue
             self._scanned = len(self._buffer)
             if len(self._buffer) > self._cap:
-                raise WireError(f"the server wrote a message longer than {self._cap} bytes "
-                                "(connectors.mcp_servers.<instance>.max_message_bytes)")
+                raise self._too_long()
             chunk = await self._stream.receive_some(min(_READ_CHUNK, self._cap + 1 - len(self._buffer) + 1))
             if not chunk:
                 raise EOFError
             self._buffer += chunk
+
+    def _too_long(self) -> WireError:
+        return WireError(f"the server wrote a message longer than {self._cap} bytes "
+                         "(connectors.mcp_servers.<instance>.max_message_bytes)")
