@@ -60,10 +60,6 @@ StartUpstream = Callable[[], Awaitable[UpstreamProcess]]
 Publish = Callable[[Discovered], None]
 
 
-class QueueFull(Exception):
-    pass
-
-
 class _Stop(Exception):
     """Why the backend stops the current server."""
 
@@ -241,30 +237,16 @@ class UpstreamBackend:
     # --- calls -----------------------------------------------------------------------------
 
     async def call(self, request: CallRequest, deadline: float) -> CallOk | CallFailed:
-        """Run one call before `deadline` (trio clock). Never raises for the server's faults;
-        raises QueueFull when `queue_size` calls already wait."""
+        """Run one call before `deadline` (trio clock). Never raises for the server's faults."""
         tool = self._tools.get(request.tool)
         if tool is None:
             return self._failed(request, "UNAVAILABLE", f"the {self.instance} server no longer offers this tool")
         problem = await trio.to_thread.run_sync(tool.arguments.first_error, request.args, limiter=VALIDATION_THREADS)
         if problem is not None:
             return self._failed(request, "VALIDATION_ERROR", f"invalid arguments for {request.tool}: {problem}")
-        if self.stats.queued >= self.settings.queue_size:
-            raise QueueFull(f"{self.stats.queued} calls already wait for the {self.instance} server "
-                            f"(connectors.mcp_servers.{self.instance}.queue_size = {self.settings.queue_size})")
         if self.state != "ready" and self._retry_at >= deadline:
             return self._unavailable(request)
-        self.stats.queued += 1
-        acquired = False
-        try:
-            with trio.move_on_at(deadline):
-                while self._session is None:  # _ready is replaced (unset) whenever the server stops
-                    await self._ready.wait()
-                await self._slots.acquire()
-                acquired = True
-        finally:
-            self.stats.queued -= 1
-        if not acquired:
+        if not await self._take_slot(deadline):
             return self._unavailable(request)
         try:
             session = self._session
@@ -273,6 +255,27 @@ class UpstreamBackend:
             return await self._call_on(session, tool, request, deadline)
         finally:
             self._slots.release()
+
+    async def _take_slot(self, deadline: float) -> bool:
+        """A call slot on a ready server, waiting in the bounded queue within the deadline."""
+        if self._session is not None:
+            try:
+                self._slots.acquire_nowait()
+                return True
+            except trio.WouldBlock:
+                pass
+        if self.stats.queued >= self.settings.queue_size:
+            return False
+        self.stats.queued += 1
+        try:
+            with trio.move_on_at(deadline):
+                while self._session is None:  # _ready is replaced (unset) whenever the server stops
+                    await self._ready.wait()
+                await self._slots.acquire()
+                return True
+        finally:
+            self.stats.queued -= 1
+        return False
 
     async def _call_on(self, session: UpstreamSession, tool: UpstreamTool, request: CallRequest,
                        deadline: float) -> CallOk | CallFailed:
@@ -306,7 +309,8 @@ class UpstreamBackend:
     def _unavailable(self, request: CallRequest) -> CallFailed:
         why = "is starting" if self.state == "starting" else "is restarting"
         if self.state == "ready":
-            why = f"is at capacity: its {self.settings.max_concurrent_calls} call slots stayed busy"
+            why = (f"is at capacity: its {self.settings.max_concurrent_calls} call slots are busy and "
+                   f"{self.stats.queued} calls wait (max_concurrent_calls, queue_size)")
         last = f" (last problem: {_clip(self.stats.last_error, 300)})" if self.stats.last_error else ""
         return self._failed(request, "UNAVAILABLE", f"the {self.instance} server {why}{last}; retry later")
 

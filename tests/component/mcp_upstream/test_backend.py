@@ -220,3 +220,18 @@ def test_pinning_withholds_new_and_changed_tools(tmp_path: Path, caplog: pytest.
         assert '-  "description": "Echo the text back."' in diff and "id_rsa" in diff
 
     trio.run(main)
+
+
+def test_past_its_slots_and_queue_a_call_is_unavailable_at_once() -> None:
+    async def main() -> None:
+        async with running(max_concurrent_calls=1, queue_size=0) as (backend, _):
+            await until(lambda: backend.state == "ready", "ready")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(call, backend, "slow", {"seconds": 1})
+                await until(lambda: backend.stats.busy == 1, "the first call in flight")
+                with trio.fail_after(5):  # refused at once, not after its 20 s deadline
+                    reason = failed(await call(backend, "echo", {"text": "x"}), "UNAVAILABLE")
+                assert "at capacity" in reason
+            assert isinstance(await call(backend, "echo", {"text": "x"}), CallOk)
+
+    trio.run(main)
