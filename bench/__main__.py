@@ -1,4 +1,7 @@
-"""`python -m bench [--quick] [--only fs,db,fetch] [--calls N] [--rounds R] [--no-doc]`."""
+"""`python -m bench [--quick] [--only fs,db,fetch] [--calls N] [--rounds R] [--no-doc]`,
+or `python -m bench --transports [--rounds R]`: issue 16's goal in one run, side by side: stdio
+(fs.readFile vs the Node filesystem server, windows 1 and 16) and Streamable HTTP (vs the SDK's
+stock server, 1/8/32/128 clients), every sandbox layer on."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import peers
-from bench.driver import LoadResult, StdioServer, children, reply_error, tree_rss
+from bench.driver import LoadResult, StdioServer, reply_error, tree_rss
 from bench.fixtures import (
     FILE_MARKER,
     PAGE_MARKER,
@@ -27,8 +30,9 @@ from bench.fixtures import (
     PageServer,
     Workspace,
 )
-from bench.report import machine, render, write_doc
+from bench.report import TRANSPORTS_BEGIN, TRANSPORTS_END, machine, render, write_doc
 from bench.targets import GATEWAY_PYTHON, REPO, base_env, gateway_config, gateway_server
+from tests.support.gateway_process import children
 
 WINDOWS = (1, 16)
 WARMUP = 50
@@ -184,6 +188,7 @@ class Bench:
                     row["note"] = t.error or "not run"
                 else:
                     row.update(rate=res.rate, p50_ms=res.p50_ms, p99_ms=res.p99_ms, peak_rss=res.peak_rss,
+                               cpu_us=res.cpu_us,
                                errors=res.errors, calls=res.calls, note=(res.first_error or res.aborted or "")[:120])
                 self.r["load"].append(row)
             g, p = item.gateway.results.get(w), item.peer.results.get(w)
@@ -419,9 +424,11 @@ class Bench:
 
         log("HTTP row: gateway vs the SDK's stock streamable-HTTP server, 1/8/32/128 clients")
         try:
-            self.r["http"] = asyncio.run(http_row.run_rows(128 if self.opts.quick else 512))
+            self.r["http"] = asyncio.run(http_row.run_rows(128 if self.opts.quick else 512, self.opts.rounds))
         except Exception as e:  # noqa: BLE001
             self.r["http_error"] = f"error: {str(e)[:200]}"
+            return
+        self.r["targets"] += http_row.targets(self.r["http"])
 
     # --- all ----------------------------------------------------------------------------
 
@@ -431,7 +438,9 @@ class Bench:
             items = self.setup()
             for item in items:
                 self.run_item(item)
-            if not self.opts.skip_extras:
+            if self.opts.transports:
+                self.http_rows()
+            elif not self.opts.skip_extras:
                 self.cold_start(items)
                 self.replacement()
                 self.sandbox_cost()
@@ -457,7 +466,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=0, help="interleaved rounds per window (default 3; quick 1)")
     ap.add_argument("--skip-extras", action="store_true", help="no cold start / replacement / sandbox / memory")
     ap.add_argument("--no-doc", action="store_true", help="do not rewrite docs/BENCHMARKS.md")
+    ap.add_argument("--transports", action="store_true",
+                    help="only the transport goal: stdio fs.readFile vs Node, and HTTP vs the stock SDK server")
     opts = ap.parse_args(argv)
+    if opts.transports:
+        opts.only = "fs"
     opts.only = {x.strip() for x in opts.only.split(",") if x.strip()}
     bad = opts.only - {"fs", "db", "fetch"}
     if bad:
@@ -477,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     (results_dir / f"{stamp}.json").write_text(json.dumps(result, indent=1, default=str))
     (results_dir / f"{stamp}.md").write_text(section)
     if not opts.no_doc:
-        write_doc(section)
+        write_doc(section, *((TRANSPORTS_BEGIN, TRANSPORTS_END) if opts.transports else ()))
         log("results written to docs/BENCHMARKS.md")
     log(f"done in {time.monotonic() - t0:.0f} s")
     return 0

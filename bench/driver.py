@@ -18,35 +18,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.support.gateway_process import descendants
+
 PAGE = os.sysconf("SC_PAGE_SIZE")
 PROTOCOL_VERSION = "2025-06-18"
 
 
 # --- /proc ------------------------------------------------------------------------------
-
-
-def children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{task}/children") as f:
-                    out += [int(x) for x in f.read().split()]
-            except OSError:
-                pass
-    except OSError:
-        pass
-    return out
-
-
-def descendants(pid: int) -> list[int]:
-    result: list[int] = []
-    todo = children(pid)
-    while todo:
-        p = todo.pop()
-        result.append(p)
-        todo += children(p)
-    return result
 
 
 def rss_bytes(pid: int) -> int:
@@ -55,6 +33,38 @@ def rss_bytes(pid: int) -> int:
             return int(f.read().split()[1]) * PAGE
     except (OSError, IndexError, ValueError):
         return 0
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of its children it has reaped (utime, stime, cutime, cstime)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in fields[11:15]) / TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def tree_cpu(pid: int) -> tuple[float, float]:
+    """(CPU of `pid`, CPU of all its descendants). A worker that exits in between is still
+    counted: its zygote reaps it, which adds its time to the zygote's cutime/cstime."""
+    return cpu_seconds(pid), sum(cpu_seconds(p) for p in descendants(pid))
+
+
+class CpuMeter:
+    """CPU seconds per call spent by a server, its descendants and this (client) process."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._start = (*tree_cpu(pid), time.process_time())
+
+    def per_call(self, calls: int) -> tuple[float, float, float]:
+        end = (*tree_cpu(self.pid), time.process_time())
+        n = max(1, calls)
+        return tuple((b - a) / n for a, b in zip(self._start, end, strict=True))  # type: ignore[return-value]
 
 
 def tree_rss(pid: int) -> int:
@@ -114,8 +124,10 @@ class LoadResult:
     first_error: str | None = None
     peak_rss: int = 0
     aborted: str | None = None
+    cpu: list[tuple[float, float, float]] = field(default_factory=list)  # per call: server, children, client
 
     def merge(self, other: LoadResult) -> None:
+        self.cpu += other.cpu
         self.calls += other.calls
         self.seconds += other.seconds
         self.latencies += other.latencies
@@ -127,6 +139,13 @@ class LoadResult:
     @property
     def rate(self) -> float:
         return self.calls / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_us(self) -> tuple[float, float, float] | None:
+        """Mean CPU µs per call over the batches: (server, its descendants, the client)."""
+        if not self.cpu:
+            return None
+        return tuple(sum(c[i] for c in self.cpu) / len(self.cpu) * 1e6 for i in range(3))  # type: ignore[return-value]
 
     @property
     def p50_ms(self) -> float:
@@ -307,6 +326,7 @@ class StdioServer:
         sent = done = 0
         if self.sampler:
             self.sampler.take()
+        meter = CpuMeter(self.pid)
         t_start = time.perf_counter()
         deadline = t_start + timeout
         try:
@@ -341,6 +361,7 @@ class StdioServer:
             res.errors += n - done
         res.seconds = time.perf_counter() - t_start
         res.calls = done
+        res.cpu.append(meter.per_call(done))
         if self.sampler:
             res.peak_rss = self.sampler.take()
         return res

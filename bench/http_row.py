@@ -5,8 +5,8 @@ The peer is the `mcp` SDK's own `MCPServer` (the version the gateway pins) with 
 the same 1 KiB file the gateway's `fs.readFile` serves. Each of 1, 8, 32 and 128 clients opens
 its own session and calls in a loop, all at once; the rounds alternate gateway and peer.
 
-`python -m bench.http_row [--calls N] [--no-doc]` runs it alone (and rewrites only its own
-section of docs/BENCHMARKS.md); `python -m bench` runs it with the rest.
+`python -m bench.http_row [--calls N] [--rounds R]` runs it alone and prints the table;
+`python -m bench --transports` runs it next to the stdio row and writes both to docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ from typing import Any
 import httpx
 import yaml
 
+from bench.driver import CpuMeter
 from bench.fixtures import FILE_MARKER, Workspace
-from bench.report import machine
+from bench.report import cpu_split, machine
 from bench.targets import GATEWAY_PYTHON, REPO, base_env, gateway_config
 
 CLIENTS = (1, 8, 32, 128)
+GATEWAY_LABEL = "mcp-gateway (HTTP)"
 PROTOCOL = "2025-11-25"
 HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-DOC = REPO / "docs" / "BENCHMARKS.md"
-BEGIN, END = "<!-- http-row:begin -->", "<!-- http-row:end -->"
 
 STOCK_SERVER = """
 import sys
@@ -130,14 +130,25 @@ async def load(server: HttpServer, clients: int, calls_each: int) -> dict[str, A
         if any(t.done() for t in tasks):
             await asyncio.gather(*tasks)  # a client failed to open its session: raise it
         await asyncio.sleep(0.05)
+    meter = CpuMeter(server.proc.pid)
     t0 = time.perf_counter()
     start.set()
     await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - t0
-    latencies.sort()
-    return {"server": server.label, "clients": clients, "rate": len(latencies) / elapsed,
-            "p50_ms": statistics.median(latencies) * 1000,
-            "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, "errors": errors}
+    return {"server": server.label, "clients": clients, "latencies": latencies,
+            "elapsed": time.perf_counter() - t0, "errors": errors, "cpu": meter.per_call(len(latencies))}
+
+
+def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from the rounds of one server at one client count: calls / total wall time."""
+    latencies = sorted(x for r in runs for x in r["latencies"])
+    elapsed = sum(r["elapsed"] for r in runs)
+    return {"server": runs[0]["server"], "clients": runs[0]["clients"], "rounds": len(runs),
+            "calls": len(latencies), "rate": len(latencies) / elapsed if elapsed else 0.0,
+            "p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
+            "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000 if latencies
+            else float("nan"),
+            "errors": sum(r["errors"] for r in runs),
+            "cpu_us": [sum(r["cpu"][i] for r in runs) / len(runs) * 1e6 for i in range(3)]}
 
 
 def _servers(ws: Workspace) -> list[HttpServer]:
@@ -151,7 +162,7 @@ def _servers(ws: Workspace) -> list[HttpServer]:
     stock = ws.root / "stock_http_server.py"
     stock.write_text(STOCK_SERVER)
     return [
-        HttpServer("mcp-gateway (HTTP)", [GATEWAY_PYTHON, "-m", "mcp_gateway", "serve", "--config", str(config)],
+        HttpServer(GATEWAY_LABEL, [GATEWAY_PYTHON, "-m", "mcp_gateway", "serve", "--config", str(config)],
                    f"http://127.0.0.1:{gw_port}/mcp", "fs.readFile", {"path": ws.file.name}, env, ws.root),
         HttpServer("mcp 2.3.0 MCPServer (stock streamable HTTP)",
                    [GATEWAY_PYTHON, str(stock), str(ws.data), str(peer_port)],
@@ -159,21 +170,37 @@ def _servers(ws: Workspace) -> list[HttpServer]:
     ]
 
 
-async def run_rows(calls_total: int = 512) -> list[dict[str, Any]]:
+async def run_rows(calls_total: int = 512, rounds: int = 1) -> list[dict[str, Any]]:
+    """Rounds alternate gateway and peer at each client count, so both see the same machine load."""
     ws = Workspace()
     servers = _servers(ws)
-    rows: list[dict[str, Any]] = []
+    runs: dict[tuple[int, str], list[dict[str, Any]]] = {}
     try:
         for s in servers:
             await s.wait_ready()
-        for n in CLIENTS:
-            for s in servers:  # alternate, so both see the same machine load
-                rows.append(await load(s, n, max(4, calls_total // n)))
+        for _ in range(rounds):
+            for n in CLIENTS:
+                for s in servers:
+                    runs.setdefault((n, s.label), []).append(await load(s, n, max(4, calls_total // n)))
     finally:
         for s in servers:
             s.stop()
         ws.cleanup()
-    return rows
+    return [pooled(r) for r in runs.values()]
+
+
+def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The goal of issue 16: the gateway's HTTP calls/s at least the stock server's, per client count."""
+    out = []
+    for n in CLIENTS:
+        gw = next((r for r in rows if r["clients"] == n and r["server"] == GATEWAY_LABEL), None)
+        peer = next((r for r in rows if r["clients"] == n and r["server"] != GATEWAY_LABEL), None)
+        if gw and peer and peer["rate"]:
+            out.append({"target": f"HTTP: gateway calls/s ≥ stock SDK server's, {n} client(s)",
+                        "ok": gw["rate"] >= peer["rate"],
+                        "evidence": f"{gw['rate']:.0f} vs {peer['rate']:.0f} calls/s "
+                                    f"({gw['rate'] / peer['rate']:.2f}x)"})
+    return out
 
 
 def render(rows: list[dict[str, Any]], m: dict[str, str]) -> str:
@@ -182,32 +209,23 @@ def render(rows: list[dict[str, Any]], m: dict[str, str]) -> str:
            f"{m.get('load average at start (1/5/15 min)', '?')} at start. "
            "Gateway: default config, 2 filesystem workers, every sandbox layer on, an audit line per "
            "call. Peer: the SDK's stock server, in-process, no sandbox, no audit.\n",
-           "| clients | server | calls/s | p50 ms | p99 ms | errors |", "|---:|---|---:|---:|---:|---:|"]
+           "| clients | server | calls (rounds) | calls/s | p50 ms | p99 ms | CPU µs/call: server / its children "
+           "/ client | errors |",
+           "|---:|---|---:|---:|---:|---:|---|---:|"]
     for r in rows:
-        out.append(f"| {r['clients']} | {r['server']} | {r['rate']:.0f} | {r['p50_ms']:.1f} | "
-                   f"{r['p99_ms']:.1f} | {r['errors']} |")
+        out.append(f"| {r['clients']} | {r['server']} | {r['calls']} ({r['rounds']}) | {r['rate']:.0f} | "
+                   f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {cpu_split(r.get('cpu_us'))} | {r['errors']} |")
     return "\n".join(out) + "\n"
-
-
-def write_doc(section: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if BEGIN not in text:
-        text = text.rstrip("\n") + f"\n\n## HTTP transport\n\n{BEGIN}\n{END}\n"
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    DOC.write_text(f"{head}{BEGIN}\n{section}{END}{tail}")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.http_row", description=__doc__)
-    ap.add_argument("--calls", type=int, default=512, help="calls per server per client count")
-    ap.add_argument("--no-doc", action="store_true", help="do not rewrite docs/BENCHMARKS.md")
+    ap.add_argument("--calls", type=int, default=512, help="calls per server per client count and round")
+    ap.add_argument("--rounds", type=int, default=1)
     opts = ap.parse_args(argv)
-    rows = asyncio.run(run_rows(opts.calls))
-    section = render(rows, machine(GATEWAY_PYTHON))
-    print(section)
-    if not opts.no_doc:
-        write_doc(section)
+    m = machine(GATEWAY_PYTHON)
+    rows = asyncio.run(run_rows(opts.calls, opts.rounds))
+    print(render(rows, m))
     return 0
 
 

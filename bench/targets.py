@@ -10,8 +10,8 @@ from typing import Any
 import yaml
 
 from bench.driver import StdioServer
+from tests.support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 GATEWAY_PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() \
     else sys.executable
 

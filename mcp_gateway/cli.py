@@ -71,7 +71,8 @@ def _stdio_banner(config: GatewayConfig) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import trio
 
-    from mcp_gateway.supervisor.service import configure_logging, start_zygotes
+    from mcp_gateway.supervisor.service import configure_logging
+    from mcp_gateway.workers.zygote import start_zygotes
 
     config = _load(args.config)
     configure_logging()
@@ -84,16 +85,48 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if config.server.transport == "http":
             from mcp_gateway.supervisor.http import serve_http
 
-            return trio.run(serve_http, config, zygotes)
+            return trio.run(_serve_checked, serve_http, config, zygotes)
         from mcp_gateway.supervisor.stdio import claim_stdio
 
         _stdio_banner(config)
         wire_in, wire_out = claim_stdio()
-        if trio.run(_serve_stdio, config, zygotes, wire_in, wire_out):
+        if trio.run(_serve_checked, _serve_stdio, config, zygotes, wire_in, wire_out):
             return EXIT_INTERRUPTED
     except Exception as e:
         return _report_startup_failure(e)
     return 0
+
+
+async def _serve_checked(serve, config: GatewayConfig, *args):
+    """Run a transport, and beside it the start-up checks that only warn (they never delay serving)."""
+    import trio
+
+    async with trio.open_nursery() as nursery:
+        if config.connectors.postgres.enabled:
+            nursery.start_soon(_warn_if_db_role_not_read_only, config)
+        result = await serve(config, *args)
+        nursery.cancel_scope.cancel()
+    return result
+
+
+async def _warn_if_db_role_not_read_only(config: GatewayConfig) -> None:
+    """Least privilege is the second wall behind the SQL guard: say loudly when it is missing."""
+    import logging
+
+    import trio
+
+    from mcp_gateway.connectors.postgres.role import check_role
+
+    log = logging.getLogger("mcp_gateway")
+    pg = config.connectors.postgres
+    result = await trio.to_thread.run_sync(check_role, pg, "mcp-gateway-check", abandon_on_cancel=True)
+    if result.problems:
+        log.warning("SECURITY WARNING: database role %s is not read-only: it %s. db.query then rests on the "
+                    "SQL guard alone; fix the role (docs/POSTGRES.md) and run `mcp-gateway doctor`.",
+                    pg.user, "; ".join(result.problems))
+    elif result.problems is None:
+        log.warning("database role %s could not be checked for least privilege (%s); run `mcp-gateway doctor`",
+                    pg.user, result.error)
 
 
 def _report_startup_failure(exc: Exception) -> int:
@@ -127,21 +160,15 @@ async def _serve_stdio(config: GatewayConfig, zygotes, wire_in: int, wire_out: i
     """Serve until stdin ends or a signal stops it; True when Ctrl-C (SIGINT) stopped it."""
     import trio
 
-    from mcp_gateway.supervisor.fastpath import FastPath
-    from mcp_gateway.supervisor.mcp_server import build_server
-    from mcp_gateway.supervisor.service import open_gateway, stdio_actor
-    from mcp_gateway.supervisor.stdio import stdio_transport
+    from mcp_gateway.supervisor.service import open_gateway
+    from mcp_gateway.supervisor.stdio import serve_stdio_session
 
     async with open_gateway(config, zygotes) as gateway:
         stopper = _StdioSignals(gateway)
         with stopper.scope:
             async with trio.open_nursery() as nursery:
-                server = build_server(gateway, stdio_actor(config))
-                fast_path = FastPath(gateway, config.server.actor)
                 nursery.start_soon(stopper.run)
-                async with stdio_transport(wire_in, wire_out, config.server.max_message_bytes, fast_path,
-                                           stopper.drain) as (r, w):
-                    await server.run(r, w, server.create_initialization_options())
+                await serve_stdio_session(gateway, wire_in, wire_out, stopper.drain)
                 nursery.cancel_scope.cancel()
         return stopper.interrupted
 
@@ -217,24 +244,29 @@ def describe(config: GatewayConfig) -> str:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from mcp_gateway.preflight import failures, preflight
+    from mcp_gateway.preflight import failures, preflight, warnings
 
     config = _load(args.config, host=not args.schema_only)
     print(describe(config))
     if args.schema_only:
         print("host checks: skipped (--schema-only)")
         return 0
-    problems = failures(preflight(config))
+    findings = preflight(config)
+    problems, notes = failures(findings), warnings(findings)
     for text in problems:
         print(f"mcp-gateway check-config: {text}", file=sys.stderr)
-    print(f"host checks: {f'{len(problems)} failed (see stderr)' if problems else 'passed'}")
+    for text in notes:
+        print(f"mcp-gateway check-config: warning: {text}", file=sys.stderr)
+    verdict = f"{len(problems)} failed (see stderr)" if problems else "passed"
+    print(f"host checks: {verdict}" + (f", {len(notes)} warning(s) (see stderr)" if notes else ""))
     return 1 if problems else 0
 
 
 def cmd_call(args: argparse.Namespace) -> int:
     import trio
 
-    from mcp_gateway.supervisor.service import open_gateway, start_zygotes
+    from mcp_gateway.supervisor.service import open_gateway
+    from mcp_gateway.workers.zygote import start_zygotes
 
     config = _load(args.config)
     try:

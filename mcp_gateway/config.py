@@ -215,8 +215,8 @@ class HttpFetchSettings(WorkerPoolSettings):
     @classmethod
     def _domains(cls, v: list[str]) -> list[str]:
         # An entry that can never match must be an error, not a silently dead rule.
-        from mcp_gateway.guards import GuardDenied
         from mcp_gateway.connectors.http_fetch.urls import parse_host
+        from mcp_gateway.guards import GuardDenied
 
         for d in v:
             if d == "*":

@@ -331,7 +331,7 @@ def check_preflight(config: GatewayConfig, rep: Report) -> None:
 
     rep.section("preflight: what serve checks at start (paths as the worker identity, audit log, TLS, port, actors)")
     for finding in preflight(config):
-        rep.line("PASS" if finding.ok else "FAIL", finding.text)
+        rep.line("FAIL" if not finding.ok else "WARN" if finding.warn else "PASS", finding.text)
 
 
 def check_http(config: GatewayConfig, rep: Report) -> None:

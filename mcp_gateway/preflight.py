@@ -7,7 +7,9 @@ its filesystem asked for space, and every filesystem path is tried by a child pr
 taken the workers' own uid and gid (the allowed roots are opened by the trusted side first, as
 the zygote does, so only the data itself must be readable by the worker identity). A failed
 check names what, why, and the fix; `serve` and `call` refuse to start on any, `check-config`
-exits 1, `doctor` prints them as FAIL lines.
+exits 1, `doctor` prints them as FAIL lines. A warning is a finding that passes but needs a look:
+the HTTP port already in use, which is what `check-config` and `doctor` see next to the gateway
+serving this very config (`serve` itself still fails hard on a port it cannot bind).
 """
 
 from __future__ import annotations
@@ -36,14 +38,19 @@ PROBE_TIMEOUT_S = 20.0
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One check's verdict: `ok`, and a line an operator acts on."""
+    """One check's verdict: `ok`, and a line an operator acts on; `warn`: ok, but worth a look."""
 
     ok: bool
     text: str
+    warn: bool = False
 
 
 def failures(findings: list[Finding]) -> list[str]:
     return [f.text for f in findings if not f.ok]
+
+
+def warnings(findings: list[Finding]) -> list[str]:
+    return [f.text for f in findings if f.ok and f.warn]
 
 
 def preflight(config: GatewayConfig, http: Literal["bind", "rules", "none"] = "bind") -> list[Finding]:
@@ -163,11 +170,13 @@ def _space_problem(fd: int, what: str) -> str | None:
 
 def check_http(config: GatewayConfig, bind_listener: bool) -> list[Finding]:
     problem = http_problem(config)
-    if problem is None and bind_listener:
-        problem = _listen_problem(config.server.http.host, config.server.http.port)
     if problem is not None:
         return [Finding(False, problem)]
     s = config.server.http
+    if bind_listener:
+        finding = _listen_finding(s.host, s.port)
+        if finding is not None:
+            return [finding]
     tls = "TLS certificate and key load" if s.certfile else "no TLS (plain HTTP)"
     return [Finding(True, f"HTTP listener {s.host}:{s.port}{s.path}: {tls}")]
 
@@ -212,28 +221,30 @@ def _tls_problem(certfile: Path, keyfile: Path) -> str | None:
     return None
 
 
-def _listen_problem(host: str, port: int) -> str | None:
-    """Bind the listening address once (and let it go) to learn whether serve could."""
+def _listen_finding(host: str, port: int) -> Finding | None:
+    """Bind the listening address once (and let it go) to learn whether serve could; None when it
+    could. In use is a warning: next to the gateway already serving this config, it is expected."""
     h = host.strip().strip("[]") or "0.0.0.0"
     if h == "*":
         h = "0.0.0.0"
     try:
         infos = socket.getaddrinfo(h, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as e:
-        return f"server.http.host {host!r} does not resolve: {e.strerror}"
+        return Finding(False, f"server.http.host {host!r} does not resolve: {e.strerror}")
     family, kind, proto, _, addr = infos[0]
     with socket.socket(family, kind, proto) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(addr)
         except PermissionError:
-            return (f"server.http.port {port}: binding {host}:{port} is not permitted (ports below 1024 "
-                    "need root or CAP_NET_BIND_SERVICE): use a port of 1024 or more")
+            return Finding(False, f"server.http.port {port}: binding {host}:{port} is not permitted (ports "
+                                  "below 1024 need root or CAP_NET_BIND_SERVICE): use a port of 1024 or more")
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
-                return (f"server.http.port {port}: {host}:{port} is already in use by another process "
-                        "(a gateway already serving it?)")
-            return f"server.http.host {host!r}: cannot listen on {host}:{port}: {e.strerror}"
+                return Finding(True, f"server.http.port {port}: {host}:{port} is already in use by another "
+                                     "process (a gateway already serving it?): `serve` cannot start on it "
+                                     "until that process lets it go", warn=True)
+            return Finding(False, f"server.http.host {host!r}: cannot listen on {host}:{port}: {e.strerror}")
     return None
 
 

@@ -1,5 +1,6 @@
-"""Shared test helpers: configs written to temp dirs, loaded through the real loader; the session's
-throwaway PostgreSQL cluster (tests/support/pg_cluster.py), started only when a test asks for it."""
+"""The suite's markers, applied by folder; shared fixtures: configs written to temp dirs and loaded
+through the real loader, the session's throwaway PostgreSQL cluster (tests/support/pg_cluster.py),
+started only when a test asks for it."""
 
 from __future__ import annotations
 
@@ -12,11 +13,36 @@ from hypothesis import settings
 
 from mcp_gateway.config import GatewayConfig, load_config
 
+pytest_plugins = ("pytester",)  # tests/unit/test_markers.py runs the marker hook on a tree of its own
+
 # Deterministic, fast property tests; no example database written into the tree.
 settings.register_profile("gateway", deadline=None, database=None, derandomize=True, max_examples=200)
 settings.load_profile("gateway")
 
 IS_ROOT = os.geteuid() == 0
+
+TESTS = Path(__file__).resolve().parent
+# Each folder is its marker (registered in pyproject.toml): `pytest -m unit` runs tests/unit.
+TIERS = ("unit", "component", "sandbox", "e2e")
+# Where the outcome depends on the identity of the process running the tests (a gateway and its
+# workers, the sandbox, the cluster's roles): marked `identity`, which make test runs again as nobody.
+IDENTITY_PATHS = ("e2e", "sandbox", "component/postgres")
+
+
+def tier_markers(path: Path) -> list[str]:
+    """The markers of a test file at `path`: its tier folder, and `identity` beneath IDENTITY_PATHS;
+    none for a file outside the tier folders (tests/unit/test_markers.py refuses those)."""
+    rel = path.resolve().relative_to(TESTS)
+    if len(rel.parts) < 2 or rel.parts[0] not in TIERS:
+        return []
+    return [rel.parts[0], *(["identity"] if any(rel.is_relative_to(p) for p in IDENTITY_PATHS) else [])]
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects (a conftest-level pytestmark never applies)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for name in tier_markers(item.path):
+            item.add_marker(name)
 
 
 def write_config(directory: Path, data: dict) -> Path:

@@ -5,10 +5,15 @@ to their own enforcement (openat2, pinned connections, read-only transactions), 
 the guarantee.
 """
 
+from mcp_gateway.ipc.errors import ErrorCode, Refusal
 
-class GuardDenied(Exception):
-    """Input refused by a connector guard; becomes SECURITY_ERROR with `reason`."""
+
+class GuardDenied(Refusal):
+    """Input refused by a connector guard: a SECURITY_ERROR whose reason names the rule broken.
+
+    Its own type because guards are shared by the supervisor, the workers and config validation:
+    a caller that gives a guard's refusal another meaning (config: a bad setting; web.fetch
+    headers: VALIDATION_ERROR) catches exactly that."""
 
     def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+        super().__init__(ErrorCode.SECURITY_ERROR, reason)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import msgspec
 
-CONTROL_CAP = 8192  # largest control message (reasons are cut to fit)
+from mcp_gateway.ipc.caps import CONTROL_CAP
 
 
 class Spawn(msgspec.Struct, tag="spawn", forbid_unknown_fields=True, frozen=True):

@@ -9,8 +9,9 @@ from __future__ import annotations
 import socket
 import struct
 
+from mcp_gateway.ipc.caps import MAX_FRAME
+
 HEADER = struct.Struct(">I")
-MAX_FRAME = 2**31 - 1
 
 
 class FrameError(Exception):

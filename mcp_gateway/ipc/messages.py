@@ -14,18 +14,7 @@ from typing import Any, Literal
 
 import msgspec
 
-# Error codes a worker may report. TIMEOUT and WORKER_CRASHED are decided by the supervisor
-# alone; POLICY_DENIED and RATE_LIMITED never come from a worker.
-WorkerErrorCode = Literal[
-    "VALIDATION_ERROR",
-    "SECURITY_ERROR",
-    "RESULT_TOO_LARGE",
-    "NOT_FOUND",
-    "UPSTREAM_ERROR",
-    "TIMEOUT",
-    "INTERNAL_ERROR",
-]
-
+from mcp_gateway.ipc.errors import WORKER_CODES, ErrorCode
 
 # Why a worker asks to be replaced after answering: it used most of its RLIMIT_CPU budget, or
 # its local state is broken (no descriptor left, a connection that keeps failing).
@@ -50,7 +39,7 @@ class CallOk(msgspec.Struct, tag="ok", forbid_unknown_fields=True, frozen=True):
 
 class CallFailed(msgspec.Struct, tag="failed", forbid_unknown_fields=True, frozen=True):
     request_id: str
-    error_code: WorkerErrorCode
+    error_code: ErrorCode  # from a worker: one of WORKER_CODES (ReplyDecoder)
     reason: str
     retire: RetireReason | None = None
 
@@ -60,7 +49,23 @@ WorkerReply = CallOk | CallFailed
 request_encoder = msgspec.msgpack.Encoder()
 request_decoder = msgspec.msgpack.Decoder(CallRequest)
 reply_encoder = msgspec.msgpack.Encoder()
-reply_decoder = msgspec.msgpack.Decoder(WorkerReply)
+
+
+class ReplyDecoder:
+    """Strict decoding of a worker's reply, its error code included: a worker may report only
+    WORKER_CODES (the pool's own verdicts, WORKER_CRASHED and UNAVAILABLE, use the same struct)."""
+
+    def __init__(self) -> None:
+        self._decoder = msgspec.msgpack.Decoder(WorkerReply)
+
+    def decode(self, payload: bytes) -> WorkerReply:
+        reply = self._decoder.decode(payload)
+        if isinstance(reply, CallFailed) and reply.error_code not in WORKER_CODES:
+            raise msgspec.ValidationError(f"a worker may not report {reply.error_code}")
+        return reply
+
+
+reply_decoder = ReplyDecoder()
 
 
 class WorkerReady(msgspec.Struct, tag="ready", forbid_unknown_fields=True, frozen=True):

@@ -18,22 +18,18 @@ from typing import Any
 import trio
 
 from mcp_gateway.config import GatewayConfig
-from mcp_gateway.guards import GuardDenied
+from mcp_gateway.ipc.errors import ErrorCode, Refusal
 from mcp_gateway.ipc.messages import CallFailed, CallRequest
 from mcp_gateway.supervisor import results
 from mcp_gateway.supervisor.audit import AuditError, AuditLog, args_sha256, timestamp
 from mcp_gateway.supervisor.policy import Policy
 from mcp_gateway.supervisor.pool import QueueFull, WorkerPool
 from mcp_gateway.supervisor.ratelimit import RateLimiter
-from mcp_gateway.supervisor.validation import InvalidArguments, decode_arguments
+from mcp_gateway.supervisor.validation import decode_arguments
 from mcp_gateway.tools import TOOLS, ToolSpec
 from mcp_gateway.tools.arguments import Args, as_dict
 
 log = logging.getLogger("mcp_gateway")
-
-DENY_CODES = frozenset({"VALIDATION_ERROR", "POLICY_DENIED", "SECURITY_ERROR", "RATE_LIMITED"})
-# The client cancelled the call (or went away) while it ran: audited, never answered.
-CANCELLED = "CANCELLED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,27 +39,25 @@ class Outcome:
     request_id: str
     tool: str
     answer: bytes
-    error_code: str | None = None
+    error_code: ErrorCode | None = None
     reason: str = ""
     result_bytes: int = 0  # the size of a successful answer; 0 on errors
 
     @classmethod
-    def failed(cls, request_id: str, tool: str, code: str, reason: str) -> Outcome:
+    def failed(cls, request_id: str, tool: str, code: ErrorCode, reason: str) -> Outcome:
         return cls(request_id, tool, results.error(request_id, code, reason), code, reason)
 
     @property
     def is_error(self) -> bool:
         return self.error_code is not None
 
+    @property
+    def decision(self) -> str:
+        """The audit line's (and the metrics') "allow" or "deny"."""
+        return "deny" if self.error_code is not None and self.error_code.is_denial else "allow"
+
     def error_payload(self) -> dict[str, Any]:
         return {"error_code": self.error_code, "reason": self.reason, "request_id": self.request_id}
-
-
-class Refused(Exception):
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 def _supervisor_guard(spec: ToolSpec, config: GatewayConfig) -> Callable[[Args], None] | None:
@@ -112,19 +106,19 @@ class Gateway:
         outcome: Outcome | None = None
         try:
             outcome = await self._run(request_id, tool, arguments, actor)
-        except Refused as e:
+        except Refusal as e:
             outcome = Outcome.failed(request_id, tool, e.code, e.reason)
         except (trio.Cancelled, KeyboardInterrupt) as e:
             # Ctrl-C may land in this very task: the call is still audited on the way out.
             stopped = self.stopping or cancelled_by is None or isinstance(e, KeyboardInterrupt)
             cause = "the gateway stopped" if stopped else cancelled_by()
-            outcome = Outcome.failed(request_id, tool, CANCELLED,
+            outcome = Outcome.failed(request_id, tool, ErrorCode.CANCELLED,
                                      f"the call was cancelled ({cause}) before it finished; a worker running "
                                      "it was killed and replaced")
             raise
         except Exception:
             log.exception("request %s (%s): unexpected error in the supervisor", request_id, tool)
-            outcome = Outcome.failed(request_id, tool, "INTERNAL_ERROR",
+            outcome = Outcome.failed(request_id, tool, ErrorCode.INTERNAL_ERROR,
                                      f"unexpected gateway error; the log has details under request {request_id}")
         finally:
             if outcome is not None:
@@ -133,39 +127,33 @@ class Gateway:
 
     async def _run(self, request_id: str, tool: str, arguments: Any, actor: str) -> Outcome:
         if arguments is not None and not isinstance(arguments, dict):
-            raise Refused("VALIDATION_ERROR", "arguments must be a JSON object")
+            raise Refusal(ErrorCode.VALIDATION_ERROR, "arguments must be a JSON object")
         limited = self.rate_limiter.check(actor)
         if limited is not None:
-            raise Refused("RATE_LIMITED", limited)
+            raise Refusal(ErrorCode.RATE_LIMITED, limited)
         decision = self.policy.check_tool(tool, actor)
         if not decision.allowed:
-            raise Refused("POLICY_DENIED", decision.reason)
+            raise Refusal(ErrorCode.POLICY_DENIED, decision.reason)
         spec = TOOLS[tool]
-        try:
-            args = decode_arguments(spec, arguments)
-        except InvalidArguments as e:
-            raise Refused("VALIDATION_ERROR", e.reason) from None
+        args = decode_arguments(spec, arguments)
         args_dict = as_dict(args)
         refusal = self.policy.check_arguments(tool, actor, args_dict)
         if refusal is not None:
-            raise Refused("POLICY_DENIED", refusal)
+            raise Refusal(ErrorCode.POLICY_DENIED, refusal)
         guard = self._guards.get(tool)
         if guard is not None:
-            try:
-                guard(args)
-            except GuardDenied as e:
-                raise Refused("SECURITY_ERROR", e.reason) from None
+            guard(args)  # raises GuardDenied (a SECURITY_ERROR Refusal)
         if not self.audit.healthy and self.audit.last_error:
             # Fail closed before doing any work when the audit log is known to be broken.
-            raise Refused("INTERNAL_ERROR", f"{self.audit.last_error}: call refused; fix the audit path "
-                                            "and send SIGHUP")
+            raise Refusal(ErrorCode.INTERNAL_ERROR,
+                          f"{self.audit.last_error}: call refused; fix the audit path and send SIGHUP")
         pool = self.pools[spec.connector]
         deadline = trio.current_time() + decision.timeout_ms / 1000
         try:
             reply = await pool.call(
                 CallRequest(request_id, tool, args_dict, decision.timeout_ms, decision.max_bytes), deadline)
         except QueueFull as e:  # capacity, not the caller's fault: not a denial
-            raise Refused("UNAVAILABLE", f"the gateway is at capacity, retry later: {e}") from None
+            raise Refusal(ErrorCode.UNAVAILABLE, f"the gateway is at capacity, retry later: {e}") from None
         if isinstance(reply, CallFailed):
             return Outcome.failed(request_id, tool, reply.error_code, reply.reason)
         return self._answer(request_id, spec, reply.result, decision.max_bytes)
@@ -180,11 +168,12 @@ class Gateway:
             structured = spec.structured(result)
         except (KeyError, TypeError) as e:
             log.error("request %s (%s): worker result has the wrong shape (%r)", request_id, spec.name, e)
-            return Outcome.failed(request_id, spec.name, "INTERNAL_ERROR", "the worker returned a malformed result")
+            return Outcome.failed(request_id, spec.name, ErrorCode.INTERNAL_ERROR,
+                                  "the worker returned a malformed result")
         answer = results.success(request_id, text, structured)
         if len(answer) > max_bytes:
             return Outcome.failed(
-                request_id, spec.name, "RESULT_TOO_LARGE",
+                request_id, spec.name, ErrorCode.RESULT_TOO_LARGE,
                 f"the answer would be {len(answer)} bytes of JSON (text and structured content together), over "
                 f"the cap of {max_bytes} bytes; ask for less (fs.readFile offset/length, db.query max_rows)")
         return Outcome(request_id, spec.name, answer, result_bytes=len(answer))
@@ -198,7 +187,7 @@ class Gateway:
             "tool": outcome.tool,
             "actor": actor,
             "args_sha256": args_sha256({} if arguments is None else arguments),
-            "decision": "deny" if code in DENY_CODES else "allow",
+            "decision": outcome.decision,
             "reason": outcome.reason if code else "ok",
             "duration_ms": duration_ms,
             "result_bytes": outcome.result_bytes,
@@ -208,7 +197,7 @@ class Gateway:
             self.audit.write(record)
         except AuditError as e:
             log.error("request %s (%s): %s; the call is refused", outcome.request_id, outcome.tool, e)
-            outcome = Outcome.failed(outcome.request_id, outcome.tool, "INTERNAL_ERROR",
+            outcome = Outcome.failed(outcome.request_id, outcome.tool, ErrorCode.INTERNAL_ERROR,
                                      f"{e}: call refused (no call runs unaudited); fix the audit path "
                                      "and send SIGHUP")
         if self._observer is not None:

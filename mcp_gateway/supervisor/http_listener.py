@@ -32,7 +32,7 @@ from typing import Any
 import h11
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.events import Closed
+from hypercorn.events import Closed, RawData
 from hypercorn.protocol import ProtocolWrapper
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.task_group import TaskGroup
@@ -154,6 +154,27 @@ def framing_refusal(headers: list[tuple[bytes, bytes]], max_body: int) -> tuple[
 
 class GatewayH11Protocol(H11Protocol):
     config: GatewayHypercornConfig
+    _held: bytes = b""
+
+    async def _send_h11_event(self, event: Any) -> None:
+        """The head of a response with a Content-Length goes out with its body, in one write
+        (hypercorn writes each part on its own: one more syscall, and one more wake-up of the
+        client, per answer). A streamed response (an SSE stream, no length) is sent as it comes."""
+        if not (self._held or isinstance(event, h11.Response)
+                and any(k.lower() == b"content-length" for k, _ in event.headers)):
+            await super()._send_h11_event(event)
+            return
+        try:
+            data = self.connection.send(event) or b""
+        except h11.LocalProtocolError:
+            if self.connection.their_state != h11.ERROR:
+                raise
+            data = b""
+        if isinstance(event, h11.Response):
+            self._held = data
+            return
+        held, self._held = self._held, b""
+        await self.send(RawData(data=held + data))
 
     async def _check_protocol(self, event: h11.Request) -> None:
         if self.config.http2:  # h2c upgrade / prior knowledge only when configured

@@ -6,19 +6,29 @@ per actor *before* the SDK sees the opening request, synchronously (no await bet
 check and the reservation, so concurrent opening requests cannot overshoot); the SDK's
 manager reports which session each reservation became and when sessions end (client DELETE,
 idle timeout, a failed opening request), through the two hooks of `GatewaySessionManager`.
+
+Each open session also carries what the hot route (http_hot.py) needs: the SDK's transport (a
+hot request holds the session open against its idle timeout the way the SDK's own requests
+do) and its `SessionState`, attached by the server middleware once the SDK accepted
+`initialize`.
 """
 
 from __future__ import annotations
 
 import contextvars
+import math
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import trio
 from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
 from mcp_gateway.config import HttpSettings
+from mcp_gateway.supervisor.fastpath import SessionState
 
 
 @dataclass
@@ -28,6 +38,38 @@ class Reservation:
     actor: str
     session_id: str | None = None
     released: bool = False
+
+
+@dataclass
+class OpenSession:
+    actor: str
+    transport: StreamableHTTPServerTransport | None
+    state: SessionState = field(default_factory=SessionState)
+
+    @property
+    def serving(self) -> bool:
+        """False once the SDK ends the session (DELETE, idle timeout): leave its requests to the SDK."""
+        t = self.transport
+        return t is not None and not t.is_terminated and not (t.idle_scope is not None and t.idle_scope.cancel_called)
+
+    @contextmanager
+    def request_in_flight(self) -> Iterator[None]:
+        """Hold the session open while a hot request runs, exactly as the SDK's own
+        `StreamableHTTPServerTransport.handle_request` does (mcp is pinned; the same counter and
+        countdown, so hot and SDK requests of one session count together)."""
+        t = self.transport
+        timeout = getattr(t, "_idle_timeout", None)
+        if t is None or t.idle_scope is None or timeout is None:
+            yield
+            return
+        t._requests_in_flight += 1
+        t.idle_scope.deadline = math.inf
+        try:
+            yield
+        finally:
+            t._requests_in_flight -= 1
+            if not t._requests_in_flight:
+                t.idle_scope.deadline = trio.current_time() + timeout
 
 
 @dataclass(frozen=True)
@@ -42,7 +84,7 @@ class SessionRefused:
 class SessionBook:
     max_sessions: int
     per_actor: int
-    by_session: dict[str, str] = field(default_factory=dict)  # session id -> actor
+    by_session: dict[str, OpenSession] = field(default_factory=dict)
     open_per_actor: Counter[str] = field(default_factory=Counter)
     pending_per_actor: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)  # reason -> count (metrics)
@@ -72,23 +114,29 @@ class SessionBook:
         self.refused[kind] += 1
         return SessionRefused(kind, reason)
 
-    def admitted(self, reservation: Reservation, session_id: str) -> None:
+    def admitted(self, reservation: Reservation, session_id: str,
+                 transport: StreamableHTTPServerTransport | None = None) -> None:
         """The SDK registered `session_id` for this reservation: it now counts as open."""
         self._release(reservation)
         reservation.session_id = session_id
-        self.by_session[session_id] = reservation.actor
+        self.by_session[session_id] = OpenSession(reservation.actor, transport)
         self.open_per_actor[reservation.actor] += 1
+
+    def session(self, session_id: str | None, actor: str) -> OpenSession | None:
+        """The open session `session_id` if `actor` opened it (else None: the SDK answers 404)."""
+        found = self.by_session.get(session_id) if session_id is not None else None
+        return found if found is not None and found.actor == actor else None
 
     def finished(self, reservation: Reservation) -> None:
         """The opening request is over (admitted or not): drop what it still holds."""
         self._release(reservation)
 
     def closed(self, session_id: str) -> None:
-        actor = self.by_session.pop(session_id, None)
-        if actor is not None:
-            self.open_per_actor[actor] -= 1
-            if self.open_per_actor[actor] <= 0:
-                del self.open_per_actor[actor]
+        found = self.by_session.pop(session_id, None)
+        if found is not None:
+            self.open_per_actor[found.actor] -= 1
+            if self.open_per_actor[found.actor] <= 0:
+                del self.open_per_actor[found.actor]
 
     def _release(self, reservation: Reservation) -> None:
         if not reservation.released:
@@ -108,7 +156,7 @@ class GatewaySessionManager(StreamableHTTPSessionManager):
     """The SDK's manager, reporting session starts and ends to a `SessionBook`.
 
     `_admit_session` and `_discard_session` are the SDK's own seams for exactly these two
-    events (mcp is pinned; tests/http/test_http_sessions.py fails if they stop being called)."""
+    events (mcp is pinned; tests/e2e/http/test_http_sessions.py fails if they stop being called)."""
 
     def __init__(self, *args: Any, book: SessionBook, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -120,7 +168,7 @@ class GatewaySessionManager(StreamableHTTPSessionManager):
             return None  # only an opening request the gateway admitted may create a session
         transport = super()._admit_session(requestor)
         if transport is not None and transport.mcp_session_id is not None:
-            self.book.admitted(reservation, transport.mcp_session_id)
+            self.book.admitted(reservation, transport.mcp_session_id, transport)
         return transport
 
     async def _discard_session(self, session_id: str, transport: StreamableHTTPServerTransport) -> None:

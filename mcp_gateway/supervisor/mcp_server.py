@@ -1,7 +1,10 @@
 """The MCP face of the gateway: the SDK's low-level `Server` wired to `Gateway`.
 
 The SDK does the protocol (initialize, ping, method routing, JSON-RPC errors); tools/list
-and tools/call are answered from the catalogue and the gateway pipeline.
+and tools/call are answered from the catalogue and the gateway pipeline, through the same
+`Calls` and tool definitions as the hot route (fastpath.py). A middleware hands each
+session's SDK object to whoever serves that session's hot route, once `initialize` was
+answered (`on_initialize`).
 """
 
 from __future__ import annotations
@@ -10,21 +13,22 @@ from collections.abc import Callable
 from typing import Any
 
 import mcp_types as types
-import trio
-from mcp.server.context import ServerRequestContext
+import msgspec
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 
 from mcp_gateway import __version__
 from mcp_gateway.supervisor import results
-from mcp_gateway.supervisor.gateway import Gateway, Outcome
+from mcp_gateway.supervisor.fastpath import Calls, CloseSignal, current_actor
+from mcp_gateway.supervisor.gateway import Gateway
 from mcp_gateway.supervisor.modern_protocol import LIST_CACHE_HINTS
 from mcp_gateway.tools import ToolSpec
 
 REQUEST_CANCELLED = -32800  # as the SDK answers a cancelled request on 2025-era HTTP
-ActorOf = Callable[[ServerRequestContext[Any]], str]
-# Scope key of a trio.Event the HTTP layer sets when the client closes the request.
+# Scope key of the HTTP layer's ClosedRequest (its `on_close` fires when the client closes the request).
 REQUEST_CLOSED_KEY = "mcp_gateway.request_closed"
+OnInitialize = Callable[[ServerRequestContext[Any]], None]
 
 
 def tool_definition(spec: ToolSpec) -> types.Tool:
@@ -44,73 +48,77 @@ def tool_definition(spec: ToolSpec) -> types.Tool:
     )
 
 
-def request_closed(ctx: ServerRequestContext[Any]) -> trio.Event | None:
-    """The event the HTTP layer sets when the client closes the request carrying this call."""
+class ToolDefinitions:
+    """The tools an actor may see, as SDK models and as the encoded tools/list result (per actor)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self._models: dict[str, list[types.Tool]] = {}
+        self._encoded: dict[str, bytes] = {}
+
+    def models(self, actor: str) -> list[types.Tool]:
+        if actor not in self._models:
+            self._models[actor] = [tool_definition(s) for s in self.gateway.tools_for(actor)]
+        return self._models[actor]
+
+    def encoded(self, actor: str) -> bytes:
+        if actor not in self._encoded:
+            self._encoded[actor] = msgspec.json.encode(
+                {"tools": [t.model_dump(by_alias=True, exclude_unset=True, mode="json") for t in self.models(actor)]})
+        return self._encoded[actor]
+
+
+def request_closed(ctx: ServerRequestContext[Any]) -> CloseSignal | None:
+    """The HTTP layer's close signal for the request carrying this call (None on stdio)."""
     scope = getattr(ctx.request, "scope", None)
-    event = scope.get(REQUEST_CLOSED_KEY) if isinstance(scope, dict) else None
-    return event if isinstance(event, trio.Event) else None
+    return scope.get(REQUEST_CLOSED_KEY) if isinstance(scope, dict) else None
 
 
-def _sdk_cancel_cause() -> str:
-    return "the client cancelled the call (notifications/cancelled) or ended the session"
+class _InitializeWatch:
+    """Server middleware: after the SDK answered `initialize`, report the session (its state is
+    then read from the SDK's session object, never from the traffic)."""
+
+    def __init__(self, on_initialize: OnInitialize) -> None:
+        self.on_initialize = on_initialize
+
+    async def __call__(self, ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
+        result = await call_next(ctx)
+        if ctx.method == "initialize":
+            self.on_initialize(ctx)
+        return result
 
 
-async def _unless_closed(gateway: Gateway, params: types.CallToolRequestParams, actor: str,
-                         closed: trio.Event) -> Outcome:
-    """Run the call; if the HTTP request closes first, cancel it (the answer has nowhere to go).
+class _Handlers:
+    def __init__(self, calls: Calls, definitions: ToolDefinitions) -> None:
+        self.calls = calls
+        self.definitions = definitions
 
-    Closing the POST is how protocol 2026-07-28 cancels, and the only way in stateless HTTP."""
-    outcome: Outcome | None = None
-    by_close = False
+    async def list_tools(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+                         ) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=self.definitions.models(current_actor()))
 
-    def cause() -> str:
-        return "the client closed the HTTP request" if by_close else _sdk_cancel_cause()
-
-    async with trio.open_nursery() as nursery:
-        async def watch() -> None:
-            nonlocal by_close
-            await closed.wait()
-            by_close = True
-            nursery.cancel_scope.cancel()
-
-        nursery.start_soon(watch)
-        outcome = await gateway.call(params.name, params.arguments, actor, cause)
-        nursery.cancel_scope.cancel()
-    if outcome is None:  # cancelled by the close and audited; nobody is left to read an answer
-        raise MCPError(REQUEST_CANCELLED, "Request cancelled: the client closed the HTTP request")
-    return outcome
-
-
-def build_server(gateway: Gateway, actor_of: ActorOf) -> Server[Any]:
-    definitions: dict[str, list[types.Tool]] = {}
-
-    def tools_for(actor: str) -> list[types.Tool]:
-        if actor not in definitions:
-            definitions[actor] = [tool_definition(s) for s in gateway.tools_for(actor)]
-        return definitions[actor]
-
-    async def on_list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
-                            ) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=tools_for(actor_of(ctx)))
-
-    async def on_call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
-                           ) -> types.CallToolResult:
-        actor = actor_of(ctx)
-        closed = request_closed(ctx)
-        if closed is None:
-            outcome = await gateway.call(params.name, params.arguments, actor, _sdk_cancel_cause)
-        else:
-            outcome = await _unless_closed(gateway, params, actor, closed)
+    async def call_tool(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+                        ) -> types.CallToolResult:
+        outcome = await self.calls.run(params.name, params.arguments, current_actor(), closed=request_closed(ctx))
+        if outcome is None:  # cancelled by the close and audited; nobody is left to read an answer
+            raise MCPError(REQUEST_CANCELLED, "Request cancelled: the client closed the HTTP request")
         # The answer as encoded once for every transport; the SDK shapes it for the negotiated
         # version (2026-07-28 adds resultType) and encodes it again.
         return types.CallToolResult.model_validate(results.decode(outcome.answer), by_name=False)
 
-    return Server(
+
+def build_server(gateway: Gateway, calls: Calls, definitions: ToolDefinitions,
+                 on_initialize: OnInitialize | None = None) -> Server[Any]:
+    handlers = _Handlers(calls, definitions)
+    server = Server(
         gateway.config.server.name,
         version=__version__,
         instructions="Read-only tools behind a policy gateway. Every call is audited; refusals come back "
                      "as tool errors whose text starts with an error code.",
         cache_hints=LIST_CACHE_HINTS,
-        on_list_tools=on_list_tools,
-        on_call_tool=on_call_tool,
+        on_list_tools=handlers.list_tools,
+        on_call_tool=handlers.call_tool,
     )
+    if on_initialize is not None:
+        server.middleware.append(_InitializeWatch(on_initialize))
+    return server

@@ -17,7 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from mcp_gateway.supervisor.gateway import DENY_CODES, Outcome
+from mcp_gateway.ipc.errors import ErrorCode
+from mcp_gateway.supervisor.gateway import Outcome
 from mcp_gateway.tools import TOOLS
 
 __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics", "HttpStats"]
@@ -140,11 +141,11 @@ class GatewayMetrics:
         """The `Gateway` observer: called once per audited call."""
         code = outcome.error_code
         tool = tool_label(outcome.tool)
-        self.calls.labels(tool, "deny" if code in DENY_CODES else "allow", code or "none").inc()
+        self.calls.labels(tool, outcome.decision, code or "none").inc()
         self.duration.labels(tool).observe(seconds)
-        if code == "RATE_LIMITED":
+        if code is ErrorCode.RATE_LIMITED:
             self.rate_limited.inc()
-        elif code == "UNAVAILABLE":
+        elif code is ErrorCode.UNAVAILABLE:
             self.unavailable.labels(tool).inc()
 
     def render(self) -> bytes:

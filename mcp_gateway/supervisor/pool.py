@@ -31,7 +31,9 @@ import msgspec
 import trio
 
 from mcp_gateway.config import GatewayConfig
+from mcp_gateway.ipc.caps import HELLO_CAP, reply_cap
 from mcp_gateway.ipc.control import WorkerExited
+from mcp_gateway.ipc.errors import ErrorCode, Refusal
 from mcp_gateway.ipc.frames import FrameError
 from mcp_gateway.ipc.messages import (
     ACK,
@@ -45,13 +47,11 @@ from mcp_gateway.ipc.messages import (
 )
 from mcp_gateway.supervisor.worker_socket import WorkerSocket
 from mcp_gateway.supervisor.zygotes import SPAWN_TIMEOUT_S, PoolStartError, Zygote, ZygoteGone, describe_status
-from mcp_gateway.workers.runtime import reply_cap
 
 __all__ = ["PoolStartError", "QueueFull", "WorkerPool", "ZygoteGone"]
 
 log = logging.getLogger("mcp_gateway.pool")
 
-HELLO_CAP = 64 * 1024
 ZYGOTE_START_TIMEOUT_S = 60.0
 RESPAWN_BACKOFF_S = 1.0
 # A dead zygote is restarted after 0.1 s, then 0.2, 0.4 ... at most 10 s while it keeps dying;
@@ -114,15 +114,6 @@ class Worker:
 
 class _Unread(Exception):
     """The worker died before acknowledging the request: it never read it."""
-
-
-class _WorkerFault(Exception):
-    """The worker timed out, died, broke the framing or lied; the code is the supervisor's verdict."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 @dataclass
@@ -390,13 +381,13 @@ class WorkerPool:
                     unread += 1
                     if unread > self.size + 2:
                         self.stats.crashes += 1
-                        return CallFailed(request.request_id, "WORKER_CRASHED",  # type: ignore[arg-type]
+                        return CallFailed(request.request_id, ErrorCode.WORKER_CRASHED,
                                           f"{unread} {self.connector} workers in a row died before reading the "
                                           "request; they have been replaced")
         if not holding:
             return self._unavailable(request)
         self.stats.timeouts += 1
-        return CallFailed(request.request_id, "TIMEOUT",
+        return CallFailed(request.request_id, ErrorCode.TIMEOUT,
                           "the call ran past its timeout; the worker was killed and replaced")
 
     def _unavailable(self, request: CallRequest) -> CallFailed:
@@ -407,7 +398,7 @@ class WorkerPool:
             why = "has no live worker (they are being replaced)"
         else:
             why = f"is at capacity: its {self.size} workers stayed busy for the call's whole timeout"
-        return CallFailed(request.request_id, "UNAVAILABLE",  # type: ignore[arg-type]
+        return CallFailed(request.request_id, ErrorCode.UNAVAILABLE,
                           f"the {self.connector} connector {why}; retry later")
 
     async def _take(self) -> Worker:
@@ -455,9 +446,9 @@ class WorkerPool:
             verdict = ""
             worker.request_id = None  # it never read the request: its death is not that call's
             raise
-        except _WorkerFault as fault:
-            verdict = "" if fault.code == "WORKER_CRASHED" else f"{fault.code}: {fault.reason}"
-            return CallFailed(request.request_id, fault.code, fault.reason)  # type: ignore[arg-type]
+        except Refusal as fault:  # the worker must not be used again; the code is the pool's verdict
+            verdict = "" if fault.code is ErrorCode.WORKER_CRASHED else f"{fault.code}: {fault.reason}"
+            return CallFailed(request.request_id, fault.code, fault.reason)
         finally:
             self.stats.busy -= 1
             worker.calls += 1
@@ -468,7 +459,7 @@ class WorkerPool:
                 self._discard(worker, verdict or None)
 
     async def _exchange(self, worker: Worker, request: CallRequest, deadline: float) -> CallOk | CallFailed:
-        """One request/reply; raises _Unread, or _WorkerFault when the worker must not be used again."""
+        """One request/reply; raises _Unread, or Refusal when the worker must not be used again."""
         left_ms = max(1, math.floor((deadline - trio.current_time()) * 1000))
         request = msgspec.structs.replace(request, timeout_ms=left_ms)
         try:
@@ -479,21 +470,21 @@ class WorkerPool:
         except FrameError:
             ack = None
         if ack != ACK:
-            raise _WorkerFault("INTERNAL_ERROR", "the worker broke the protocol; it was killed and replaced")
+            raise Refusal(ErrorCode.INTERNAL_ERROR, "the worker broke the protocol; it was killed and replaced")
         try:
             payload = await worker.sock.recv_frame(reply_cap(request.max_bytes))
         except (EOFError, OSError):
             self.stats.crashes += 1
-            raise _WorkerFault("WORKER_CRASHED", await self._death_reason(worker)) from None
+            raise Refusal(ErrorCode.WORKER_CRASHED, await self._death_reason(worker)) from None
         except FrameError:
-            raise _WorkerFault("RESULT_TOO_LARGE",
-                               "the worker's reply passed the size cap; the worker was replaced") from None
+            raise Refusal(ErrorCode.RESULT_TOO_LARGE,
+                          "the worker's reply passed the size cap; the worker was replaced") from None
         try:
             reply = reply_decoder.decode(payload)
         except msgspec.DecodeError:
             reply = None
         if reply is None or reply.request_id != request.request_id:
-            raise _WorkerFault("INTERNAL_ERROR", "the worker sent a malformed reply; it was killed and replaced")
+            raise Refusal(ErrorCode.INTERNAL_ERROR, "the worker sent a malformed reply; it was killed and replaced")
         return reply
 
     async def _death_reason(self, worker: Worker) -> str:

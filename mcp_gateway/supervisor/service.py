@@ -1,4 +1,5 @@
-"""Starting and running the gateway: zygotes first (no threads yet), then trio owns everything."""
+"""Running the gateway once its zygotes are forked (`workers.zygote.start_zygotes`, before any
+thread): the pools, the audit log, SIGHUP; trio owns everything."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import trio
 
@@ -17,11 +17,10 @@ from mcp_gateway.process_title import set_process_title
 from mcp_gateway.supervisor.audit import AuditLog
 from mcp_gateway.supervisor.gateway import Gateway, Outcome
 from mcp_gateway.supervisor.pool import WorkerPool
-from mcp_gateway.workers.zygote import fork_zygote
 
 log = logging.getLogger("mcp_gateway")
 
-Zygotes = dict[str, tuple[int, socket.socket]]
+Zygotes = dict[str, tuple[int, socket.socket]]  # connector -> (zygote pid, its control socket)
 
 
 def configure_logging() -> None:
@@ -29,14 +28,6 @@ def configure_logging() -> None:
         stream=sys.stderr, level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-
-
-def start_zygotes(config: GatewayConfig) -> Zygotes:
-    """Fork one zygote per enabled connector. Must run before trio (or anything) starts a thread."""
-    zygotes: Zygotes = {}
-    for name in config.enabled_connectors():
-        zygotes[name] = fork_zygote(name, config)
-    return zygotes
 
 
 @asynccontextmanager
@@ -58,28 +49,11 @@ async def open_gateway(config: GatewayConfig, zygotes: Zygotes,
             nursery.start_soon(pool.run)
             pools[name] = pool
         nursery.start_soon(_reopen_audit_on_sighup, audit)
-        if config.connectors.postgres.enabled:
-            nursery.start_soon(_warn_if_db_role_not_read_only, config)
         try:
             yield Gateway(config, pools, audit, observer)
         finally:
             nursery.cancel_scope.cancel()
             audit.close()
-
-
-async def _warn_if_db_role_not_read_only(config: GatewayConfig) -> None:
-    """Least privilege is the second wall behind the SQL guard: say loudly when it is missing."""
-    from mcp_gateway.connectors.postgres.role import check_role
-
-    pg = config.connectors.postgres
-    result = await trio.to_thread.run_sync(check_role, pg, "mcp-gateway-check", abandon_on_cancel=True)
-    if result.problems:
-        log.warning("SECURITY WARNING: database role %s is not read-only: it %s. db.query then rests on the "
-                    "SQL guard alone; fix the role (docs/POSTGRES.md) and run `mcp-gateway doctor`.",
-                    pg.user, "; ".join(result.problems))
-    elif result.problems is None:
-        log.warning("database role %s could not be checked for least privilege (%s); run `mcp-gateway doctor`",
-                    pg.user, result.error)
 
 
 async def _reopen_audit_on_sighup(audit: AuditLog) -> None:
@@ -91,7 +65,3 @@ async def _reopen_audit_on_sighup(audit: AuditLog) -> None:
             else:
                 log.info("SIGHUP: audit log %s reopened", audit.path)
 
-
-def stdio_actor(config: GatewayConfig) -> Callable[[Any], str]:
-    actor = config.server.actor
-    return lambda _ctx: actor

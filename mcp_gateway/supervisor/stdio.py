@@ -5,6 +5,7 @@ writes the pipes with trio's own non-blocking fd streams instead, and answers wh
 would silently drop: a line that is not JSON gets -32700, one that is JSON but not a
 JSON-RPC message gets -32600, a line over the size cap gets -32600 without being parsed.
 The wire descriptors are moved off fds 0/1 first, so a stray print can never corrupt it.
+Hot requests of an initialized session take the hot route shared with HTTP (fastpath.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,22 @@ from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from mcp_gateway.supervisor.fastpath import FastPath, Send, cancelled_request_id
+from mcp_gateway.supervisor.fastpath import (
+    BY_CLIENT_GONE,
+    CANCELLED,
+    Calls,
+    HotRequest,
+    HotRoute,
+    Send,
+    SessionState,
+    act_as,
+    cancelled_request_id,
+    current_actor,
+    hot_request,
+    response_parts,
+)
+from mcp_gateway.supervisor.gateway import Gateway
+from mcp_gateway.supervisor.mcp_server import ToolDefinitions, build_server
 from mcp_gateway.supervisor.modern_protocol import refusal as key_refusal
 from mcp_gateway.supervisor.pipes import PipeReader, PipeWriter
 
@@ -32,7 +48,7 @@ PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 READ_CHUNK = 256 * 1024
 DRAIN_LIMIT_S = 3600
-# Fast-path calls in flight per session; beyond it the transport stops reading stdin.
+# Hot-route calls in flight per session; beyond it the transport stops reading stdin.
 MAX_IN_FLIGHT = 1024
 
 
@@ -122,13 +138,11 @@ def to_session_message(obj: Any) -> SessionMessage | bytes:
 BATCH_VERSION = "2025-03-26"  # the only protocol revision with JSON-RPC batches
 
 
-class _Session:
-    """What the transport must know of the session the SDK runs: its version, and what it owes."""
+class _Owed:
+    """The requests handed to the SDK and not yet answered, and the batches their answers belong to."""
 
     def __init__(self) -> None:
-        self.version: str | None = None  # negotiated by `initialize`
-        self.initialize_ids: set[Any] = set()
-        self.owed: set[Any] = set()  # requests handed to the SDK and not yet answered
+        self.owed: set[Any] = set()
         self.settled = trio.Event()  # set whenever `owed` is empty
         self.settled.set()
         self.batches: dict[Any, _Batch] = {}  # request id -> the batch its answer belongs to
@@ -143,6 +157,14 @@ class _Session:
         if not self.owed:
             self.settled.set()
 
+    async def forget(self, request_id: Any) -> None:
+        """A cancelled SDK request gets no answer: nothing is owed for it any more."""
+        if request_id in self.owed:
+            self.paid(request_id)
+            batch = self.batches.pop(request_id, None)
+            if batch is not None:
+                await batch.done()
+
     async def wait_settled(self) -> None:
         while self.owed:
             await self.settled.wait()
@@ -151,8 +173,8 @@ class _Session:
 class _Batch:
     """The answers to one JSON-RPC batch, sent as one array once every request is answered."""
 
-    def __init__(self, session: _Session, flush: Send) -> None:
-        self._session = session
+    def __init__(self, owed: _Owed, flush: Send) -> None:
+        self._owed = owed
         self._flush = flush
         self._answers: list[bytes] = []
         self._waiting = 1  # held by the reader until every member is dispatched
@@ -170,157 +192,194 @@ class _Batch:
 
     def expect_sdk(self, request_id: Any) -> None:
         self.expect()
-        self._session.batches[request_id] = self
+        self._owed.batches[request_id] = self
 
 
-@asynccontextmanager
-async def stdio_transport(wire_in: int, wire_out: int, max_message_bytes: int, fast_path: FastPath | None = None,
-                          stop_reading: trio.Event | None = None):
-    """Yields (read_stream, write_stream) for `Server.run`, pumping the pipes with trio.
+class StdioTransport:
+    """One stdio session: the pipes pumped with trio; hot requests of a ready session take the
+    hot route (fastpath.py), everything else goes to the SDK through `streams()`.
 
-    With a `fast_path`, the hot methods of an initialized session bypass the SDK (see fastpath.py).
     At end of input (stdin closed, or `stop_reading` set by SIGTERM) no more requests are read;
     every request already read is answered (the SDK's ones before its input ends, since the SDK
     answers those still running at end of input with "Connection closed"), then the server returns.
     """
-    read_send, read_recv = create_context_streams[SessionMessage | Exception](0)
-    write_send, write_recv = create_context_streams[SessionMessage](0)
-    stdin = PipeReader(wire_in)
-    stdout = PipeWriter(wire_out)
-    session = _Session()
 
-    async def dispatch(obj: Any, send: Send, batch: _Batch | None = None) -> None:
-        """One decoded message: cancel, fast path, SDK, or the JSON-RPC error it deserves."""
+    def __init__(self, wire_in: int, wire_out: int, max_message_bytes: int, hot: HotRoute | None,
+                 session: SessionState, stop_reading: trio.Event | None = None) -> None:
+        self.stdin = PipeReader(wire_in)
+        self.stdout = PipeWriter(wire_out)
+        self.wire_out = wire_out
+        self.max_message_bytes = max_message_bytes
+        self.hot = hot
+        self.session = session
+        self.stop_reading = stop_reading
+        self.owed = _Owed()
+        self.in_flight = trio.Semaphore(MAX_IN_FLIGHT)  # hot calls; past it, stdin is not read
+        self.reading = trio.CancelScope()
+        self.serialized = trio.Event()
+        self.client_gone = trio.Event()
+        self._read_send, self._read_recv = create_context_streams[SessionMessage | Exception](0)
+        self._write_send, self._write_recv = create_context_streams[SessionMessage](0)
+        self._nursery: trio.Nursery | None = None
+
+    @asynccontextmanager
+    async def streams(self):
+        """Yields (read_stream, write_stream) for `Server.run`, pumping the pipes meanwhile."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for task in (self.stdout.run, self._read_pump, self._stop_watch, self._serialize_pump):
+                    nursery.start_soon(task)
+                try:
+                    yield self._read_recv, self._write_send
+                except BaseException:
+                    # Interrupted (Ctrl-C) or failed: the calls in flight are cancelled (and audited
+                    # on the way out), not waited for.
+                    nursery.cancel_scope.cancel()
+                    raise
+                else:
+                    await self._drain()
+                    nursery.cancel_scope.cancel()
+        except* trio.BrokenResourceError:
+            pass  # the client went away: nothing left to answer
+
+    async def _drain(self) -> None:
+        """Every response the server produced reaches the pipe; hot calls end by their own deadlines."""
+        await self._write_send.aclose()
+        with trio.move_on_after(5):
+            await self.serialized.wait()
+        self.reading.cancel()
+        with trio.move_on_after(DRAIN_LIMIT_S):
+            for _ in range(MAX_IN_FLIGHT):
+                await self.in_flight.acquire()
+
+    async def _stop_watch(self) -> None:
+        if self.stop_reading is not None:
+            await self.stop_reading.wait()
+            self.reading.cancel()
+
+    async def _read_pump(self) -> None:
+        reader = LineReader(self.max_message_bytes)
+        async with self._read_send:
+            with self.reading:
+                while data := await self.stdin.read(READ_CHUNK):
+                    for line in reader.feed(data):
+                        await self._line(line)
+            # End of input: the SDK must answer what it was given before its input ends,
+            # unless the client is gone altogether (then its input ends now and it cancels those).
+            assert self._nursery is not None
+            self._nursery.start_soon(self._watch_client)
+            with trio.move_on_after(DRAIN_LIMIT_S):
+                await _first(self.owed.wait_settled, self.client_gone.wait)
+
+    async def _line(self, line: bytes | None) -> None:
+        if line is None:
+            await self.stdout.write(_error_line(
+                INVALID_REQUEST, f"Invalid Request: message larger than {self.max_message_bytes} bytes"))
+            return
+        refused = key_refusal(line)
+        if refused is not None:
+            await self.stdout.write(refused + b"\n")
+            return
+        obj = parse_line(line)
+        if type(obj) is list:
+            await self._batch(obj)
+        else:
+            await self._dispatch(obj, self.stdout.write)
+
+    async def _batch(self, items: list[Any]) -> None:
+        version = self.session.version
+        if not items or version != BATCH_VERSION:
+            await self.stdout.write(_error_line(INVALID_REQUEST, _batch_refusal(items, version)))
+            return
+        batch = _Batch(self.owed, self.stdout.write)
+        try:
+            for obj in items:
+                await self._dispatch(obj, batch.add, batch)
+        finally:
+            await batch.done()
+
+    async def _dispatch(self, obj: Any, send: Send, batch: _Batch | None = None) -> None:
+        """One decoded message: a cancel, the hot route, or the SDK."""
         cancelled = cancelled_request_id(obj)
         if cancelled is not None:
-            await forget(cancelled)
-            if fast_path is not None and fast_path.cancel(cancelled):
+            await self.owed.forget(cancelled)
+            if self.hot is not None and self.hot.calls.cancel(cancelled):
                 return
-        if fast_path is not None:
-            handler = fast_path.route(obj)
-            if handler is not None:
-                # Backpressure: past MAX_IN_FLIGHT calls, stop reading the pipe.
-                await in_flight.acquire()
-                if batch is not None:
-                    batch.expect()
-                nursery.start_soon(_answer, handler, send, in_flight, batch)
-                return
-            if type(obj) is dict and obj.get("method") == "initialize":
-                session.initialize_ids.add(_request_id(obj))
+        request = hot_request(obj) if self.hot is not None and self.session.ready else None
+        if request is None:
+            await self._to_sdk(obj, send, batch)
+            return
+        await self.in_flight.acquire()  # backpressure: past MAX_IN_FLIGHT calls, stop reading the pipe
+        if batch is not None:
+            batch.expect()
+        assert self._nursery is not None
+        self._nursery.start_soon(self._answer_hot, request, send, batch)
+
+    async def _to_sdk(self, obj: Any, send: Send, batch: _Batch | None) -> None:
         item = to_session_message(obj)
         if isinstance(item, bytes):
             await send(item)
             return
         if isinstance(item.message, types.JSONRPCRequest):
-            session.owe(item.message.id)
+            self.owed.owe(item.message.id)
             if batch is not None:
                 batch.expect_sdk(item.message.id)
-        await read_send.send(item)
+        await self._read_send.send(item)
 
-    async def forget(request_id: Any) -> None:
-        """A cancelled SDK request gets no answer: nothing is owed for it any more."""
-        if request_id in session.owed:
-            session.paid(request_id)
-            batch = session.batches.pop(request_id, None)
-            if batch is not None:
-                await batch.done()
-
-    async def dispatch_batch(items: list[Any]) -> None:
-        batch = _Batch(session, stdout.write)
+    async def _answer_hot(self, request: HotRequest, send: Send, batch: _Batch | None) -> None:
+        assert self.hot is not None
         try:
-            for obj in items:
-                await dispatch(obj, batch.add, batch)
+            result = await self.hot.result(request, current_actor(), request.request_id)
+            if result is not CANCELLED:  # a cancelled request is not answered (the spec's SHOULD NOT)
+                await send(*response_parts(request.request_id, result))
+        except trio.BrokenResourceError:
+            pass  # the client closed stdout; the call itself was audited
         finally:
-            await batch.done()
-
-    async def read_pump() -> None:
-        reader = LineReader(max_message_bytes)
-        async with read_send:
-            with reading:
-                while data := await stdin.read(READ_CHUNK):
-                    for line in reader.feed(data):
-                        if line is None:
-                            await stdout.write(_error_line(
-                                INVALID_REQUEST, f"Invalid Request: message larger than {max_message_bytes} bytes"))
-                            continue
-                        refused = key_refusal(line)
-                        if refused is not None:
-                            await stdout.write(refused + b"\n")
-                            continue
-                        obj = parse_line(line)
-                        if type(obj) is list:
-                            if obj and session.version == BATCH_VERSION:
-                                await dispatch_batch(obj)
-                            else:
-                                await stdout.write(_error_line(INVALID_REQUEST, _batch_refusal(obj, session.version)))
-                            continue
-                        await dispatch(obj, stdout.write)
-            # End of input: the SDK must answer what it was given before its input ends,
-            # unless the client is gone altogether (then its input ends now and it cancels those).
-            nursery.start_soon(watch_client)
-            with trio.move_on_after(DRAIN_LIMIT_S):
-                await _first(session.wait_settled, client_gone.wait)
-
-    async def watch_client() -> None:
-        await _reader_closed(wire_out)
-        client_gone.set()
-        if fast_path is not None:
-            fast_path.cancel_all()
-
-    async def serialize_pump() -> None:
-        async with write_recv:
-            async for message in write_recv:
-                msg = message.message
-                if isinstance(msg, types.JSONRPCResponse | types.JSONRPCError):
-                    if msg.id in session.initialize_ids and isinstance(msg, types.JSONRPCResponse):
-                        session.version = str(msg.result.get("protocolVersion"))
-                        if fast_path is not None:
-                            fast_path.enabled = True
-                    batch = session.batches.pop(msg.id, None)
-                    if batch is not None:
-                        await batch.add(_encode_message(msg))
-                        session.paid(msg.id)
-                        await batch.done()
-                        continue
-                    session.paid(msg.id)
-                await stdout.write(_encode_message(msg), b"\n")
-        serialized.set()
-
-    serialized = trio.Event()
-    client_gone = trio.Event()
-    in_flight = trio.Semaphore(MAX_IN_FLIGHT)
-    reading = trio.CancelScope()
-    try:
-        async with trio.open_nursery() as nursery:
-
-            async def stop_watch() -> None:
-                if stop_reading is not None:
-                    await stop_reading.wait()
-                    reading.cancel()
-
-            nursery.start_soon(stdout.run)
-            nursery.start_soon(read_pump)
-            nursery.start_soon(stop_watch)
-            nursery.start_soon(serialize_pump)
             try:
-                yield read_recv, write_send
-            except BaseException:
-                # Interrupted (Ctrl-C) or failed: the calls in flight are cancelled (and audited
-                # on the way out), not waited for.
-                nursery.cancel_scope.cancel()
-                raise
-            else:
-                # Drain: every response the server produced reaches the pipe before we exit.
-                await write_send.aclose()
-                with trio.move_on_after(5):
-                    await serialized.wait()
-                reading.cancel()
-                with trio.move_on_after(DRAIN_LIMIT_S):  # in-flight calls end by their own deadlines
-                    for _ in range(MAX_IN_FLIGHT):
-                        await in_flight.acquire()
-                nursery.cancel_scope.cancel()
-    except* trio.BrokenResourceError:
-        pass  # the client went away: nothing left to answer
+                if batch is not None:
+                    await batch.done()  # the last answer of a batch sends the batch
+            except trio.BrokenResourceError:
+                pass
+            finally:
+                self.in_flight.release()
+
+    async def _watch_client(self) -> None:
+        await _reader_closed(self.wire_out)
+        self.client_gone.set()
+        if self.hot is not None:
+            self.hot.calls.cancel_all(BY_CLIENT_GONE)
+
+    async def _serialize_pump(self) -> None:
+        async with self._write_recv:
+            async for message in self._write_recv:
+                await self._write_sdk_message(message.message)
+        self.serialized.set()
+
+    async def _write_sdk_message(self, msg: types.JSONRPCMessage) -> None:
+        if isinstance(msg, types.JSONRPCResponse | types.JSONRPCError):
+            batch = self.owed.batches.pop(msg.id, None)
+            if batch is not None:
+                await batch.add(_encode_message(msg))
+                self.owed.paid(msg.id)
+                await batch.done()
+                return
+            self.owed.paid(msg.id)
+        await self.stdout.write(_encode_message(msg), b"\n")
+
+
+async def serve_stdio_session(gateway: Gateway, wire_in: int, wire_out: int,
+                              stop_reading: trio.Event | None = None) -> None:
+    """Serve one MCP session on the wire fds until its input ends (or `stop_reading`)."""
+    act_as(gateway.config.server.actor)  # stdio callers are the configured actor
+    calls = Calls(gateway)
+    definitions = ToolDefinitions(gateway)
+    session = SessionState()
+    server = build_server(gateway, calls, definitions, on_initialize=lambda ctx: session.attach(ctx.session))
+    transport = StdioTransport(wire_in, wire_out, gateway.config.server.max_message_bytes,
+                               HotRoute(gateway, calls, definitions.encoded), session, stop_reading)
+    async with transport.streams() as (read_stream, write_stream):
+        await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
 CLIENT_POLL_S = 0.1
@@ -359,19 +418,3 @@ def _encode_message(message: types.JSONRPCMessage) -> bytes:
     except PydanticSerializationError:
         # A lone surrogate (in an id the client sent): escape it rather than lose the answer.
         return json.dumps(message.model_dump(by_alias=True, exclude_unset=True), ensure_ascii=True).encode()
-
-
-async def _answer(handler: Callable[[Send], Awaitable[None]], send: Send, in_flight: trio.Semaphore,
-                  batch: _Batch | None) -> None:
-    try:
-        await handler(send)
-    except trio.BrokenResourceError:
-        pass  # the client closed stdout; the call itself was audited
-    finally:
-        try:
-            if batch is not None:
-                await batch.done()  # the last answer of a batch sends the batch
-        except trio.BrokenResourceError:
-            pass
-        finally:
-            in_flight.release()

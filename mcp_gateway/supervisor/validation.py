@@ -10,14 +10,9 @@ from typing import Any
 
 import msgspec
 
+from mcp_gateway.ipc.errors import ErrorCode, Refusal
 from mcp_gateway.tools import ToolSpec
 from mcp_gateway.tools.arguments import PATH_MAX_BYTES, Args
-
-
-class InvalidArguments(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def _check_encodable(value: Any, where: str = "arguments") -> None:
@@ -25,7 +20,8 @@ def _check_encodable(value: Any, where: str = "arguments") -> None:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise InvalidArguments(f"{where} contains text that is not valid Unicode (a lone surrogate)") from None
+            raise Refusal(ErrorCode.VALIDATION_ERROR,
+                          f"{where} contains text that is not valid Unicode (a lone surrogate)") from None
     elif isinstance(value, dict):
         for k, v in value.items():
             _check_encodable(k, where)
@@ -36,13 +32,14 @@ def _check_encodable(value: Any, where: str = "arguments") -> None:
 
 
 def decode_arguments(spec: ToolSpec, arguments: dict[str, Any] | None) -> Args:
+    """The arguments as the tool's struct, or Refusal(VALIDATION_ERROR) naming what is wrong."""
     raw = {} if arguments is None else arguments
     _check_encodable(raw)
     try:
         args = msgspec.convert(raw, spec.args_type, strict=True)
     except msgspec.ValidationError as e:
-        raise InvalidArguments(f"invalid arguments for {spec.name}: {e}") from None
+        raise Refusal(ErrorCode.VALIDATION_ERROR, f"invalid arguments for {spec.name}: {e}") from None
     path = getattr(args, "path", None)
     if isinstance(path, str) and len(path.encode("utf-8")) > PATH_MAX_BYTES:
-        raise InvalidArguments(f"`path` is longer than {PATH_MAX_BYTES} bytes")
+        raise Refusal(ErrorCode.VALIDATION_ERROR, f"`path` is longer than {PATH_MAX_BYTES} bytes")
     return args

@@ -1,4 +1,5 @@
-"""The supervisor's handle on one zygote process: its control socket, its exit.
+"""The supervisor's handle on one zygote process: its control socket, its exit; and starting a
+zygote again, as a fresh interpreter, once trio runs (`exec_zygote`).
 
 One task (`read_messages`) reads everything the zygote sends: answers to `Spawn` go to the
 spawning call, `WorkerExited` reports to the pool's callback. Spawns are serialised, so the
@@ -8,18 +9,21 @@ answers come back in order.
 from __future__ import annotations
 
 import array
+import fcntl
 import os
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import msgspec
 import trio
 
 from mcp_gateway.config import GatewayConfig
+from mcp_gateway.ipc.caps import CONTROL_CAP
 from mcp_gateway.ipc.control import (
-    CONTROL_CAP,
     Spawn,
     Spawned,
     SpawnRefused,
@@ -29,7 +33,6 @@ from mcp_gateway.ipc.control import (
     control_encoder,
     from_zygote_decoder,
 )
-from mcp_gateway.workers.zygote import exec_zygote
 
 SPAWN_TIMEOUT_S = 15.0
 
@@ -40,6 +43,41 @@ class PoolStartError(Exception):
 
 class ZygoteGone(PoolStartError):
     """The zygote died or closed its control socket: no worker can be started until it is restarted."""
+
+
+# A zygote's entry point, named in the new interpreter's command line (a process boundary: the
+# supervisor itself imports no worker module).
+_EXEC_ENTRY = "import sys; sys.path.insert(0, {root!r}); from mcp_gateway.workers.zygote import exec_main; exec_main()"
+
+
+def exec_zygote(name: str, config: GatewayConfig) -> tuple[subprocess.Popen, socket.socket]:
+    """Start the zygote of one connector as a fresh interpreter (safe while threads run).
+
+    Must be called from the thread that stays alive as long as the zygote should (the trio
+    thread): pdeathsig fires when the parent *thread* exits.
+    """
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    memfd = os.memfd_create("mcp-gateway-config", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        data = memoryview(msgspec.json.encode(config.model_dump(mode="json", by_alias=True)))
+        while data:
+            data = data[os.write(memfd, data):]
+        os.lseek(memfd, 0, os.SEEK_SET)  # the zygote reads the same open file from the start
+        fcntl.fcntl(memfd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
+                    | fcntl.F_SEAL_WRITE)
+        root = str(Path(__file__).resolve().parents[2])
+        # -P: nothing from the current directory may shadow the gateway's own modules.
+        proc = subprocess.Popen(
+            [sys.executable, "-P", "-c", _EXEC_ENTRY.format(root=root), name, str(theirs.fileno()), str(memfd),
+             str(os.getpid())],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(theirs.fileno(), memfd))
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+        os.close(memfd)
+    return proc, ours
 
 
 def describe_status(exit_code: int | None, signum: int | None) -> str:

@@ -1,4 +1,5 @@
-"""The interface every connector implements, and the error a tool raises to refuse or fail.
+"""The interface every connector implements (a tool refuses or fails by raising
+`ipc.errors.Refusal`).
 
 Life of a connector object: built and `warm()`ed once in the connector's zygote (before any
 sandbox layer, so lazily imported modules are loaded while the filesystem is still open),
@@ -14,21 +15,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from mcp_gateway.config import GatewayConfig
-from mcp_gateway.ipc.messages import WorkerErrorCode
 from mcp_gateway.sandbox.profile import SandboxProfile
 from mcp_gateway.tools.arguments import Args
-
-
-class ToolError(Exception):
-    """A refusal or failure with one of DESIGN.md's error codes and an operator-readable reason."""
-
-    def __init__(self, code: WorkerErrorCode, reason: str, log_detail: str = "") -> None:
-        super().__init__(f"{code}: {reason}")
-        self.code: WorkerErrorCode = code
-        self.reason = reason
-        # For the operator's log only (with the request id), never for the agent: e.g. the
-        # internal address a name resolved to.
-        self.log_detail = log_detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,4 +63,4 @@ class Connector(abc.ABC):
 
     @abc.abstractmethod
     def call(self, tool: str, args: Args, limits: CallLimits) -> dict:
-        """Run one tool call; return the structured result or raise ToolError."""
+        """Run one tool call; return the structured result or raise Refusal (a code in WORKER_CODES)."""

@@ -1,11 +1,12 @@
 """The per-connector zygote: a warm, single-threaded process that forks workers on request.
 
 Forking a process that has already imported and initialised everything costs about a
-millisecond; starting an interpreter costs tens. The supervisor forks one zygote per
-enabled connector before trio starts any thread (`fork_zygote`). A zygote that dies later
-is started again as a fresh interpreter (`exec_zygote`): forking the supervisor once trio
-runs is unsafe, and the new zygote gets the config the supervisor already parsed (as JSON in
-a sealed memfd), never the config file, which may have changed since.
+millisecond; starting an interpreter costs tens. `serve` forks one zygote per enabled
+connector before trio starts any thread (`start_zygotes`). A zygote that dies later is
+started again by the supervisor as a fresh interpreter (`supervisor.zygotes.exec_zygote`,
+entering `exec_main` here): forking the supervisor once trio runs is unsafe, and the new
+zygote gets the config the supervisor already parsed (as JSON in a sealed memfd), never the
+config file, which may have changed since.
 
 The supervisor asks for workers over a SOCK_SEQPACKET control socket with the typed messages
 of `ipc.control`: each `Spawn` carries (SCM_RIGHTS) the worker's end of a fresh socketpair,
@@ -17,21 +18,19 @@ workers confine themselves right after the fork.
 from __future__ import annotations
 
 import array
-import fcntl
 import os
 import select
 import signal
 import socket
-import subprocess
 import sys
 import time
 import traceback
-from pathlib import Path
 
 import msgspec
 import prctl
 
 from mcp_gateway.config import GatewayConfig
+from mcp_gateway.ipc.caps import SPAWN_CAP
 from mcp_gateway.ipc.control import (
     Spawned,
     SpawnRefused,
@@ -197,7 +196,7 @@ def _serve_spawns(control: socket.socket, connector, config: GatewayConfig) -> N
 def _answer_spawn(control: socket.socket, me: int, connector, config: GatewayConfig, relay: _StderrRelay,
                   exits: dict[int, int], poller: select.poll) -> None:
     fds = array.array("i")
-    msg, ancdata, _, _ = control.recvmsg(256, socket.CMSG_SPACE(fds.itemsize))
+    msg, ancdata, _, _ = control.recvmsg(SPAWN_CAP, socket.CMSG_SPACE(fds.itemsize))
     if not msg:
         os._exit(0)  # the supervisor is gone
     for level, kind, data in ancdata:
@@ -257,7 +256,13 @@ def zygote_main(name: str, config: GatewayConfig, control: socket.socket, superv
         os._exit(0)  # the supervisor is gone (it stopped while we started or served): nothing to report
 
 
-def fork_zygote(name: str, config: GatewayConfig) -> tuple[int, socket.socket]:
+def start_zygotes(config: GatewayConfig) -> dict[str, tuple[int, socket.socket]]:
+    """Fork one zygote per enabled connector: name -> (pid, control socket). Must run before trio
+    (or anything) starts a thread."""
+    return {name: _fork_zygote(name, config) for name in config.enabled_connectors()}
+
+
+def _fork_zygote(name: str, config: GatewayConfig) -> tuple[int, socket.socket]:
     """Fork the zygote of one connector (call before any thread exists). Returns (pid, control)
     at once; the zygote then sends ZygoteReady, or ZygoteFailed, on the control socket."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -279,41 +284,9 @@ def fork_zygote(name: str, config: GatewayConfig) -> tuple[int, socket.socket]:
     return pid, ours
 
 
-_EXEC_ENTRY = "import sys; sys.path.insert(0, {root!r}); from mcp_gateway.workers.zygote import exec_main; exec_main()"
-
-
-def exec_zygote(name: str, config: GatewayConfig) -> tuple[subprocess.Popen, socket.socket]:
-    """Start the zygote of one connector as a fresh interpreter (safe while threads run).
-
-    Must be called from the thread that stays alive as long as the zygote should (the trio
-    thread): pdeathsig fires when the parent *thread* exits.
-    """
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    memfd = os.memfd_create("mcp-gateway-config", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-    try:
-        data = memoryview(msgspec.json.encode(config.model_dump(mode="json", by_alias=True)))
-        while data:
-            data = data[os.write(memfd, data):]
-        os.lseek(memfd, 0, os.SEEK_SET)  # the zygote reads the same open file from the start
-        fcntl.fcntl(memfd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW
-                    | fcntl.F_SEAL_WRITE)
-        root = str(Path(__file__).resolve().parents[2])
-        # -P: nothing from the current directory may shadow the gateway's own modules.
-        proc = subprocess.Popen(
-            [sys.executable, "-P", "-c", _EXEC_ENTRY.format(root=root), name, str(theirs.fileno()), str(memfd),
-             str(os.getpid())],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(theirs.fileno(), memfd))
-    except BaseException:
-        ours.close()
-        raise
-    finally:
-        theirs.close()
-        os.close(memfd)
-    return proc, ours
-
-
 def exec_main() -> None:
-    """Entry point of a zygote started by `exec_zygote`: argv is name, control fd, config fd, parent."""
+    """Entry point of a zygote started by `supervisor.zygotes.exec_zygote`: argv is name, control fd,
+    config fd, parent."""
     name, control_fd, config_fd, parent = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     die_with_parent(parent)
     control = socket.socket(fileno=control_fd)

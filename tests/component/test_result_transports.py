@@ -1,4 +1,4 @@
-"""Every outcome reaches the client the same way on the stdio fast path, the stdio SDK path and HTTP.
+"""Every outcome reaches the client the same way on both routes (hot and SDK) of both transports.
 
 The real transports (stdio_transport over OS pipes, the SDK's Server, the HTTP app under
 hypercorn on loopback) run in a thread of their own; only the pipeline behind them is scripted,
@@ -22,13 +22,14 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mcp_gateway.ipc.errors import ErrorCode
 from mcp_gateway.supervisor import results
 from mcp_gateway.supervisor.gateway import Gateway, Outcome
 from mcp_gateway.tools import TOOLS
 from tests.conftest import write_config
+from tests.support.gateway_process import wait_until
 
-CODES = ["VALIDATION_ERROR", "POLICY_DENIED", "SECURITY_ERROR", "RATE_LIMITED", "TIMEOUT", "RESULT_TOO_LARGE",
-         "NOT_FOUND", "UPSTREAM_ERROR", "WORKER_CRASHED", "UNAVAILABLE", "INTERNAL_ERROR"]
+CODES = [code for code in ErrorCode if code is not ErrorCode.CANCELLED]  # CANCELLED is never answered
 ACCEPT = "application/json, text/event-stream"
 
 
@@ -52,12 +53,10 @@ class ScriptedGateway:
 
 
 def _serve(gateway: ScriptedGateway, wire_in: int, wire_out: int, bound: list, ready: threading.Event) -> None:
-    from mcp_gateway.supervisor.fastpath import FastPath
     from mcp_gateway.supervisor.http import HttpServer, build_app, hypercorn_config
     from mcp_gateway.supervisor.http_listener import ConnectionLimits
-    from mcp_gateway.supervisor.mcp_server import build_server
     from mcp_gateway.supervisor.metrics import GatewayMetrics
-    from mcp_gateway.supervisor.stdio import stdio_transport
+    from mcp_gateway.supervisor.stdio import serve_stdio_session
 
     async def main() -> None:
         config = gateway.config
@@ -68,16 +67,13 @@ def _serve(gateway: ScriptedGateway, wire_in: int, wire_out: int, bound: list, r
             sock.listen(hc.backlog)
             bound.append(sock.getsockname())
         app, manager = build_app(config, gateway, GatewayMetrics())
-        server = build_server(gateway, lambda _ctx: "tester")
         limits = ConnectionLimits(s.max_connections, s.max_connections_per_client)
         async with manager.run(), trio.open_nursery() as nursery:
             # The listeners of serve_http, without its signal handling (this is not the main thread).
             for listener in HttpServer(app, hc, list(sockets.insecure_sockets), limits, False).listeners:
                 nursery.start_soon(listener.serve, nursery)
             ready.set()
-            async with stdio_transport(wire_in, wire_out, config.server.max_message_bytes,
-                                       FastPath(gateway, "tester")) as (r, w):
-                await server.run(r, w, server.create_initialization_options())
+            await serve_stdio_session(gateway, wire_in, wire_out)
             nursery.cancel_scope.cancel()
 
     trio.run(main)
@@ -105,6 +101,27 @@ class Stdio:
         return reply
 
 
+class _WatchedHotRoute:
+    """Records whether each HTTP request was answered by the hot route (True) or left to the SDK."""
+
+    def __init__(self) -> None:
+        from mcp_gateway.supervisor.http_hot import HttpHotRoute
+
+        self.cls = HttpHotRoute
+        self.answer = HttpHotRoute.answer
+        self.seen: list[bool] = []
+        answer, seen = self.answer, self.seen
+
+        async def watched(route, *args, **kwargs) -> bool:
+            seen.append(await answer(route, *args, **kwargs))
+            return seen[-1]
+
+        HttpHotRoute.answer = watched  # type: ignore[method-assign]
+
+    def restore(self) -> None:
+        self.cls.answer = self.answer  # type: ignore[method-assign]
+
+
 @pytest.fixture(scope="module")
 def transports(tmp_path_factory):
     directory = tmp_path_factory.mktemp("transports")
@@ -114,6 +131,8 @@ def transports(tmp_path_factory):
         "server": {"transport": "http", "http": {"host": "127.0.0.1", "port": 0}},
         "audit": {"path": str(directory / "audit.jsonl")}}))
     gateway = ScriptedGateway(config)
+    watch = _WatchedHotRoute()
+    hot_answers = watch.seen
     client_in, server_out = os.pipe()
     server_in, client_out = os.pipe()
     bound: list = []
@@ -132,17 +151,25 @@ def transports(tmp_path_factory):
     session = {"mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
     http.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
 
-    def answers(outcome: Outcome) -> tuple[dict, dict, dict]:
+    def answers(outcome: Outcome) -> tuple[dict, dict, dict, dict]:
         gateway.outcome = outcome
         params = {"name": outcome.tool, "arguments": {}}
         fast = stdio.request("tools/call", params)
-        sdk = stdio.request("tools/call", {**params, "_meta": {}})  # _meta: the fast path leaves it to the SDK
-        reply = http.post("/mcp", headers=session, json={"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                                                          "params": params})
-        assert reply.status_code == 200, reply.text
-        return fast["result"], sdk["result"], reply.json()["result"]
+        sdk = stdio.request("tools/call", {**params, "_meta": {}})  # _meta: the hot route leaves it to the SDK
+        replies = []
+        for p in (params, {**params, "_meta": {}}):
+            hot_answers.clear()
+            reply = http.post("/mcp", headers=session, json={"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                                                              "params": p})
+            assert reply.status_code == 200, reply.text
+            # (recorded once the route returns, which may be just after the client has the answer)
+            wait_until(lambda: hot_answers, what="the HTTP request never reached the endpoint")
+            assert hot_answers == ["_meta" not in p], "a plain call takes the hot route on HTTP too"
+            replies.append(reply.json()["result"])
+        return fast["result"], sdk["result"], replies[0], replies[1]
 
     yield answers
+    watch.restore()
     http.close()
     os.close(client_out)  # end of input: the server returns and the thread ends
     thread.join(20)
@@ -178,9 +205,9 @@ def outcomes(draw) -> Outcome:
 @settings(max_examples=60)
 @given(outcomes())
 def test_every_outcome_is_answered_alike_on_every_transport(transports, outcome):
-    fast, sdk, http = transports(outcome)
+    fast, sdk, http, http_sdk = transports(outcome)
     expected = json.loads(outcome.answer)
-    assert fast == sdk == http == expected
+    assert fast == sdk == http == http_sdk == expected
     assert expected["_meta"][results.REQUEST_ID_META] == outcome.request_id
     if outcome.is_error:
         assert "structuredContent" not in expected and expected["isError"] is True

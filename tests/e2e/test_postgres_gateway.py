@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 
@@ -175,3 +176,54 @@ def test_killed_or_cancelled_call_stops_its_statement(gw_dir, pg_env, pg_cluster
         assert _poll(lambda: not _running(pg_cluster, "FETCH"), 5), "the statement outlived its call"
         # the gateway keeps serving
         assert _ok(gw.call("db.query", {"sql": "SELECT 1"}))["rows"] == [[1]]
+
+
+def test_a_queued_query_stops_at_the_time_it_has_left_with_its_own_timeout(gw_dir, pg_env, pg_cluster):
+    """The deadline travels: a call that waited in the queue gives its worker only what is left of
+    its timeout, and the connector stops there (lock_timeout) with its own TIMEOUT, in time to roll
+    back and answer, instead of running to the full timeout and being SIGKILLed by the pool."""
+    import psycopg
+
+    timeout_ms = 3000
+    fresh_budget_ms = timeout_ms - 300  # what a call that never queued gets (the runtime's 10 % margin)
+    config = fs_config(
+        gw_dir,
+        policy={"allow_tools": ["db.query"], "global_timeout_ms": timeout_ms},
+        connectors={"filesystem": {"enabled": False}, "postgres": pg_env.postgres_settings(workers=1)},
+    )
+    first_lock = psycopg.connect(autocommit=True, **pg_cluster.conninfo())
+    second_lock = psycopg.connect(autocommit=True, **pg_cluster.conninfo())
+    try:
+        second_lock.execute("BEGIN")
+        second_lock.execute("LOCK TABLE other.things IN ACCESS EXCLUSIVE MODE")  # held to the end
+        with raw_gateway(config) as gw:
+            assert _ok(gw.call("db.query", {"sql": "SELECT 1"}))["rows"] == [[1]]
+            (worker,) = worker_pids(gw.proc.pid)
+            first_lock.execute("BEGIN")
+            first_lock.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+            gw.send_json({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                          "params": {"name": "db.query", "arguments": {"sql": "SELECT count(*) FROM users"}}})
+            waiting = ("SELECT 1 FROM pg_stat_activity WHERE application_name = 'mcp-gateway'"
+                       " AND wait_event_type = 'Lock'")
+            assert _poll(lambda: bool(pg_cluster.execute(waiting)), 10), "the first query never waited"
+            gw.send_json({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                          "params": {"name": "db.query", "arguments": {"sql": "SELECT count(*) FROM other.things"}}})
+            time.sleep(1.0)  # the second call waits in the queue (one worker) for at least this long
+            first_lock.execute("COMMIT")  # the first query runs and answers; the second gets the worker
+            replies = {r["id"]: r["result"] for r in (gw.read(), gw.read())}
+            assert _ok(replies[1])["rows"] == [[3]]
+            failure = error_of(replies[2])
+            assert failure["error_code"] == "TIMEOUT", failure
+            # The connector's own answer (statement_timeout fires first: it counts from the
+            # statement's start, lock_timeout from the lock wait's), not the pool's "killed".
+            budget = re.search(r"(statement|lock)_timeout \(?(\d+) ms", failure["reason"])
+            assert budget and "killed" not in failure["reason"], failure
+            budget_ms = int(budget.group(2))
+            assert budget_ms < fresh_budget_ms - 900, failure  # it had waited >= 1 s of its 3 s
+            assert worker_pids(gw.proc.pid) == [worker]  # the worker answered: never killed
+            assert _ok(gw.call("db.query", {"sql": "SELECT 1"}))["rows"] == [[1]]
+        timed_out = [x for x in audit_lines(gw_dir) if x["error_code"] == "TIMEOUT"]
+        assert len(timed_out) == 1 and timed_out[0]["reason"] == failure["reason"], timed_out
+    finally:
+        first_lock.close()
+        second_lock.close()

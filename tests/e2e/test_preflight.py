@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import pytest
 import yaml
 
 from tests.support.gateway_process import REPO, fs_config, gateway_env, worker_pids
-from tests.support.http_gateway import SERVING, McpHttp
+from tests.support.http_gateway import SERVING, HttpGateway, McpHttp
 
 
 def _gateway(*args: str, env: dict | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -105,14 +104,26 @@ def test_tls_files_must_exist_and_load(gw_dir):
                        "do not load as a TLS certificate and its private key")
 
 
-def test_a_port_in_use_is_reported_by_check_config(gw_dir):
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        out = _gateway("check-config", "--config", str(_http(fs_config(gw_dir), port=port)))
-    assert out.returncode == 1
-    assert f"server.http.port {port}: 127.0.0.1:{port} is already in use" in out.stderr
+def test_beside_the_running_gateway_its_port_in_use_is_a_warning_and_a_second_serve_fails(gw_dir):
+    """check-config and doctor bind the port once: next to the gateway serving this very config they
+    find it in use, which is expected there (WARN, exit 0); `serve` on it still refuses to start."""
+    config = _http(fs_config(gw_dir))
+    with HttpGateway(config) as running:
+        port = int(running.base.rsplit(":", 1)[1])
+        same = _http(config, port=port)  # what the running gateway serves, its port written down
+        check = _gateway("check-config", "--config", str(same))
+        doctor = _gateway("doctor", "--config", str(same))
+        serve = _gateway("serve", "--config", str(same))
+        assert running.proc.poll() is None, running.stderr()
+    in_use = f"server.http.port {port}: 127.0.0.1:{port} is already in use by another process"
+    assert check.returncode == 0, check.stderr
+    assert f"mcp-gateway check-config: warning: {in_use}" in check.stderr
+    assert "host checks: passed, 1 warning(s) (see stderr)" in check.stdout
+    assert f"WARN  {in_use}" in doctor.stdout, doctor.stdout
+    assert not [line for line in doctor.stdout.splitlines() if line.startswith("FAIL") and str(port) in line]
+    assert serve.returncode == 1
+    assert f"mcp-gateway: cannot start: cannot listen on 127.0.0.1:{port}" in serve.stderr, serve.stderr
+    assert "Traceback" not in serve.stderr + check.stderr + doctor.stdout
 
 
 def test_a_misspelt_actor_is_an_error(gw_dir):

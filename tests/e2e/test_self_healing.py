@@ -13,8 +13,6 @@ import threading
 import time
 from contextlib import contextmanager
 
-import pytest
-
 from tests.support.gateway_process import audit_lines, children, fs_config, raw_gateway, wait_until, worker_pids
 
 HELLO = {"path": "hello.txt"}
@@ -485,6 +483,3 @@ def test_config_travels_to_a_restarted_zygote_as_parsed(gw_dir):
         result = gw.call("fs.readFile", HELLO)
         assert _code(result) is None, result
         assert json.loads(json.dumps(result))["structuredContent"]["content"] == "hello world\n"
-
-
-pytestmark = pytest.mark.integration

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from mcp_gateway.config import ConnectorsSettings, FilesystemSettings, GatewayConfig
-from mcp_gateway.tools.arguments import ListDirArgs, ReadFileArgs
-from mcp_gateway.workers.connector import CallLimits, ToolError
-from mcp_gateway.connectors.filesystem.worker import FilesystemConnector
 from mcp_gateway.connectors.filesystem.openat2 import openat2_available
+from mcp_gateway.connectors.filesystem.worker import FilesystemConnector
+from mcp_gateway.ipc.errors import Refusal
+from mcp_gateway.tools.arguments import ListDirArgs, ReadFileArgs
+from mcp_gateway.workers.connector import CallLimits
 
 MiB = 1024 * 1024
 LIMITS = CallLimits(timeout_ms=5000, max_bytes=1 * MiB)
@@ -92,13 +93,13 @@ def listdir(conn: FilesystemConnector, path: str, limits: CallLimits = LIMITS) -
     return conn.call("fs.listDir", ListDirArgs(path=path), limits)
 
 
-def refused(fn, *args, **kw) -> ToolError:
-    """Run a call that must fail; return its ToolError."""
+def refused(fn, *args, **kw) -> Refusal:
+    """Run a call that must fail; return its Refusal."""
     try:
         result = fn(*args, **kw)
-    except ToolError as e:
+    except Refusal as e:
         return e
-    raise AssertionError(f"expected a ToolError, got a result: {result!r}")
+    raise AssertionError(f"expected a Refusal, got a result: {result!r}")
 
 
 def naive_read(root: Path, path: str, denied: tuple[Path, ...] = ()) -> bytes:

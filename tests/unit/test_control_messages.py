@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mcp_gateway.ipc.caps import CONTROL_CAP
 from mcp_gateway.ipc.control import (
-    CONTROL_CAP,
     Spawn,
     Spawned,
     SpawnRefused,

@@ -1,9 +1,9 @@
-"""The stdio fast path must answer exactly as the SDK would, and leave everything else to it."""
+"""The hot route must answer exactly as the SDK would, and leave everything else to it."""
 
 import json
 
 from mcp_gateway.supervisor import results
-from mcp_gateway.supervisor.fastpath import FastPath, cancelled_request_id, response_parts
+from mcp_gateway.supervisor.fastpath import SessionState, cancelled_request_id, hot_request, response_parts
 
 
 def test_response_parts_splice_the_encoded_answer():
@@ -34,18 +34,30 @@ def test_cancel_notifications_are_recognized():
         assert cancelled_request_id(other) is None
 
 
-class _Gateway:
-    def tools_for(self, actor):
-        return []
+class _SdkSession:
+    """The two public properties of the SDK's ServerSession that SessionState reads."""
+
+    def __init__(self) -> None:
+        self.client_params = None
+        self.protocol_version = "2025-11-25"
 
 
-def test_routes_only_plain_requests_after_initialize():
-    fp = FastPath(_Gateway(), "actor")
+def test_a_session_is_ready_once_the_sdk_accepted_initialize():
+    state = SessionState()
+    assert not state.ready and state.version is None  # nothing attached: every request goes to the SDK
+    sdk = _SdkSession()
+    state.attach(sdk)
+    assert not state.ready and state.version is None  # initialize not accepted yet
+    sdk.client_params = object()
+    assert state.ready and state.version == "2025-11-25"
+    assert SessionState(born_ready=True).ready  # a stateless HTTP exchange
+
+
+def test_only_plain_hot_requests_take_the_hot_route():
     call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "fs.readFile", "arguments": {}}}
-    assert fp.route(call) is None  # not initialized yet: the SDK answers (and refuses)
-    fp.enabled = True
-    assert fp.route(call) is not None
-    assert fp.route({"jsonrpc": "2.0", "id": 2, "method": "ping"}) is not None
+    assert hot_request(call) is not None
+    assert hot_request({"jsonrpc": "2.0", "id": 2, "method": "ping"}) is not None
+    assert hot_request({"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {}}) is not None
     for other in (
         {**call, "params": {**call["params"], "_meta": {"progressToken": 1}}},
         {**call, "params": {"name": 5, "arguments": {}}},
@@ -61,4 +73,4 @@ def test_routes_only_plain_requests_after_initialize():
         [call],
         "text",
     ):
-        assert fp.route(other) is None, other
+        assert hot_request(other) is None, other

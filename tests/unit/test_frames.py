@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mcp_gateway.ipc.errors import ErrorCode
 from mcp_gateway.ipc.frames import FrameError, FrameReader, encode_frame
 from mcp_gateway.ipc.messages import (
     CallFailed,
@@ -25,7 +26,7 @@ def recv_frame(sock, cap):
 def test_request_and_reply_round_trip():
     req = CallRequest("id-1", "fs.readFile", {"path": "a"}, 1000, 10)
     assert request_decoder.decode(request_encoder.encode(req)) == req
-    for reply in (CallOk("id-1", {"content": "x"}), CallFailed("id-1", "NOT_FOUND", "gone")):
+    for reply in (CallOk("id-1", {"content": "x"}), CallFailed("id-1", ErrorCode.NOT_FOUND, "gone")):
         assert reply_decoder.decode(reply_encoder.encode(reply)) == reply
 
 

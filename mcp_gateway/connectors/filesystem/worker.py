@@ -32,12 +32,13 @@ import stat
 import sys
 
 from mcp_gateway.config import FilesystemSettings, GatewayConfig
-from mcp_gateway.guards import GuardDenied
+from mcp_gateway.connectors.filesystem.openat2 import BeneathOpener, openat2_available
 from mcp_gateway.connectors.filesystem.paths import CheckedPath, as_sent, check_path, lexical_components, normalise_root
+from mcp_gateway.guards import GuardDenied
+from mcp_gateway.ipc.errors import ErrorCode, Refusal
 from mcp_gateway.sandbox.profile import SandboxProfile
 from mcp_gateway.tools.arguments import ListDirArgs, ReadFileArgs
-from mcp_gateway.workers.connector import CallLimits, Connector, ToolError
-from mcp_gateway.connectors.filesystem.openat2 import BeneathOpener, openat2_available
+from mcp_gateway.workers.connector import CallLimits, Connector
 
 READ_CHUNK = 1024 * 1024
 MAX_DIR_ENTRIES = 10_000
@@ -215,26 +216,23 @@ class FilesystemConnector(Connector):
 
     def call(self, tool: str, args, limits: CallLimits) -> dict:
         if self._opener is None:
-            raise ToolError("INTERNAL_ERROR", "the filesystem worker was not started")
+            raise Refusal(ErrorCode.INTERNAL_ERROR, "the filesystem worker was not started")
         if tool == "fs.readFile" and isinstance(args, ReadFileArgs):
             return self.read_file(args, limits)
         if tool == "fs.listDir" and isinstance(args, ListDirArgs):
             return self.list_dir(args, limits)
-        raise ToolError("VALIDATION_ERROR", f"tool {tool!r} is not served by the filesystem connector")
+        raise Refusal(ErrorCode.VALIDATION_ERROR, f"tool {tool!r} is not served by the filesystem connector")
 
     def _check(self, path: str) -> tuple[CheckedPath, _Root]:
-        try:
-            checked = check_path(path, self.settings)
-        except GuardDenied as e:
-            raise ToolError("SECURITY_ERROR", e.reason) from None
+        checked = check_path(path, self.settings)
         root = self._roots.get(str(checked.root))
         if root is None:
-            raise ToolError("NOT_FOUND", f"{as_sent(path)}: its allowed directory is not available")
+            raise Refusal(ErrorCode.NOT_FOUND, f"{as_sent(path)}: its allowed directory is not available")
         self._refresh_denied()
         if self._denied_unverified:
-            raise ToolError("SECURITY_ERROR",
-                            "a denied path of the gateway's configuration cannot be verified, so every "
-                            "filesystem call is refused (the gateway log names it)")
+            raise Refusal(ErrorCode.SECURITY_ERROR,
+                          "a denied path of the gateway's configuration cannot be verified, so every "
+                          "filesystem call is refused (the gateway log names it)")
         return checked, root
 
     # readFile ------------------------------------------------------------------------
@@ -250,8 +248,8 @@ class FilesystemConnector(Connector):
             remaining = max(0, size - args.offset)
             expected = remaining if args.length is None else min(args.length, remaining)
             if expected > cap:
-                raise ToolError(
-                    "RESULT_TOO_LARGE",
+                raise Refusal(
+                    ErrorCode.RESULT_TOO_LARGE,
                     f"{shown} has {expected} bytes to return from offset {args.offset}, more than the cap "
                     f"of {cap} bytes; page through it with offset and length (length <= {cap})")
             # Read at most cap+1 bytes: the size from fstat may be stale (growing files) or
@@ -261,17 +259,17 @@ class FilesystemConnector(Connector):
         finally:
             os.close(fd)
         if len(data) > cap:
-            raise ToolError("RESULT_TOO_LARGE",
-                            f"{shown} grew past the cap of {cap} bytes while being read; "
-                            "page with offset/length")
+            raise Refusal(ErrorCode.RESULT_TOO_LARGE,
+                          f"{shown} grew past the cap of {cap} bytes while being read; "
+                          "page with offset/length")
         if args.encoding == "base64":
             content = base64.b64encode(data).decode("ascii")
         else:
             try:
                 content = data.decode("utf-8", "strict")
             except UnicodeDecodeError as e:
-                raise ToolError(
-                    "VALIDATION_ERROR",
+                raise Refusal(
+                    ErrorCode.VALIDATION_ERROR,
                     f"{shown} is not valid UTF-8 (invalid byte at offset {args.offset + e.start}; a page "
                     f"boundary may also split a character); read it with encoding \"base64\"") from None
         return {
@@ -292,14 +290,14 @@ class FilesystemConnector(Connector):
             except OSError as e:
                 if e.errno == errno.EINTR:
                     continue
-                raise ToolError("INTERNAL_ERROR", f"read failed: {e.strerror}") from None
+                raise Refusal(ErrorCode.INTERNAL_ERROR, f"read failed: {e.strerror}") from None
             if not chunk:
                 break
             buf += chunk
         return buf
 
     def _open_regular(self, root: _Root, relative: str, shown: str) -> int:
-        """fd (O_RDONLY) of the regular file `relative` names beneath root, checked, or ToolError."""
+        """fd (O_RDONLY) of the regular file `relative` names beneath root, checked, or Refusal."""
         assert self._opener is not None
         path = relative
         for _hop in range(MAX_SYMLINK_HOPS + 1):
@@ -322,8 +320,8 @@ class FilesystemConnector(Connector):
                 mode = pst.st_mode
                 if stat.S_ISLNK(mode):
                     if not self._opener.follows_symlinks:
-                        raise ToolError("SECURITY_ERROR",
-                                        f"{shown}: symlinks are not followed (openat2 is unavailable here)")
+                        raise Refusal(ErrorCode.SECURITY_ERROR,
+                                      f"{shown}: symlinks are not followed (openat2 is unavailable here)")
                     try:
                         target = os.readlink(name, dir_fd=parent)
                     except OSError as e:
@@ -336,22 +334,22 @@ class FilesystemConnector(Connector):
                     path = f"{head}/{target}" if head else target
                     continue
                 if stat.S_ISDIR(mode):
-                    raise ToolError("VALIDATION_ERROR", f"{shown} is a directory; use fs.listDir")
+                    raise Refusal(ErrorCode.VALIDATION_ERROR, f"{shown} is a directory; use fs.listDir")
                 if not stat.S_ISREG(mode):
-                    raise ToolError("SECURITY_ERROR",
-                                    f"{shown} is {_kind(mode)}; only regular files are read")
+                    raise Refusal(ErrorCode.SECURITY_ERROR,
+                                  f"{shown} is {_kind(mode)}; only regular files are read")
                 if _ident(pst) in self._denied_idents:
-                    raise ToolError("SECURITY_ERROR", f"{shown} is a denied file (or a hard link to one)")
+                    raise Refusal(ErrorCode.SECURITY_ERROR, f"{shown} is a denied file (or a hard link to one)")
                 fd = self._open(parent, name, _READ_FILE, shown)
                 st = os.fstat(fd)
                 if _ident(st) != _ident(pst) or not stat.S_ISREG(st.st_mode):
                     os.close(fd)
-                    raise ToolError("SECURITY_ERROR", f"{shown} changed while it was being opened; refused")
+                    raise Refusal(ErrorCode.SECURITY_ERROR, f"{shown} changed while it was being opened; refused")
                 return fd
             finally:
                 if parent != root.fd:
                     os.close(parent)
-        raise ToolError("SECURITY_ERROR", f"{shown}: too many levels of symlinks")
+        raise Refusal(ErrorCode.SECURITY_ERROR, f"{shown}: too many levels of symlinks")
 
     def _dir_then_refuse(self, root: _Root, path: str, shown: str) -> None:
         fd = self._open_beneath(root, path, _PATH_DIR, shown)
@@ -359,7 +357,7 @@ class FilesystemConnector(Connector):
             self._check_location(fd, root, shown)
         finally:
             os.close(fd)
-        raise ToolError("VALIDATION_ERROR", f"{shown} is a directory; use fs.listDir")
+        raise Refusal(ErrorCode.VALIDATION_ERROR, f"{shown} is a directory; use fs.listDir")
 
     # listDir -------------------------------------------------------------------------
 
@@ -372,8 +370,8 @@ class FilesystemConnector(Connector):
             pst = os.fstat(pfd)
             if not stat.S_ISDIR(pst.st_mode):
                 if stat.S_ISLNK(pst.st_mode):  # only the walk can hand back a link; it refuses them
-                    raise ToolError("SECURITY_ERROR", f"{shown}: symlinks are not followed")
-                raise ToolError("VALIDATION_ERROR", f"{shown} is not a directory; use fs.readFile")
+                    raise Refusal(ErrorCode.SECURITY_ERROR, f"{shown}: symlinks are not followed")
+                raise Refusal(ErrorCode.VALIDATION_ERROR, f"{shown} is not a directory; use fs.readFile")
             self._check_location(pfd, root, shown)
             try:
                 dfd = os.open(".", _READ_DIR, dir_fd=pfd)
@@ -383,7 +381,7 @@ class FilesystemConnector(Connector):
             os.close(pfd)
         try:
             if _ident(os.fstat(dfd)) != _ident(pst):
-                raise ToolError("SECURITY_ERROR", f"{shown} changed while it was being opened; refused")
+                raise Refusal(ErrorCode.SECURITY_ERROR, f"{shown} changed while it was being opened; refused")
             entries = self._scan(dfd, shown, limits.max_bytes)
         finally:
             os.close(dfd)
@@ -397,8 +395,8 @@ class FilesystemConnector(Connector):
             with os.scandir(dfd) as it:
                 for entry in it:
                     if len(entries) >= MAX_DIR_ENTRIES:
-                        raise ToolError("RESULT_TOO_LARGE",
-                                        f"{shown} has more than {MAX_DIR_ENTRIES} entries")
+                        raise Refusal(ErrorCode.RESULT_TOO_LARGE,
+                                      f"{shown} has more than {MAX_DIR_ENTRIES} entries")
                     try:
                         st = entry.stat(follow_symlinks=False)
                     except FileNotFoundError:
@@ -421,11 +419,11 @@ class FilesystemConnector(Connector):
                         name = os.fsencode(name).decode("utf-8", "backslashreplace")
                     budget += len(name.encode("utf-8")) + ENTRY_OVERHEAD
                     if budget > max_bytes:
-                        raise ToolError("RESULT_TOO_LARGE",
-                                        f"the listing of {shown} passes the cap of {max_bytes} bytes")
+                        raise Refusal(ErrorCode.RESULT_TOO_LARGE,
+                                      f"the listing of {shown} passes the cap of {max_bytes} bytes")
                     entries.append({"name": name, "type": kind, "size": st.st_size})
         except OSError as e:
-            raise ToolError("INTERNAL_ERROR", f"listing {shown} failed: {e.strerror}") from None
+            raise Refusal(ErrorCode.INTERNAL_ERROR, f"listing {shown} failed: {e.strerror}") from None
         entries.sort(key=lambda e: e["name"])
         return entries
 
@@ -457,8 +455,8 @@ class FilesystemConnector(Connector):
                 continue
             if comp == "..":
                 if not done:
-                    raise ToolError("SECURITY_ERROR", f"{shown} goes through a symlink that leaves its "
-                                                      "allowed root; refused")
+                    raise Refusal(ErrorCode.SECURITY_ERROR, f"{shown} goes through a symlink that leaves its "
+                                                            "allowed root; refused")
                 done.pop()
                 continue
             step = "/".join((*done, comp))
@@ -466,9 +464,9 @@ class FilesystemConnector(Connector):
                 fd = self._opener.open_component(root.fd, step)
             except OSError as e:
                 if e.errno == errno.EXDEV:
-                    raise ToolError("SECURITY_ERROR", f"{shown} crosses a mount point inside its allowed "
-                                                      "root; refused (connectors.filesystem.cross_mounts is "
-                                                      "off)") from None
+                    raise Refusal(ErrorCode.SECURITY_ERROR, f"{shown} crosses a mount point inside its allowed "
+                                                            "root; refused (connectors.filesystem.cross_mounts is "
+                                                            "off)") from None
                 raise self._error(e, shown) from None
             try:
                 if not stat.S_ISLNK(os.fstat(fd).st_mode):
@@ -476,7 +474,7 @@ class FilesystemConnector(Connector):
                     continue
                 hops += 1
                 if hops > MAX_SYMLINK_HOPS:
-                    raise ToolError("SECURITY_ERROR", f"{shown}: too many levels of symlinks")
+                    raise Refusal(ErrorCode.SECURITY_ERROR, f"{shown}: too many levels of symlinks")
                 target = os.readlink("", dir_fd=fd)  # readlinkat on the link's own O_PATH fd
             finally:
                 os.close(fd)
@@ -491,12 +489,12 @@ class FilesystemConnector(Connector):
         same root (lexically, then denied paths by name); else SECURITY_ERROR."""
         parts = lexical_components(target)
         if tuple(parts[: len(root.parts)]) != root.parts:
-            raise ToolError("SECURITY_ERROR", f"{shown} goes through an absolute symlink that points "
-                                              "outside its allowed root; refused")
+            raise Refusal(ErrorCode.SECURITY_ERROR, f"{shown} goes through an absolute symlink that points "
+                                                    "outside its allowed root; refused")
         try:
             check_path("/" + "/".join(parts), self.settings)
         except GuardDenied:
-            raise ToolError("SECURITY_ERROR", f"{shown} resolves into a denied path") from None
+            raise Refusal(ErrorCode.SECURITY_ERROR, f"{shown} resolves into a denied path") from None
         return "/".join(parts[len(root.parts):]) or "."
 
     def _open(self, dirfd: int, path: str, flags: int, shown: str) -> int:
@@ -518,44 +516,44 @@ class FilesystemConnector(Connector):
             for _ in range(MAX_ANCESTORS):
                 ident = _ident(st)
                 if ident in self._denied_idents:
-                    raise ToolError("SECURITY_ERROR", f"{shown} resolves into a denied path")
+                    raise Refusal(ErrorCode.SECURITY_ERROR, f"{shown} resolves into a denied path")
                 if ident == root.ident:
                     return
                 try:
                     parent = os.open("..", _PATH_DIR, dir_fd=cur)
                 except OSError as e:
-                    raise ToolError("SECURITY_ERROR",
-                                    f"{shown}: cannot verify its location ({e.strerror}); refused") from None
+                    raise Refusal(ErrorCode.SECURITY_ERROR,
+                                  f"{shown}: cannot verify its location ({e.strerror}); refused") from None
                 os.close(cur)
                 cur = parent
                 pst = os.fstat(cur)
                 if _ident(pst) == ident:  # reached "/" without meeting the root
-                    raise ToolError("SECURITY_ERROR", f"{shown} resolves outside its allowed root")
+                    raise Refusal(ErrorCode.SECURITY_ERROR, f"{shown} resolves outside its allowed root")
                 st = pst
-            raise ToolError("SECURITY_ERROR", f"{shown} is nested too deeply to verify; refused")
+            raise Refusal(ErrorCode.SECURITY_ERROR, f"{shown} is nested too deeply to verify; refused")
         finally:
             os.close(cur)
 
     @staticmethod
-    def _error(e: OSError, shown: str) -> ToolError:
+    def _error(e: OSError, shown: str) -> Refusal:
         n = e.errno
         if n == errno.EXDEV:
-            return ToolError("SECURITY_ERROR",
-                             f"{shown} leaves its allowed root (through a symlink or a mount point); refused")
+            return Refusal(ErrorCode.SECURITY_ERROR,
+                           f"{shown} leaves its allowed root (through a symlink or a mount point); refused")
         if n == errno.ELOOP:
-            return ToolError("SECURITY_ERROR",
-                             f"{shown} goes through a symlink that is not followed here, a /proc magic "
-                             "link or a symlink loop; refused")
+            return Refusal(ErrorCode.SECURITY_ERROR,
+                           f"{shown} goes through a symlink that is not followed here, a /proc magic "
+                           "link or a symlink loop; refused")
         if n in (errno.ENOENT, errno.ENOTDIR):
-            return ToolError("NOT_FOUND", f"{shown} does not exist")
+            return Refusal(ErrorCode.NOT_FOUND, f"{shown} does not exist")
         if n in (errno.EACCES, errno.EPERM):
-            return ToolError("SECURITY_ERROR", f"{shown}: permission denied")
+            return Refusal(ErrorCode.SECURITY_ERROR, f"{shown}: permission denied")
         if n == errno.EAGAIN:
-            return ToolError("SECURITY_ERROR",
-                             f"{shown}: path resolution kept racing concurrent renames; refused, retry later")
+            return Refusal(ErrorCode.SECURITY_ERROR,
+                           f"{shown}: path resolution kept racing concurrent renames; refused, retry later")
         if n == errno.ENAMETOOLONG:
-            return ToolError("VALIDATION_ERROR", f"{shown}: a name or the resolved path is too long")
+            return Refusal(ErrorCode.VALIDATION_ERROR, f"{shown}: a name or the resolved path is too long")
         if n in (errno.EMFILE, errno.ENFILE):
-            return ToolError("INTERNAL_ERROR", "the worker ran out of file descriptors")
+            return Refusal(ErrorCode.INTERNAL_ERROR, "the worker ran out of file descriptors")
         name = errno.errorcode.get(n or 0, "unknown error")
-        return ToolError("INTERNAL_ERROR", f"{shown}: open failed ({name})")
+        return Refusal(ErrorCode.INTERNAL_ERROR, f"{shown}: open failed ({name})")

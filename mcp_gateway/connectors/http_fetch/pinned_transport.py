@@ -26,12 +26,11 @@ import httpx
 from httpcore._backends.sync import SyncStream  # httpcore is pinned; SyncStream is its socket stream
 
 from mcp_gateway.config import HttpFetchSettings
-from mcp_gateway.guards import GuardDenied
-from mcp_gateway.guards.addresses import parse_ip, refusal
 from mcp_gateway.connectors.http_fetch.urls import check_host, parse_host
-from mcp_gateway.workers.connector import ToolError
+from mcp_gateway.guards.addresses import parse_ip, refusal
+from mcp_gateway.ipc.errors import ErrorCode, Refusal
 
-# (ASCII host name, port, seconds left) -> address strings; raises ToolError. Called once per connection.
+# (ASCII host name, port, seconds left) -> address strings; raises Refusal. Called once per connection.
 Resolver = Callable[[str, int, float], list[str]]
 
 
@@ -97,11 +96,8 @@ class PinnedBackend(httpcore.NetworkBackend):
                     local_address: str | None = None,
                     socket_options: typing.Iterable[typing.Any] | None = None) -> httpcore.NetworkStream:
         # Same host rules as the URL guard, on the host httpcore is really connecting to.
-        try:
-            name, literal = parse_host(f"[{host}]" if ":" in host else host)
-            check_host(name, literal, port, self.settings)
-        except GuardDenied as e:
-            raise ToolError("SECURITY_ERROR", e.reason) from None
+        name, literal = parse_host(f"[{host}]" if ":" in host else host)
+        check_host(name, literal, port, self.settings)
         record = ConnectRecord(host=name, port=port, resolved=[])
         self.connects.append(record)
         if literal is not None:
@@ -110,21 +106,21 @@ class PinnedBackend(httpcore.NetworkBackend):
             left = self.budget.clamp(None, httpcore.ConnectTimeout)
             addresses = list(self.resolver(name, port, left))  # exactly once per connection
             if not addresses:
-                raise ToolError("NOT_FOUND", f"host {name!r} has no IPv4 or IPv6 address")
+                raise Refusal(ErrorCode.NOT_FOUND, f"host {name!r} has no IPv4 or IPv6 address")
         record.resolved = addresses
         for a in addresses:  # every answer must pass, not just the one we would use
             verdict = refusal(a, self.settings.allow_internal_cidrs)
             if verdict is None:
                 continue
             if literal is not None:
-                raise ToolError("SECURITY_ERROR", f"address {a} is blocked: {verdict.detail}")
+                raise Refusal(ErrorCode.SECURITY_ERROR, f"address {a} is blocked: {verdict.detail}")
             # The agent learns the rule, not what an internal name resolves to (no DNS
             # oracle); the operator's log gets the addresses.
-            raise ToolError("SECURITY_ERROR",
-                            f"host {name!r} resolves to a blocked address (rule: {verdict.rule}); the gateway "
-                            "log has the address",
-                            log_detail=f"web.fetch host {name!r} resolved to {', '.join(addresses)}; "
-                                       f"refused: {a} is {verdict.detail}")
+            raise Refusal(ErrorCode.SECURITY_ERROR,
+                          f"host {name!r} resolves to a blocked address (rule: {verdict.rule}); the gateway "
+                          "log has the address",
+                          log_detail=f"web.fetch host {name!r} resolved to {', '.join(addresses)}; "
+                                     f"refused: {a} is {verdict.detail}")
         last: OSError | None = None
         for a in addresses:
             ip = parse_ip(a)
@@ -150,7 +146,7 @@ class PinnedBackend(httpcore.NetworkBackend):
     def connect_unix_socket(self, path: str, timeout: float | None = None,
                             socket_options: typing.Iterable[typing.Any] | None = None
                             ) -> httpcore.NetworkStream:
-        raise ToolError("SECURITY_ERROR", "unix sockets are never used by web.fetch")
+        raise Refusal(ErrorCode.SECURITY_ERROR, "unix sockets are never used by web.fetch")
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)

@@ -30,7 +30,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 
-from mcp_gateway.workers.connector import ToolError
+from mcp_gateway.ipc.errors import ErrorCode, Refusal
 
 HOSTS_FILE = "/etc/hosts"
 RESOLV_CONF = "/etc/resolv.conf"
@@ -48,8 +48,8 @@ def hosts_addresses(name: str, path: str = HOSTS_FILE) -> list[str]:
     except OSError as e:
         # Fail closed: skipping an unreadable hosts file would bypass its overrides and
         # sinkholes (Landlock refuses a file replaced since the worker started).
-        raise ToolError("UPSTREAM_ERROR", f"could not read the hosts file {path}: {e.strerror}; the gateway "
-                                          "may need a restart after it was replaced") from None
+        raise Refusal(ErrorCode.UPSTREAM_ERROR, f"could not read the hosts file {path}: {e.strerror}; the gateway "
+                                                "may need a restart after it was replaced") from None
     out: list[str] = []
     for raw in data.split(b"\n"):
         fields = raw.split(b"#", 1)[0].split()
@@ -87,8 +87,8 @@ class DnsResolver:
             config.nameservers = []
         servers = [str(ns) for ns in config.nameservers]
         if not servers:
-            raise ToolError("UPSTREAM_ERROR", f"could not resolve {host!r}: no DNS server configured "
-                                              f"({self.resolv_conf})")
+            raise Refusal(ErrorCode.UPSTREAM_ERROR, f"could not resolve {host!r}: no DNS server configured "
+                                                    f"({self.resolv_conf})")
         deadline = time.monotonic() + timeout_s
         qname = dns.name.from_text(host)  # absolute: no search domain is ever appended
         out: list[str] = []
@@ -110,8 +110,8 @@ class DnsResolver:
             for server in servers:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise ToolError("TIMEOUT", f"the DNS lookup of {host!r} did not finish within the call's "
-                                               f"timeout ({'; '.join(failures[-2:]) or 'no answer'})")
+                    raise Refusal(ErrorCode.TIMEOUT, f"the DNS lookup of {host!r} did not finish within the call's "
+                                                     f"timeout ({'; '.join(failures[-2:]) or 'no answer'})")
                 query = dns.message.make_query(qname, rdtype)
                 try:
                     response = dns.query.udp(query, server, timeout=min(per_try_s, left), port=self.port,
@@ -127,18 +127,19 @@ class DnsResolver:
                     continue
                 rcode = response.rcode()
                 if rcode == dns.rcode.NXDOMAIN:
-                    raise ToolError("NOT_FOUND", f"host {host!r} does not exist (DNS: NXDOMAIN)")
+                    raise Refusal(ErrorCode.NOT_FOUND, f"host {host!r} does not exist (DNS: NXDOMAIN)")
                 if rcode != dns.rcode.NOERROR:
                     failures.append(f"{server}: {dns.rcode.to_text(rcode)}")
                     continue
                 try:
                     answer = response.resolve_chaining().answer
                 except dns.exception.DNSException as e:
-                    raise ToolError("UPSTREAM_ERROR", f"could not resolve {host!r}: {type(e).__name__}") from None
+                    raise Refusal(ErrorCode.UPSTREAM_ERROR, f"could not resolve {host!r}: {type(e).__name__}") from None
                 return [str(ipaddress.ip_address(rr.address)) for rr in answer or ()]
             if all(not f.endswith("no answer") for f in failures[-len(servers):]):
                 # Every server answered, none usefully (SERVFAIL, REFUSED, errors): do not spin.
-                raise ToolError("UPSTREAM_ERROR", f"could not resolve {host!r}: {'; '.join(failures[-len(servers):])}")
+                raise Refusal(ErrorCode.UPSTREAM_ERROR,
+                              f"could not resolve {host!r}: {'; '.join(failures[-len(servers):])}")
 
 
 def warm_resolver() -> None:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
+from typing import Protocol
 
 import idna
 
-from mcp_gateway.config import HttpFetchSettings
 from mcp_gateway.guards import GuardDenied
 from mcp_gateway.guards.addresses import IPAddress, blocked_name, classify
 
@@ -37,6 +37,18 @@ _HEX = re.compile(r"0[xX][0-9a-fA-F]*")
 _OCT = re.compile(r"0[0-7]*")
 _DEC = re.compile(r"[1-9][0-9]*")
 _NUMERIC_LAST_LABEL = re.compile(r"[0-9]+|0[xX][0-9a-fA-F]*")
+
+
+class FetchRules(Protocol):
+    """What the URL checks read of web.fetch's settings (config.HttpFetchSettings is one): config
+    validates its entries with this module's parsers, so this module does not import config."""
+
+    @property
+    def allowed_domains(self) -> Sequence[str]: ...
+    @property
+    def allow_internal_cidrs(self) -> Sequence[str]: ...
+    @property
+    def allowed_ports(self) -> Sequence[int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +232,7 @@ def _allow_entries(entries: tuple[str, ...]) -> tuple[bool, frozenset[str], tupl
     return star, frozenset(exact), tuple(suffixes), frozenset(ips)
 
 
-def host_allowed(host: str, ip: IPAddress | None, allowed_domains: list[str]) -> bool:
+def host_allowed(host: str, ip: IPAddress | None, allowed_domains: Sequence[str]) -> bool:
     star, exact, suffixes, ips = _allow_entries(tuple(allowed_domains))
     if star:
         return True
@@ -229,7 +241,7 @@ def host_allowed(host: str, ip: IPAddress | None, allowed_domains: list[str]) ->
     return host in exact or any(host.endswith(s) for s in suffixes)
 
 
-def check_host(host: str, ip: IPAddress | None, port: int, settings: HttpFetchSettings) -> None:
+def check_host(host: str, ip: IPAddress | None, port: int, settings: FetchRules) -> None:
     """Host-level rules shared by check_url and the worker's connect: names, literals, allowlist, port."""
     if ip is not None:
         reason = classify(ip, settings.allow_internal_cidrs)
@@ -264,7 +276,7 @@ def check_characters(url: str) -> None:
             raise GuardDenied(f"invisible or whitespace character U+{o:04X} at position {i} of the URL")
 
 
-def check_url(url: str, settings: HttpFetchSettings) -> ParsedTarget:
+def check_url(url: str, settings: FetchRules) -> ParsedTarget:
     """Parse and check a web.fetch URL without any lookup; GuardDenied names the rule broken."""
     if not isinstance(url, str) or not url:
         raise GuardDenied("the URL is empty")

@@ -29,11 +29,6 @@ import idna
 import msgspec
 
 from mcp_gateway.config import GatewayConfig, HttpFetchSettings
-from mcp_gateway.guards import GuardDenied
-from mcp_gateway.connectors.http_fetch.urls import ParsedTarget, check_characters, check_url, sanitize_headers
-from mcp_gateway.sandbox.profile import INET_FAMILIES, SandboxProfile
-from mcp_gateway.tools.arguments import Args, FetchArgs
-from mcp_gateway.workers.connector import CallLimits, Connector, ToolError
 from mcp_gateway.connectors.http_fetch.pinned_transport import (
     FetchBudget,
     PinnedBackend,
@@ -41,6 +36,12 @@ from mcp_gateway.connectors.http_fetch.pinned_transport import (
     Resolver,
 )
 from mcp_gateway.connectors.http_fetch.resolver import HOSTS_FILE, RESOLV_CONF, DnsResolver, warm_resolver
+from mcp_gateway.connectors.http_fetch.urls import ParsedTarget, check_characters, check_url, sanitize_headers
+from mcp_gateway.guards import GuardDenied
+from mcp_gateway.ipc.errors import ErrorCode, Refusal
+from mcp_gateway.sandbox.profile import INET_FAMILIES, SandboxProfile
+from mcp_gateway.tools.arguments import Args, FetchArgs
+from mcp_gateway.workers.connector import CallLimits, Connector
 
 _ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -107,8 +108,8 @@ class _BodyCap:
 
     def add(self, data: bytes) -> None:
         if len(self.buf) + len(data) > self.cap:
-            raise ToolError("RESULT_TOO_LARGE", f"the response body passes the cap of {self.cap} bytes "
-                                                "(reading stopped there)")
+            raise Refusal(ErrorCode.RESULT_TOO_LARGE, f"the response body passes the cap of {self.cap} bytes "
+                                                      "(reading stopped there)")
         self.buf += data
 
 
@@ -213,12 +214,12 @@ class HttpFetchConnector(Connector):
 
     def call(self, tool: str, args: Args, limits: CallLimits) -> dict:
         if tool != "web.fetch" or not isinstance(args, FetchArgs):
-            raise ToolError("VALIDATION_ERROR", f"tool {tool!r} is not served by http_fetch")
+            raise Refusal(ErrorCode.VALIDATION_ERROR, f"tool {tool!r} is not served by http_fetch")
         budget = FetchBudget(time.monotonic() + limits.remaining_s())  # the runtime's deadline, margin included
         try:
             headers, _dropped = sanitize_headers(dict(args.headers), self.settings.request_headers)
         except GuardDenied as e:
-            raise ToolError("VALIDATION_ERROR", e.reason) from None
+            raise Refusal(ErrorCode.VALIDATION_ERROR, e.reason) from None
         headers["User-Agent"] = self.settings.user_agent
         headers["Accept-Encoding"] = "identity"
         backend = PinnedBackend(self.settings, self.resolver, budget)
@@ -228,17 +229,17 @@ class HttpFetchConnector(Connector):
             with httpx.Client(transport=transport, trust_env=False, follow_redirects=False,
                               max_redirects=0) as client:
                 return self._fetch(client, args.url, headers, limits, budget)
-        except ToolError:
+        except Refusal:
             raise
         except httpx.TimeoutException as e:
-            raise ToolError("TIMEOUT", f"web.fetch ran past its timeout of {limits.timeout_ms} ms "
-                                       f"({type(e).__name__})") from None
+            raise Refusal(ErrorCode.TIMEOUT, f"web.fetch ran past its timeout of {limits.timeout_ms} ms "
+                                             f"({type(e).__name__})") from None
         except httpx.ConnectError as e:
-            raise ToolError("UPSTREAM_ERROR", f"connection failed: {_short(e)}") from None
+            raise Refusal(ErrorCode.UPSTREAM_ERROR, f"connection failed: {_short(e)}") from None
         except httpx.TransportError as e:  # protocol errors, resets, TLS trouble after connect
-            raise ToolError("UPSTREAM_ERROR", f"{type(e).__name__}: {_short(e)}") from None
+            raise Refusal(ErrorCode.UPSTREAM_ERROR, f"{type(e).__name__}: {_short(e)}") from None
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as e:
-            raise ToolError("SECURITY_ERROR", f"URL refused by the HTTP client: {_short(e)}") from None
+            raise Refusal(ErrorCode.SECURITY_ERROR, f"URL refused by the HTTP client: {_short(e)}") from None
 
     def _fetch(self, client: httpx.Client, url: str, headers: dict[str, str], limits: CallLimits,
                budget: FetchBudget) -> dict:
@@ -248,20 +249,20 @@ class HttpFetchConnector(Connector):
                 target = check_url(url, self.settings)
             except GuardDenied as e:
                 where = "" if hops == 0 else f"redirect {hops} to {url[:200]!r} refused: "
-                raise ToolError("SECURITY_ERROR", where + e.reason) from None
+                raise Refusal(ErrorCode.SECURITY_ERROR, where + e.reason) from None
             timeout = httpx.Timeout(max(0.001, budget.remaining()))
             with client.stream("GET", target.url, headers=headers, timeout=timeout) as resp:
                 location = resp.headers.get("location")
                 if resp.status_code in REDIRECT_STATUSES and location:
                     hops += 1
                     if hops > self.settings.max_redirects:
-                        raise ToolError("SECURITY_ERROR", f"more than {self.settings.max_redirects} "
-                                                          "redirects (max_redirects)")
+                        raise Refusal(ErrorCode.SECURITY_ERROR, f"more than {self.settings.max_redirects} "
+                                                                "redirects (max_redirects)")
                     _drain(resp, budget)
                     try:
                         url = _join(target, location)
                     except GuardDenied as e:
-                        raise ToolError("SECURITY_ERROR", f"redirect {hops} refused: {e.reason}") from None
+                        raise Refusal(ErrorCode.SECURITY_ERROR, f"redirect {hops} refused: {e.reason}") from None
                     continue
                 body = self._read_body(resp, limits.max_bytes, budget, limits.timeout_ms)
                 return self._result(resp, target.url, body, limits.max_bytes)
@@ -269,8 +270,8 @@ class HttpFetchConnector(Connector):
     def _read_body(self, resp: httpx.Response, cap: int, budget: FetchBudget, timeout_ms: int) -> bytes:
         declared = resp.headers.get("content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > cap:
-            raise ToolError("RESULT_TOO_LARGE", f"the response declares {int(declared)} bytes, more than "
-                                                f"the cap of {cap} bytes (nothing was read)")
+            raise Refusal(ErrorCode.RESULT_TOO_LARGE, f"the response declares {int(declared)} bytes, more than "
+                                                      f"the cap of {cap} bytes (nothing was read)")
         coding = resp.headers.get("content-encoding", "").strip().lower()
         inflater = None
         if coding in ("gzip", "x-gzip"):
@@ -280,8 +281,8 @@ class HttpFetchConnector(Connector):
         out = _BodyCap(cap)
         for chunk in resp.iter_raw(CHUNK):
             if budget.remaining() <= 0:
-                raise ToolError("TIMEOUT", f"web.fetch ran past its timeout of {timeout_ms} ms "
-                                           "while reading the body")
+                raise Refusal(ErrorCode.TIMEOUT, f"web.fetch ran past its timeout of {timeout_ms} ms "
+                                                 "while reading the body")
             if inflater is None:
                 out.add(chunk)
                 continue
@@ -292,7 +293,7 @@ class HttpFetchConnector(Connector):
                 while inflater.unconsumed_tail:
                     out.add(inflater.decompress(inflater.unconsumed_tail, cap - len(out.buf) + 1))
             except zlib.error as e:
-                raise ToolError("UPSTREAM_ERROR", f"the {coding} response body is corrupt: {e}") from None
+                raise Refusal(ErrorCode.UPSTREAM_ERROR, f"the {coding} response body is corrupt: {e}") from None
         return bytes(out.buf)
 
     def _result(self, resp: httpx.Response, final_url: str, body: bytes, max_bytes: int) -> dict:
@@ -324,9 +325,9 @@ class HttpFetchConnector(Connector):
         rest = {k: v for k, v in result.items() if k != "body"}
         answer_bytes = encoded + len(msgspec.json.encode(rest)) + ANSWER_ENVELOPE
         if answer_bytes > max_bytes:
-            raise ToolError("RESULT_TOO_LARGE", f"the response body ({len(body)} bytes) would be {answer_bytes} "
-                                                f"bytes of JSON in the answer as {result['encoding']}, more than "
-                                                f"the cap of {max_bytes} bytes")
+            raise Refusal(ErrorCode.RESULT_TOO_LARGE, f"the response body ({len(body)} bytes) would be {answer_bytes} "
+                                                      f"bytes of JSON in the answer as {result['encoding']}, more than "
+                                                      f"the cap of {max_bytes} bytes")
         return result
 
 

@@ -40,9 +40,9 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from mcp_gateway.guards import GuardDenied
 from mcp_gateway.connectors.postgres.sql_catalog import READABLE_SETTINGS, SqlCatalog
 from mcp_gateway.connectors.postgres.sql_precheck import MAX_SQL_CHARS, REFUSED_LEADING
+from mcp_gateway.guards import GuardDenied
 
 __all__ = ["CheckedSql", "prepare_sql"]
 
@@ -258,149 +258,173 @@ def _decode_unicode_escapes(raw: str, esc: str) -> str:
     return "".join(out)
 
 
-def _lex(sql: str, with_params: bool) -> list[_Tok]:
-    toks: list[_Tok] = []
-    i, n = 0, len(sql)
-    ph = 0
-    while i < n:
-        c = sql[i]
-        if c in _WS:
+class _Lexer:
+    """PostgreSQL's scanner, as far as the guard needs it. Each `_read_*` method looks at the
+    text at `self.i` and either appends one token and moves past it (returning True) or leaves
+    everything as it was (False); `tokens` tries them in PostgreSQL's order of precedence."""
+
+    def __init__(self, sql: str, with_params: bool) -> None:
+        self.sql = sql
+        self.n = len(sql)
+        self.with_params = with_params
+        self.i = 0
+        self.placeholders = 0
+        self.toks: list[_Tok] = []
+
+    def tokens(self) -> list[_Tok]:
+        readers = (self._read_space, self._read_prefixed, self._read_plain_quoted, self._read_dollar,
+                   self._read_number, self._read_word, self._read_percent, self._read_operator)
+        while self.i < self.n:
+            if not any(read() for read in readers):
+                raise _deny(f"could not parse the SQL: unexpected character {self.sql[self.i]!r}")
+        return _resolve_unicode(self.toks)
+
+    def _emit(self, tok: _Tok, end: int) -> bool:
+        self.toks.append(tok)
+        self.i = end
+        return True
+
+    def _next(self, k: int = 1) -> str:
+        """The character k after the current one, or "" past the end."""
+        return self.sql[self.i + k] if self.i + k < self.n else ""
+
+    def _read_space(self) -> bool:
+        """A run of whitespace, or a comment (which separates tokens like a space)."""
+        sql, i = self.sql, self.i
+        if sql[i] in _WS:
             m = _WS_RUN.match(sql, i)
             assert m
-            toks.append(_Tok("ws", m.group()))
-            i = m.end()
-            continue
+            return self._emit(_Tok("ws", m.group()), m.end())
         if sql.startswith("--", i):
             j = i
-            while j < n and sql[j] not in "\n\r":
+            while j < self.n and sql[j] not in "\n\r":
                 j += 1
-            toks.append(_Tok("ws", " "))
-            i = j
-            continue
+            return self._emit(_Tok("ws", " "), j)
         if sql.startswith("/*", i):
-            depth, j = 1, i + 2
-            while depth:
-                if j >= n:
-                    raise _deny("could not parse the SQL: unterminated /* comment")
-                if sql.startswith("/*", j):
-                    depth += 1
-                    j += 2
-                elif sql.startswith("*/", j):
-                    depth -= 1
-                    j += 2
-                else:
-                    j += 1
-            toks.append(_Tok("ws", " "))
-            i = j
-            continue
-        # prefixed string literals / identifiers (only at a token start)
-        c2 = sql[i + 1] if i + 1 < n else ""
+            return self._emit(_Tok("ws", " "), self._block_comment_end(i))
+        return False
+
+    def _block_comment_end(self, i: int) -> int:
+        """The index after the (nested) /* comment starting at i."""
+        depth, j = 1, i + 2
+        while depth:
+            if j >= self.n:
+                raise _deny("could not parse the SQL: unterminated /* comment")
+            if self.sql.startswith("/*", j):
+                depth += 1
+                j += 2
+            elif self.sql.startswith("*/", j):
+                depth -= 1
+                j += 2
+            else:
+                j += 1
+        return j
+
+    def _read_prefixed(self) -> bool:
+        """E'...', B'...'/X'...', N'...', U&'...' and U&"..." (a prefix only at a token start)."""
+        sql, i, c, c2 = self.sql, self.i, self.sql[self.i], self._next()
         if c in "eE" and c2 == "'":
-            raw, i = _read_quoted(sql, i + 1, backslash=True)
+            raw, end = _read_quoted(sql, i + 1, backslash=True)
             v = _decode_e_string(raw)
-            toks.append(_Tok("string", _quote_string(v), v))
-            continue
+            return self._emit(_Tok("string", _quote_string(v), v), end)
         if c in "bBxX" and c2 == "'":
-            raw, i = _read_quoted(sql, i + 1, backslash=False)
+            raw, end = _read_quoted(sql, i + 1, backslash=False)
             allowed = "01" if c in "bB" else "0123456789abcdefABCDEF"
             if not all(ch in allowed for ch in raw):
                 raise _deny("could not parse the SQL: invalid bit-string literal")
-            toks.append(_Tok("bits", f"{c.upper()}'{raw}'", raw))
-            continue
+            return self._emit(_Tok("bits", f"{c.upper()}'{raw}'", raw), end)
         if c in "nN" and c2 == "'":
-            raw, i = _read_quoted(sql, i + 1, backslash=False)
-            toks.append(_Tok("string", _quote_string(raw), raw))
-            continue
-        if c in "uU" and c2 == "&" and i + 2 < n and sql[i + 2] in "'\"":
-            if sql[i + 2] == "'":
-                raw, i = _read_quoted(sql, i + 2, backslash=False)
-                toks.append(_Tok("ustring", "", raw))
-            else:
-                name, i = _read_qident(sql, i + 2)
-                toks.append(_Tok("uident", "", name))
-            continue
-        if c == "'":
-            raw, i = _read_quoted(sql, i, backslash=False)
-            toks.append(_Tok("string", _quote_string(raw), raw))
-            continue
-        if c == '"':
-            name, i = _read_qident(sql, i)
-            toks.append(_Tok("qident", _quote_ident(name), name))
-            continue
-        if c == "$":
-            m = _PARAM.match(sql, i)
-            if m:
-                if m.end() < n and (_IDENT_START.match(sql, m.end()) or sql[m.end()] == "$"):
-                    raise _deny("could not parse the SQL: trailing junk after parameter")
-                toks.append(_Tok("param", m.group()))
-                i = m.end()
-                continue
-            m = _DOLQ.match(sql, i)
-            if m:
-                delim = m.group()
-                end = sql.find(delim, m.end())
-                if end < 0:
-                    raise _deny("could not parse the SQL: unterminated dollar-quoted string")
-                v = sql[m.end() : end]
-                toks.append(_Tok("string", _quote_string(v), v))
-                i = end + len(delim)
-                continue
-            raise _deny('could not parse the SQL: unexpected "$"')
-        if c in _DIGITS or (c == "." and c2 != "" and c2 in _DIGITS):
-            m = _NUMBER.match(sql, i)
-            assert m
-            toks.append(_Tok("number", m.group()))
-            i = m.end()
-            continue
-        if _IDENT_START.match(c):
-            m = _IDENT.match(sql, i)
-            assert m
-            word = m.group()
-            lowered = "".join(ch.lower() if "A" <= ch <= "Z" else ch for ch in word)
-            if _ASCII_IDENT.match(word):
-                toks.append(_Tok("ident", word, lowered))
-            else:  # '$' or non-ASCII inside: hand it on as a plain quoted identifier
-                toks.append(_Tok("qident", _quote_ident(lowered), lowered))
-            i = m.end()
-            continue
-        if with_params and c == "%":
-            if c2 == "s" and not (
-                i + 2 < n and (_IDENT_START.match(sql[i + 2]) or sql[i + 2] in _DIGITS or sql[i + 2] == "$")
-            ):
-                ph += 1
-                toks.append(_Tok("ph", f"${ph}"))
-                i += 2
-                continue
-            if c2 == "%":
-                toks.append(_Tok("op", "%"))
-                i += 2
-                continue
-            raise _deny(
-                'could not parse the SQL: with params, "%" must be "%s" (a placeholder) or "%%" (a literal %)'
-            )
+            raw, end = _read_quoted(sql, i + 1, backslash=False)
+            return self._emit(_Tok("string", _quote_string(raw), raw), end)
+        if c in "uU" and c2 == "&" and self._next(2) in ("'", '"'):
+            if self._next(2) == "'":
+                raw, end = _read_quoted(sql, i + 2, backslash=False)
+                return self._emit(_Tok("ustring", "", raw), end)  # decoded by _resolve_unicode
+            name, end = _read_qident(sql, i + 2)
+            return self._emit(_Tok("uident", "", name), end)
+        return False
+
+    def _read_plain_quoted(self) -> bool:
+        """A plain '...' string or a "..." identifier."""
+        if self.sql[self.i] == "'":
+            raw, end = _read_quoted(self.sql, self.i, backslash=False)
+            return self._emit(_Tok("string", _quote_string(raw), raw), end)
+        if self.sql[self.i] == '"':
+            name, end = _read_qident(self.sql, self.i)
+            return self._emit(_Tok("qident", _quote_ident(name), name), end)
+        return False
+
+    def _read_dollar(self) -> bool:
+        """A $n parameter or a $tag$...$tag$ string; any other "$" is refused."""
+        sql, i, n = self.sql, self.i, self.n
+        if sql[i] != "$":
+            return False
+        m = _PARAM.match(sql, i)
+        if m:
+            if m.end() < n and (_IDENT_START.match(sql, m.end()) or sql[m.end()] == "$"):
+                raise _deny("could not parse the SQL: trailing junk after parameter")
+            return self._emit(_Tok("param", m.group()), m.end())
+        m = _DOLQ.match(sql, i)
+        if m:
+            delim = m.group()
+            end = sql.find(delim, m.end())
+            if end < 0:
+                raise _deny("could not parse the SQL: unterminated dollar-quoted string")
+            v = sql[m.end() : end]
+            return self._emit(_Tok("string", _quote_string(v), v), end + len(delim))
+        raise _deny('could not parse the SQL: unexpected "$"')
+
+    def _read_number(self) -> bool:
+        c, c2 = self.sql[self.i], self._next()
+        if not (c in _DIGITS or (c == "." and c2 != "" and c2 in _DIGITS)):
+            return False
+        m = _NUMBER.match(self.sql, self.i)
+        assert m
+        return self._emit(_Tok("number", m.group()), m.end())
+
+    def _read_word(self) -> bool:
+        """A key word or unquoted identifier, lower-cased in ASCII only (as PostgreSQL does)."""
+        if not _IDENT_START.match(self.sql[self.i]):
+            return False
+        m = _IDENT.match(self.sql, self.i)
+        assert m
+        word = m.group()
+        lowered = "".join(ch.lower() if "A" <= ch <= "Z" else ch for ch in word)
+        if _ASCII_IDENT.match(word):
+            return self._emit(_Tok("ident", word, lowered), m.end())
+        # '$' or non-ASCII inside: hand it on as a plain quoted identifier
+        return self._emit(_Tok("qident", _quote_ident(lowered), lowered), m.end())
+
+    def _read_percent(self) -> bool:
+        """With params, "%s" is a placeholder and "%%" a literal %; any other "%" is refused."""
+        if not (self.with_params and self.sql[self.i] == "%"):
+            return False
+        c2, c3 = self._next(), self._next(2)
+        if c2 == "s" and not (c3 and (_IDENT_START.match(c3) or c3 in _DIGITS or c3 == "$")):
+            self.placeholders += 1
+            return self._emit(_Tok("ph", f"${self.placeholders}"), self.i + 2)
+        if c2 == "%":
+            return self._emit(_Tok("op", "%"), self.i + 2)
+        raise _deny('could not parse the SQL: with params, "%" must be "%s" (a placeholder) or "%%" (a literal %)')
+
+    def _read_operator(self) -> bool:
+        """An operator (a run of operator characters, cut before a comment), ";", "::" or a
+        one-character token."""
+        sql, i, c = self.sql, self.i, self.sql[self.i]
         if c in _OP_CHARS:
             j = i
-            while j < n and sql[j] in _OP_CHARS and not (with_params and sql[j] == "%"):
+            while j < self.n and sql[j] in _OP_CHARS and not (self.with_params and sql[j] == "%"):
                 if sql.startswith("--", j) or sql.startswith("/*", j):
                     break
                 j += 1
-            toks.append(_Tok("op", sql[i:j]))
-            i = j
-            continue
+            return self._emit(_Tok("op", sql[i:j]), j)
         if c == ";":
-            toks.append(_Tok("semi", ";"))
-            i += 1
-            continue
-        if c == ":" and c2 == ":":
-            toks.append(_Tok("op", "::"))
-            i += 2
-            continue
+            return self._emit(_Tok("semi", ";"), i + 1)
+        if c == ":" and self._next() == ":":
+            return self._emit(_Tok("op", "::"), i + 2)
         if c in _SELF:
-            toks.append(_Tok("self", c))
-            i += 1
-            continue
-        raise _deny(f"could not parse the SQL: unexpected character {c!r}")
-    return _resolve_unicode(toks)
+            return self._emit(_Tok("self", c), i + 1)
+        return False
 
 
 def _read_qident(sql: str, i: int) -> tuple[str, int]:
@@ -859,7 +883,7 @@ def prepare_sql(sql: str, catalog: SqlCatalog, *, with_params: bool = False) -> 
         raise _deny("could not parse the SQL: not a string")
     if len(sql) > MAX_SQL_CHARS:
         raise _deny(f"the SQL is longer than {MAX_SQL_CHARS} characters")
-    toks = _lex(sql, with_params)
+    toks = _Lexer(sql, with_params).tokens()
     statements: list[list[_Tok]] = [[]]
     for t in toks:
         if t.kind == "semi":

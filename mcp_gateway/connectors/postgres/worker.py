@@ -25,12 +25,13 @@ from decimal import Decimal
 from typing import Any
 
 from mcp_gateway.config import GatewayConfig
-from mcp_gateway.guards import GuardDenied
 from mcp_gateway.connectors.postgres.sql import CheckedSql, prepare_sql
 from mcp_gateway.connectors.postgres.sql_catalog import SqlCatalog, load_catalog
+from mcp_gateway.guards import GuardDenied
+from mcp_gateway.ipc.errors import ErrorCode, Refusal
 from mcp_gateway.sandbox.profile import INET_FAMILIES, SandboxProfile
 from mcp_gateway.tools.arguments import Args, QueryArgs, SchemaArgs
-from mcp_gateway.workers.connector import CallLimits, Connector, ToolError
+from mcp_gateway.workers.connector import CallLimits, Connector
 
 APPLICATION_NAME = "mcp-gateway"
 _CURSOR_NAME = "mcp_gateway_q"
@@ -302,7 +303,7 @@ class PostgresConnector(Connector):
                 autocommit=True, **self._conninfo_kwargs(os.environ.get("POSTGRES_PASSWORD"))
             )
         except psycopg.Error as e:
-            raise ToolError("UPSTREAM_ERROR", f"could not connect to PostgreSQL: {_pg_message(e)}") from None
+            raise Refusal(ErrorCode.UPSTREAM_ERROR, f"could not connect to PostgreSQL: {_pg_message(e)}") from None
 
         class _Text(Loader):
             def load(self, data: Any) -> str:
@@ -326,8 +327,8 @@ class PostgresConnector(Connector):
                 )
         except psycopg.Error as e:
             conn.close()
-            raise ToolError(
-                "UPSTREAM_ERROR", f"could not read the function catalog: {_pg_message(e)}"
+            raise Refusal(
+                ErrorCode.UPSTREAM_ERROR, f"could not read the function catalog: {_pg_message(e)}"
             ) from None
         return conn
 
@@ -352,18 +353,15 @@ class PostgresConnector(Connector):
     def call(self, tool: str, args: Args, limits: CallLimits) -> dict:
         if tool == "db.query":
             if not isinstance(args, QueryArgs):
-                raise ToolError("VALIDATION_ERROR", "db.query takes QueryArgs")
+                raise Refusal(ErrorCode.VALIDATION_ERROR, "db.query takes QueryArgs")
             self._connection()  # the guard decides names by this server's catalog, read at connect
             catalog = self._catalog
             if catalog is None:  # pragma: no cover - _connect sets it or raises
-                raise ToolError("UPSTREAM_ERROR", "the function catalog was not read")
-            try:
-                checked = prepare_sql(args.sql, catalog, with_params=bool(args.params))
-            except GuardDenied as e:
-                raise ToolError("SECURITY_ERROR", e.reason) from None
+                raise Refusal(ErrorCode.UPSTREAM_ERROR, "the function catalog was not read")
+            checked = prepare_sql(args.sql, catalog, with_params=bool(args.params))
             if checked.placeholders and checked.placeholders != len(args.params):
-                raise ToolError(
-                    "VALIDATION_ERROR",
+                raise Refusal(
+                    ErrorCode.VALIDATION_ERROR,
                     f"the query has {checked.placeholders} %s placeholder(s)"
                     f" but {len(args.params)} param(s) were given",
                 )
@@ -373,9 +371,9 @@ class PostgresConnector(Connector):
             )
         if tool == "db.schema":
             if not isinstance(args, SchemaArgs):
-                raise ToolError("VALIDATION_ERROR", "db.schema takes SchemaArgs")
+                raise Refusal(ErrorCode.VALIDATION_ERROR, "db.schema takes SchemaArgs")
             return self._in_transaction(limits, lambda conn: self._schema(conn, args, limits))
-        raise ToolError("VALIDATION_ERROR", f"unknown tool {tool!r} for the postgres connector")
+        raise Refusal(ErrorCode.VALIDATION_ERROR, f"unknown tool {tool!r} for the postgres connector")
 
     def _in_transaction(self, limits: CallLimits, body: Any) -> dict:
         psycopg = _import_psycopg()
@@ -410,7 +408,7 @@ class PostgresConnector(Connector):
                     )
                 began = True
                 return body(conn)
-            except ToolError:
+            except Refusal:
                 raise
             except psycopg.Error as e:
                 raise self._map_error(e, stmt_ms) from None
@@ -425,29 +423,29 @@ class PostgresConnector(Connector):
 
     def _check_deadline(self) -> None:
         if time.monotonic() > self._deadline:
-            raise ToolError("TIMEOUT", "the call ran past its timeout while fetching rows")
+            raise Refusal(ErrorCode.TIMEOUT, "the call ran past its timeout while fetching rows")
 
-    def _map_error(self, e: Any, stmt_ms: int) -> ToolError:
+    def _map_error(self, e: Any, stmt_ms: int) -> Refusal:
         psycopg = _import_psycopg()
         state = getattr(e, "sqlstate", None) or ""
         if state == "57014":  # query_canceled (statement_timeout)
-            return ToolError("TIMEOUT", f"the query was cancelled by statement_timeout ({stmt_ms} ms)")
+            return Refusal(ErrorCode.TIMEOUT, f"the query was cancelled by statement_timeout ({stmt_ms} ms)")
         if state == "55P03":  # lock_not_available (lock_timeout)
-            return ToolError("TIMEOUT", f"the query waited too long for a lock (lock_timeout {stmt_ms} ms)")
+            return Refusal(ErrorCode.TIMEOUT, f"the query waited too long for a lock (lock_timeout {stmt_ms} ms)")
         if state == "25006":  # read_only_sql_transaction: a write the guard did not catch
-            return ToolError(
-                "SECURITY_ERROR",
+            return Refusal(
+                ErrorCode.SECURITY_ERROR,
                 f"the database refused a write in the read-only transaction: {_pg_message(e)}",
             )
         if state in ("42P01", "3F000"):  # undefined_table, invalid_schema_name
-            return ToolError("NOT_FOUND", _pg_message(e))
+            return Refusal(ErrorCode.NOT_FOUND, _pg_message(e))
         if (
             isinstance(e, (psycopg.OperationalError, psycopg.InterfaceError))
             or self._conn is None
             or self._conn.broken
         ):
             self.close()
-        return ToolError("UPSTREAM_ERROR", _pg_message(e))
+        return Refusal(ErrorCode.UPSTREAM_ERROR, _pg_message(e))
 
     # --- db.query -------------------------------------------------------------------------
 
@@ -468,7 +466,7 @@ class PostgresConnector(Connector):
             columns = [{"name": c.name, "type": self._type_name(conn, c.type_code)} for c in desc]
             used = header = len(msgspec.json.encode(columns)) + 64
             if used > budget:
-                raise ToolError("RESULT_TOO_LARGE", f"the result would pass max_bytes ({budget})")
+                raise Refusal(ErrorCode.RESULT_TOO_LARGE, f"the result would pass max_bytes ({budget})")
             rows: list[list[Any]] = []
             truncated = False
             batch_rows = _FIRST_BATCH_ROWS
@@ -485,8 +483,8 @@ class PostgresConnector(Connector):
                     row = [_json_value(v) for v in raw]
                     used += len(msgspec.json.encode(row)) + 1
                     if used > budget:
-                        raise ToolError(
-                            "RESULT_TOO_LARGE",
+                        raise Refusal(
+                            ErrorCode.RESULT_TOO_LARGE,
                             f"the result would pass max_bytes ({budget}) after {len(rows)} row(s); "
                             "select fewer rows or columns, or lower max_rows",
                         )
@@ -546,8 +544,8 @@ class PostgresConnector(Connector):
                         current["columns"].append(col)
                         used += len(msgspec.json.encode(col)) + 1
                     if used > budget:
-                        raise ToolError(
-                            "RESULT_TOO_LARGE",
+                        raise Refusal(
+                            ErrorCode.RESULT_TOO_LARGE,
                             f"the schema description would pass max_bytes ({budget});"
                             " filter by schema or table",
                         )
@@ -556,7 +554,7 @@ class PostgresConnector(Connector):
                 cur.close()
         if not tables and (args.schema or args.table):
             what = ".".join(x for x in (args.schema, args.table) if x)
-            raise ToolError("NOT_FOUND", f"no table or view matches {what!r}")
+            raise Refusal(ErrorCode.NOT_FOUND, f"no table or view matches {what!r}")
         return {"tables": tables}
 
 

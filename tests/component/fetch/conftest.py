@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from mcp_gateway.config import ConnectorsSettings, GatewayConfig, HttpFetchSettings
-from mcp_gateway.workers.connector import CallLimits
 from mcp_gateway.connectors.http_fetch.worker import HttpFetchConnector
+from mcp_gateway.workers.connector import CallLimits
 
 # Collected only inside the namespaces test_fetch_netns.py creates (it sets MCPGW_IN_NETNS).
 collect_ignore = [] if os.environ.get("MCPGW_IN_NETNS") == "1" else ["test_fetch_in_netns.py"]
@@ -178,8 +178,9 @@ class RecordingResolver:
         self.calls.append((host, port))
         seq = self.answers.get(host)
         if seq is None:
-            from mcp_gateway.workers.connector import ToolError
-            raise ToolError("NOT_FOUND", f"host {host!r} does not exist (test resolver)")
+            from mcp_gateway.ipc.errors import ErrorCode, Refusal
+
+            raise Refusal(ErrorCode.NOT_FOUND, f"host {host!r} does not exist (test resolver)")
         n = sum(1 for h, _ in self.calls if h == host)
         return list(seq[min(n, len(seq)) - 1])
 

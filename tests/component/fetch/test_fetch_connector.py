@@ -9,8 +9,9 @@ import time
 
 import pytest
 
+from mcp_gateway.ipc.errors import Refusal
 from mcp_gateway.tools.arguments import FetchArgs
-from mcp_gateway.workers.connector import CallLimits, ToolError
+from mcp_gateway.workers.connector import CallLimits
 
 from .conftest import LIMITS, RecordingResolver, make_connector, no_dns
 
@@ -20,7 +21,7 @@ def fetch(conn, url, headers=None, limits=LIMITS):
 
 
 def refused(conn, url, code="SECURITY_ERROR", limits=LIMITS, headers=None):
-    with pytest.raises(ToolError) as e:
+    with pytest.raises(Refusal) as e:
         fetch(conn, url, headers=headers, limits=limits)
     assert e.value.code == code, e.value.reason
     return e.value.reason
@@ -64,7 +65,7 @@ def test_literal_refused_without_dns_or_connection(server):
     conn = make_connector(server.port, allowed_domains=["*"])
     for url in ("http://127.0.0.2/", "http://0x7f000002/", "http://[::1]/", "http://169.254.169.254/",
                 "http://2852039166/", "http://[::ffff:7f00:2]/", "http://10.0.0.1/", "http://localhost/"):
-        refused(conn, url)  # no_dns would raise AssertionError (not ToolError) if consulted
+        refused(conn, url)  # no_dns would raise AssertionError (not Refusal) if consulted
         assert conn.last_backend is None or conn.last_backend.connects == []
 
 
@@ -109,7 +110,7 @@ def test_redirect_chain_capped(server):
 def test_slow_body_times_out_near_deadline(server):
     conn = make_connector(server.port)
     t0 = time.monotonic()
-    with pytest.raises(ToolError) as e:
+    with pytest.raises(Refusal) as e:
         fetch(conn, server.url("/slow"), limits=CallLimits(timeout_ms=1000, max_bytes=1 << 20))
     elapsed = time.monotonic() - t0
     assert e.value.code == "TIMEOUT"
@@ -201,7 +202,7 @@ def test_mixed_answers_refused_before_connecting(server):
     res = RecordingResolver({"mixed.example.com": [["93.184.215.14", "127.0.0.1"]]})
     conn = make_connector(server.port, resolver=res, allowed_domains=["*.example.com"],
                           allow_internal_cidrs=[])
-    with pytest.raises(ToolError) as e:
+    with pytest.raises(Refusal) as e:
         fetch(conn, f"http://mixed.example.com:{server.port}/echo")
     # The agent learns the rule, never what the name resolves to (no DNS oracle); the log does.
     assert e.value.code == "SECURITY_ERROR"
@@ -240,7 +241,7 @@ def test_dns_rebinding_resolves_once_and_connects_to_checked_address(server):
     conn2 = make_connector(server.port, resolver=res2, allowed_domains=["rebind.example.com"])
     from urllib.parse import quote
     url = f"http://rebind.example.com:{server.port}/redirect?close=1&to=" + quote("/echo", safe="")
-    with pytest.raises(ToolError) as e:
+    with pytest.raises(Refusal) as e:
         fetch(conn2, url)
     assert e.value.code == "SECURITY_ERROR" and "127.0.0.2" in e.value.log_detail
     assert len(res2.calls) == 2
@@ -266,7 +267,7 @@ def test_no_environment_proxy(server, monkeypatch):
 
 def test_wrong_tool_and_bad_header_value(server):
     conn = make_connector(server.port)
-    with pytest.raises(ToolError) as e:
+    with pytest.raises(Refusal) as e:
         conn.call("fs.readFile", FetchArgs(url=server.url("/")), LIMITS)
     assert e.value.code == "VALIDATION_ERROR"
     refused(conn, server.url("/echo"), code="VALIDATION_ERROR", headers={"Accept": "a\r\nHost: evil"})
@@ -355,7 +356,7 @@ def test_answer_bounded_at_every_size_near_the_cap(server, kind):
     for n in (cap // 2, int(cap * 0.74), int(cap * 0.76), cap - 600, cap - 1, cap):
         try:
             r = fetch(conn, server.url(f"/bytes?kind={kind}&n={n}"), limits=CallLimits(5000, cap))
-        except ToolError as e:
+        except Refusal as e:
             assert e.code == "RESULT_TOO_LARGE", e.reason
             continue
         assert answer_size(r) <= cap, (kind, n)

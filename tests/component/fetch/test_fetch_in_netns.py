@@ -21,9 +21,10 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from mcp_gateway.tools.arguments import FetchArgs
-from mcp_gateway.workers.connector import CallLimits, ToolError
 from mcp_gateway.connectors.http_fetch.resolver import DnsResolver
+from mcp_gateway.ipc.errors import Refusal
+from mcp_gateway.tools.arguments import FetchArgs
+from mcp_gateway.workers.connector import CallLimits
 from tests.support.corpus import load_corpus
 
 from .conftest import LIMITS, make_connector
@@ -104,8 +105,8 @@ def call(conn, url, limits=LIMITS):
     return conn.call("web.fetch", FetchArgs(url=url), limits)
 
 
-def failure(conn, url, limits=LIMITS) -> ToolError:
-    with pytest.raises(ToolError) as e:
+def failure(conn, url, limits=LIMITS) -> Refusal:
+    with pytest.raises(Refusal) as e:
         call(conn, url, limits)
     return e.value
 

@@ -56,7 +56,8 @@ SCRIPT = textwrap.dedent(r'''
 
     from mcp_gateway.config import ConnectorsSettings, GatewayConfig, HttpFetchSettings
     from mcp_gateway.tools.arguments import FetchArgs
-    from mcp_gateway.workers.connector import CallLimits, ToolError
+    from mcp_gateway.ipc.errors import Refusal
+    from mcp_gateway.workers.connector import CallLimits
     from mcp_gateway.connectors.http_fetch.worker import HttpFetchConnector
 
     cfg = GatewayConfig(connectors=ConnectorsSettings(http_fetch=HttpFetchSettings(
@@ -89,7 +90,7 @@ SCRIPT = textwrap.dedent(r'''
     for url in ("http://127.0.0.2/", "https://еxample.com/", f"https://127.0.0.1:{port}/t", "http://[::1]/"):
         try:
             conn.call("web.fetch", FetchArgs(url=url), lim)
-        except ToolError as e:
+        except Refusal as e:
             errs.append(e.code)
     print(json.dumps({"late": late, "opened": opened, "r1": r1["body"], "enc2": r2["encoding"],
                       "enc3": r3["encoding"],

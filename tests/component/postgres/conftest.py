@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from mcp_gateway.config import GatewayConfig
-from mcp_gateway.workers.connector import CallLimits, ToolError
 from mcp_gateway.connectors.postgres.worker import PostgresConnector
+from mcp_gateway.ipc.errors import Refusal
+from mcp_gateway.workers.connector import CallLimits
 from tests.support.pg_cluster import PgCluster
 
 # Valid, harmless SQL that sqlglot cannot parse as written (the guard rewrites it for the
@@ -43,7 +44,7 @@ def connector(pg_env):
 LIMITS = CallLimits(timeout_ms=10_000, max_bytes=10 * 1024 * 1024)
 
 
-def call_error(fn, *args) -> ToolError:
-    with pytest.raises(ToolError) as ei:
+def call_error(fn, *args) -> Refusal:
+    with pytest.raises(Refusal) as ei:
         fn(*args)
     return ei.value

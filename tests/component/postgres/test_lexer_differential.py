@@ -9,10 +9,10 @@ import sqlglot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mcp_gateway.guards import GuardDenied
 from mcp_gateway.connectors.postgres.sql import prepare_sql
+from mcp_gateway.guards import GuardDenied
+from mcp_gateway.ipc.errors import Refusal
 from mcp_gateway.tools.arguments import QueryArgs
-from mcp_gateway.workers.connector import ToolError
 from tests.component.postgres.conftest import LIMITS
 
 _FRAGMENTS = [
@@ -92,7 +92,7 @@ def test_one_statement_for_postgres_too(admin, connector, sql_catalog, frags):
     assert len(original) == 1 and len(statements) == 1, (text, checked.text, original)
     try:
         res = connector.call("db.query", QueryArgs(sql=text), LIMITS)
-    except ToolError as e:
+    except Refusal as e:
         pytest.fail(f"{text!r} ran in PostgreSQL but not through the connector: {e}")
     assert [list(r) for r in statements[0]] == res["rows"], (text, checked.text)
 

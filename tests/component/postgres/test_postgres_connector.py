@@ -10,11 +10,12 @@ import time
 
 import pytest
 
-from mcp_gateway.connectors.postgres.sql import CheckedSql
-from mcp_gateway.tools.arguments import QueryArgs, SchemaArgs
 from mcp_gateway.connectors.postgres import worker as pgmod
-from mcp_gateway.workers.connector import CallLimits, ToolError
+from mcp_gateway.connectors.postgres.sql import CheckedSql
 from mcp_gateway.connectors.postgres.worker import PostgresConnector
+from mcp_gateway.ipc.errors import Refusal
+from mcp_gateway.tools.arguments import QueryArgs, SchemaArgs
+from mcp_gateway.workers.connector import CallLimits
 from tests.component.postgres.conftest import GOOD_SQL_SQLGLOT_CANNOT_READ, LIMITS, make_config
 from tests.support.corpus import SQL_ACCEPT, SQL_REJECT, load_corpus
 from tests.support.pg_cluster import PgCluster, pg_available
@@ -24,8 +25,8 @@ def q(conn: PostgresConnector, sql: str, limits: CallLimits = LIMITS, **kw) -> d
     return conn.call("db.query", QueryArgs(sql=sql, **kw), limits)
 
 
-def q_err(conn: PostgresConnector, sql: str, limits: CallLimits = LIMITS, **kw) -> ToolError:
-    with pytest.raises(ToolError) as ei:
+def q_err(conn: PostgresConnector, sql: str, limits: CallLimits = LIMITS, **kw) -> Refusal:
+    with pytest.raises(Refusal) as ei:
         q(conn, sql, limits, **kw)
     return ei.value
 
@@ -40,7 +41,7 @@ def test_accept_corpus_runs(connector):
         try:
             res = q(connector, sql)
             assert set(res) == {"columns", "rows", "row_count", "truncated"}
-        except ToolError as e:
+        except Refusal as e:
             failures.append((sql, e.code, e.reason))
     assert len(failures) <= len(accepted) * 0.05, failures
     assert not failures, failures  # aim: all of them
@@ -115,7 +116,7 @@ def test_read_only_transaction_is_the_backstop(connector, pg_cluster, monkeypatc
     # every call is what keeps the large object.
     try:
         q(connector, "SELECT lo_unlink(424242)")
-    except ToolError as e:
+    except Refusal as e:
         assert e.code in ("SECURITY_ERROR", "UPSTREAM_ERROR")
     assert pg_cluster.execute("SELECT count(*) FROM pg_largeobject_metadata WHERE oid = 424242") == [(1,)]
     err = q_err(connector, "WITH d AS (DELETE FROM users RETURNING 1) SELECT * FROM d")
@@ -347,16 +348,16 @@ def test_schema_filters(connector):
     assert [(t["schema"], t["name"]) for t in res["tables"]] == [("public", "users")]
     res = s(connector, schema="pg_catalog", table="pg_class")
     assert res["tables"][0]["schema"] == "pg_catalog"
-    with pytest.raises(ToolError) as ei:
+    with pytest.raises(Refusal) as ei:
         s(connector, schema="public", table="things")
     assert ei.value.code == "NOT_FOUND"
-    with pytest.raises(ToolError) as ei:
+    with pytest.raises(Refusal) as ei:
         s(connector, schema="nope")
     assert ei.value.code == "NOT_FOUND"
-    with pytest.raises(ToolError) as ei:
+    with pytest.raises(Refusal) as ei:
         s(connector, table="x'; DROP TABLE users; --")
     assert ei.value.code == "NOT_FOUND"
-    with pytest.raises(ToolError) as ei:
+    with pytest.raises(Refusal) as ei:
         s(connector, CallLimits(timeout_ms=5000, max_bytes=200))
     assert ei.value.code == "RESULT_TOO_LARGE"
 

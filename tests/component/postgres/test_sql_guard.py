@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mcp_gateway.guards import GuardDenied
 from mcp_gateway.connectors.postgres import sql as sqlguard
 from mcp_gateway.connectors.postgres.sql_catalog import SqlCatalog
 from mcp_gateway.connectors.postgres.sql_precheck import precheck_sql
+from mcp_gateway.guards import GuardDenied
 from tests.component.postgres.conftest import GOOD_SQL_SQLGLOT_CANNOT_READ
 from tests.support.corpus import SQL_ACCEPT, SQL_REJECT, load_corpus
 

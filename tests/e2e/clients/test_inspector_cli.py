@@ -17,8 +17,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.e2e.clients.helpers import (
     STOPPED_WITHIN_S,
     StallServer,
@@ -32,7 +30,6 @@ from tests.support.gateway_process import gateway_env
 from tests.support.http_gateway import HttpGateway
 from tests.support.node_clients import INSPECTOR, node_env
 
-pytestmark = pytest.mark.integration
 
 class Inspector:
     """`mcp-inspector --cli` against one target: the gateway's command line, or its URL."""

@@ -19,8 +19,6 @@ import pytest
 from tests.support.gateway_process import RawGateway, audit_lines, fs_config
 from tests.support.http_gateway import ACCEPT, HttpGateway, http_config
 
-pytestmark = pytest.mark.integration
-
 MODERN = "2026-07-28"
 ENVELOPE = {"io.modelcontextprotocol/protocolVersion": MODERN,
             "io.modelcontextprotocol/clientCapabilities": {},

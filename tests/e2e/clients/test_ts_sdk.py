@@ -26,8 +26,6 @@ from tests.support.gateway_process import gateway_env
 from tests.support.http_gateway import HttpGateway
 from tests.support.node_clients import NODE_MODULES, node_env
 
-pytestmark = pytest.mark.integration
-
 SCRIPT = Path(__file__).with_name("ts_sdk_client.mjs")
 REFUSALS = [  # (tool, arguments, the code the client must read)
     ("fs.readFile", {"path": "/etc/passwd"}, "SECURITY_ERROR"),

@@ -31,8 +31,6 @@ from tests.support.gateway_process import REPO
 from tests.support.http_gateway import HttpGateway, http_config
 from tests.support.node_clients import CONFORMANCE, node_env, package_version, require_node
 
-pytestmark = pytest.mark.integration
-
 MODES = ("stateful", "stateless")
 DOC = REPO / "docs" / "HTTP.md"
 

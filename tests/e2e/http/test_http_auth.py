@@ -6,8 +6,6 @@ import pytest
 from tests.support.gateway_process import audit_lines, error_of
 from tests.support.http_gateway import HttpGateway, McpHttp, http_config, scrape, sha256_hex
 
-pytestmark = pytest.mark.integration
-
 TOKEN_A, TOKEN_B = "token-for-agent-a-0123456789", "token-for-agent-b-9876543210"  # noqa: S105
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-11-25", "capabilities": {},

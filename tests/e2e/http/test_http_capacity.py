@@ -5,12 +5,8 @@ import signal
 import threading
 import time
 
-import pytest
-
 from tests.support.gateway_process import audit_lines, error_of, worker_pids
 from tests.support.http_gateway import HttpGateway, McpHttp, http_config, scrape
-
-pytestmark = pytest.mark.integration
 
 CLIENTS = 128
 CALLS_EACH = 4

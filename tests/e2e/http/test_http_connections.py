@@ -11,8 +11,6 @@ import pytest
 
 from tests.support.http_gateway import ACCEPT, HttpGateway, McpHttp, http_config, scrape
 
-pytestmark = pytest.mark.integration
-
 PRLIMIT = shutil.which("prlimit")
 needs_prlimit = pytest.mark.skipif(PRLIMIT is None, reason="prlimit (util-linux) is not installed")
 

@@ -16,8 +16,6 @@ import pytest
 from tests.support.gateway_process import audit_lines, error_of, gateway_env, worker_pids
 from tests.support.http_gateway import ACCEPT, HttpGateway, McpHttp, http_config, scrape, sha256_hex
 
-pytestmark = pytest.mark.integration
-
 
 def test_a_burst_over_the_rate_is_rate_limited_and_audited(gw_dir):
     token = "rate-limited-agent-token"  # noqa: S105

@@ -10,8 +10,6 @@ from mcp.shared.exceptions import MCPError
 from tests.support.gateway_process import audit_lines, error_of, sdk_client
 from tests.support.http_gateway import HttpGateway, http_config, sha256_hex, stdio_variant
 
-pytestmark = pytest.mark.integration
-
 TOKEN = "sdk-client-token-abcdef"  # noqa: S105
 
 CALLS = [

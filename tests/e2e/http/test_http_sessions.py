@@ -3,11 +3,8 @@
 import time
 
 import httpx
-import pytest
 
 from tests.support.http_gateway import ACCEPT, PROTOCOL, HttpGateway, McpHttp, http_config, scrape, sha256_hex
-
-pytestmark = pytest.mark.integration
 
 FLOODER, OTHER = "flooder-token", "other-agent-token"  # noqa: S105
 INIT = {"jsonrpc": "2.0", "id": 0, "method": "initialize",

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from mcp_gateway.config import DEFAULT_UID_RANGE, ConnectorsSettings, FilesystemSettings, GatewayConfig
-from mcp_gateway.workers.connector import ToolError
+from mcp_gateway.ipc.errors import Refusal
 from tests.support.fs_tree import Tree, listdir, read, refused
 from tests.support.gateway_process import fs_config, gateway_env, raw_gateway
 from tests.support.sandbox_probe import run_child
@@ -117,7 +117,7 @@ def test_the_worker_fails_closed_on_a_denied_path_it_cannot_identify() -> None:
         fs = make_connector([root], [root / "sealed" / "inner"])
         try:
             read(fs, "hello.txt")
-        except ToolError as e:
+        except Refusal as e:
             return [e.code, e.reason]
         return "LEAK: served"
 
@@ -174,8 +174,8 @@ def _in_mount_namespace(tree: Tree, cross_mounts: bool, mode: str) -> dict:
         _mount("-t", "overlay", "overlay", "-o", f"lowerdir={tree.secrets}:{empty}", str(tree.root / "ov"))
         cfg = GatewayConfig(connectors=ConnectorsSettings(filesystem=FilesystemSettings(
             enabled=True, allowed_paths=[tree.root], denied_paths=[tree.secrets], cross_mounts=cross_mounts)))
-        from mcp_gateway.workers.connector import ToolError
         from mcp_gateway.connectors.filesystem.worker import FilesystemConnector
+        from mcp_gateway.ipc.errors import Refusal
 
         conn = FilesystemConnector(cfg)
         conn.force_walk = mode == "walk"
@@ -189,7 +189,7 @@ def _in_mount_namespace(tree: Tree, cross_mounts: bool, mode: str) -> dict:
             try:
                 res = tool(conn, path)
                 out[label] = "LEAK " + str(res.get("content", res.get("entries")))
-            except ToolError as e:
+            except Refusal as e:
                 out[label] = f"{e.code}: {e.reason}"
         return out
 

@@ -22,9 +22,9 @@ from mcp_gateway.config import (
     SandboxLayers,
     SandboxSettings,
 )
-from mcp_gateway.tools.arguments import ListDirArgs, ReadFileArgs
-from mcp_gateway.workers.connector import ToolError
 from mcp_gateway.connectors.filesystem.worker import FilesystemConnector
+from mcp_gateway.ipc.errors import Refusal
+from mcp_gateway.tools.arguments import ListDirArgs, ReadFileArgs
 from tests.support.fs_tree import LIMITS, Tree
 
 sandbox = pytest.importorskip("mcp_gateway.sandbox")
@@ -50,7 +50,7 @@ def _run_child(conn: FilesystemConnector, cfg: GatewayConfig, calls: list, probe
                 try:
                     res = conn.call(tool, a, LIMITS)
                     out["calls"].append(["ok", res])
-                except ToolError as e:
+                except Refusal as e:
                     out["calls"].append([e.code, e.reason])
         except BaseException as e:  # noqa: BLE001
             out["crash"] = f"{type(e).__name__}: {e}"

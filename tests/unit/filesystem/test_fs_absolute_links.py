@@ -116,14 +116,14 @@ _component = st.sampled_from(["..", ".", "", "secrets", "sub", "root", "root-evi
 def test_property_absolute_targets_map_beneath_their_own_root_or_are_refused(one_root, parts, prefixed) -> None:
     """Whatever an absolute symlink says, the mapped path is a clean root-relative path that
     lies beneath the root and outside the denied paths, or the link is refused."""
-    from mcp_gateway.workers.connector import ToolError
+    from mcp_gateway.ipc.errors import Refusal
 
     t, fs = one_root
     root = fs._roots[str(t.root)]
     target = (str(t.root) if prefixed else "") + "/" + "/".join(parts)
     try:
         rel = fs._inside_root(root, target, "'link'")
-    except ToolError as e:
+    except Refusal as e:
         assert e.code == "SECURITY_ERROR" and str(t.base) not in e.reason
         return
     comps = rel.split("/")

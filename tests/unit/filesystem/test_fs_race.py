@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from mcp_gateway.workers.connector import ToolError
+from mcp_gateway.ipc.errors import Refusal
 from tests.support.fs_tree import Tree, listdir, naive_read, read
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -91,7 +91,7 @@ def test_swap_dir_for_symlink(fs, tree: Tree, link_kind: str, swapper: str, tmp_
                     assert [e["name"] for e in r["entries"]] == ["f"]
                     continue
                 r = read(fs, "swap/f")
-            except ToolError as e:
+            except Refusal as e:
                 assert "OUTSIDE" not in e.reason
                 outcomes["error"] += 1
                 codes.add(e.code)
@@ -129,7 +129,7 @@ def test_swap_file_for_symlink_into_denied(fs, tree: Tree, tmp_path) -> None:
         for _ in range(ROUNDS):
             try:
                 r = read(fs, "flip")
-            except ToolError as e:
+            except Refusal as e:
                 assert "TOPSECRET" not in e.reason
                 seen["error"] += 1
                 continue
