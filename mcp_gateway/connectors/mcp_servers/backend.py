@@ -129,7 +129,7 @@ class UpstreamBackend:
         except Exception as e:  # UpstreamStartError, OSError: the reason is the operator's
             raise _Stop(f"cannot start the server: {e}") from None
         self.pid = process.pid
-        self._stop = trio.Event()
+        self._stop, self._stop_reason = trio.Event(), ""
         session = UpstreamSession(process, name=self.instance, max_message_bytes=self.settings.max_message_bytes,
                                   on_tools_changed=self._tools_changed)
         try:
