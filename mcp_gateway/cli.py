@@ -85,48 +85,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if config.server.transport == "http":
             from mcp_gateway.supervisor.http import serve_http
 
-            return trio.run(_serve_checked, serve_http, config, zygotes)
+            return trio.run(serve_http, config, zygotes)
         from mcp_gateway.supervisor.stdio import claim_stdio
 
         _stdio_banner(config)
         wire_in, wire_out = claim_stdio()
-        if trio.run(_serve_checked, _serve_stdio, config, zygotes, wire_in, wire_out):
+        if trio.run(_serve_stdio, config, zygotes, wire_in, wire_out):
             return EXIT_INTERRUPTED
     except Exception as e:
         return _report_startup_failure(e)
     return 0
-
-
-async def _serve_checked(serve, config: GatewayConfig, *args):
-    """Run a transport, and beside it the start-up checks that only warn (they never delay serving)."""
-    import trio
-
-    async with trio.open_nursery() as nursery:
-        if config.connectors.postgres.enabled:
-            nursery.start_soon(_warn_if_db_role_not_read_only, config)
-        result = await serve(config, *args)
-        nursery.cancel_scope.cancel()
-    return result
-
-
-async def _warn_if_db_role_not_read_only(config: GatewayConfig) -> None:
-    """Least privilege is the second wall behind the SQL guard: say loudly when it is missing."""
-    import logging
-
-    import trio
-
-    from mcp_gateway.connectors.postgres.role import check_role
-
-    log = logging.getLogger("mcp_gateway")
-    pg = config.connectors.postgres
-    result = await trio.to_thread.run_sync(check_role, pg, "mcp-gateway-check", abandon_on_cancel=True)
-    if result.problems:
-        log.warning("SECURITY WARNING: database role %s is not read-only: it %s. db.query then rests on the "
-                    "SQL guard alone; fix the role (docs/POSTGRES.md) and run `mcp-gateway doctor`.",
-                    pg.user, "; ".join(result.problems))
-    elif result.problems is None:
-        log.warning("database role %s could not be checked for least privilege (%s); run `mcp-gateway doctor`",
-                    pg.user, result.error)
 
 
 def _report_startup_failure(exc: Exception) -> int:

@@ -137,17 +137,7 @@ def check_sandbox(config: GatewayConfig, rep: Report) -> None:
                 f"sandbox layer {layer} is off: set sandbox.layers.{layer} to required unless "
                 "this host cannot provide it.",
             )
-    enabled = config.enabled_connectors()
-    targets: list[tuple[str, SandboxProfile | None, str]] = []
-    for name in enabled:
-        try:
-            targets.append((name, _profile_for(name, config), ""))
-        except Exception as e:  # noqa: BLE001
-            targets.append((name, None, f"{type(e).__name__}: {e}"))
-    if not targets:
-        targets.append(("filesystem", SandboxProfile("filesystem"), "(no connector enabled: a bare profile)"))
-    root = os.geteuid() == 0
-    for name, profile, note in targets:
+    for name, profile, note in _sandbox_targets(config):
         rep.section(f"sandbox: a {name} worker on this host {note if profile else ''}".rstrip())
         if profile is None:
             rep.line(
@@ -158,50 +148,73 @@ def check_sandbox(config: GatewayConfig, rep: Report) -> None:
         if "error" in msg:
             rep.line("FAIL", f"{name} workers cannot start: {msg['error']}")
             continue
-        for layer, state in msg["layers"].items():
-            level = "PASS"
-            if state == "off" or state.startswith("unavailable"):
-                level = "WARN"
-            rep.line(level, f"{layer}: {state}")
-        want_seccomp = msg["layers"].get("seccomp", "off").startswith("allowlist")
-        checks = [
-            ("NoNewPrivs", "1", msg["layers"].get("prctl", "off") != "off" or want_seccomp),
-            ("Seccomp", "2", want_seccomp),
-            ("CapEff", "0000000000000000", True),
-        ]
-        for key, expected, required in checks:
-            got = status.get(key, "?")
-            if got == expected:
-                rep.line("PASS", f"/proc/<worker>/status {key} {got}")
-            elif required:
-                rep.line(
-                    "FAIL",
-                    f"/proc/<worker>/status {key} is {got}, expected {expected}: the worker is "
-                    "not confined as reported; do not serve agents from this host.",
-                )
-            else:
-                rep.line("WARN", f"/proc/<worker>/status {key} is {got} (layer off or unavailable).")
-        uid = status.get("Uid", "?").split()
-        if root:
-            uid_range = config.sandbox.uid_range
-            if uid and uid[0] not in ("0", "?") and uid_range is not None:
-                first, count = uid_range
-                rep.line("PASS", f"workers run as uids of their own (sandbox.uid_range {first}-"
-                                 f"{first + count - 1}; this one {uid[0]})")
-            elif uid and uid[0] not in ("0", "?"):
-                rep.line("WARN", f"workers share uid {uid[0]} (sandbox.uid_range is null): a subverted "
-                                 "worker can signal or change the limits of the others and of every "
-                                 "process of that uid. Set sandbox.uid_range.")
-            elif msg["layers"].get("user") == "off":
-                rep.line(
-                    "FAIL",
-                    "the gateway runs as root and the user layer is off: workers keep uid 0. "
-                    "Set sandbox.layers.user to required.",
-                )
-            else:
-                rep.line("FAIL", f"workers still run as uid {uid[:1]}; check sandbox.user/sandbox.group.")
+        _report_confinement(msg["layers"], status, rep)
+        _report_identity(msg["layers"], status, config, rep)
+
+
+def _sandbox_targets(config: GatewayConfig) -> list[tuple[str, SandboxProfile | None, str]]:
+    """(connector, its sandbox profile or None when it cannot build one, a note) to probe."""
+    targets: list[tuple[str, SandboxProfile | None, str]] = []
+    for name in config.enabled_connectors():
+        try:
+            targets.append((name, _profile_for(name, config), ""))
+        except Exception as e:  # noqa: BLE001
+            targets.append((name, None, f"{type(e).__name__}: {e}"))
+    if not targets:
+        targets.append(("filesystem", SandboxProfile("filesystem"), "(no connector enabled: a bare profile)"))
+    return targets
+
+
+def _report_confinement(layers: dict[str, str], status: dict[str, str], rep: Report) -> None:
+    """Each layer as the probe worker reported it, then checked from outside in /proc."""
+    for layer, state in layers.items():
+        level = "PASS"
+        if state == "off" or state.startswith("unavailable"):
+            level = "WARN"
+        rep.line(level, f"{layer}: {state}")
+    want_seccomp = layers.get("seccomp", "off").startswith("allowlist")
+    checks = [
+        ("NoNewPrivs", "1", layers.get("prctl", "off") != "off" or want_seccomp),
+        ("Seccomp", "2", want_seccomp),
+        ("CapEff", "0000000000000000", True),
+    ]
+    for key, expected, required in checks:
+        got = status.get(key, "?")
+        if got == expected:
+            rep.line("PASS", f"/proc/<worker>/status {key} {got}")
+        elif required:
+            rep.line(
+                "FAIL",
+                f"/proc/<worker>/status {key} is {got}, expected {expected}: the worker is "
+                "not confined as reported; do not serve agents from this host.",
+            )
         else:
-            rep.line("PASS", f"gateway not running as root (uid {os.getuid()}): workers run unprivileged")
+            rep.line("WARN", f"/proc/<worker>/status {key} is {got} (layer off or unavailable).")
+
+
+def _report_identity(layers: dict[str, str], status: dict[str, str], config: GatewayConfig, rep: Report) -> None:
+    """Which uid the probe worker runs as, against what the gateway's own uid calls for."""
+    if os.geteuid() != 0:
+        rep.line("PASS", f"gateway not running as root (uid {os.getuid()}): workers run unprivileged")
+        return
+    uid = status.get("Uid", "?").split()
+    uid_range = config.sandbox.uid_range
+    if uid and uid[0] not in ("0", "?") and uid_range is not None:
+        first, count = uid_range
+        rep.line("PASS", f"workers run as uids of their own (sandbox.uid_range {first}-"
+                         f"{first + count - 1}; this one {uid[0]})")
+    elif uid and uid[0] not in ("0", "?"):
+        rep.line("WARN", f"workers share uid {uid[0]} (sandbox.uid_range is null): a subverted "
+                         "worker can signal or change the limits of the others and of every "
+                         "process of that uid. Set sandbox.uid_range.")
+    elif layers.get("user") == "off":
+        rep.line(
+            "FAIL",
+            "the gateway runs as root and the user layer is off: workers keep uid 0. "
+            "Set sandbox.layers.user to required.",
+        )
+    else:
+        rep.line("FAIL", f"workers still run as uid {uid[:1]}; check sandbox.user/sandbox.group.")
 
 
 # --- production checklist -----------------------------------------------------------------

@@ -49,11 +49,28 @@ async def open_gateway(config: GatewayConfig, zygotes: Zygotes,
             nursery.start_soon(pool.run)
             pools[name] = pool
         nursery.start_soon(_reopen_audit_on_sighup, audit)
+        if config.connectors.postgres.enabled:
+            nursery.start_soon(_warn_if_db_role_not_read_only, config)
         try:
             yield Gateway(config, pools, audit, observer)
         finally:
             nursery.cancel_scope.cancel()
             audit.close()
+
+
+async def _warn_if_db_role_not_read_only(config: GatewayConfig) -> None:
+    """Least privilege is the second wall behind the SQL guard: say loudly when it is missing."""
+    from mcp_gateway.connectors.postgres.role import check_role
+
+    pg = config.connectors.postgres
+    result = await trio.to_thread.run_sync(check_role, pg, "mcp-gateway-check", abandon_on_cancel=True)
+    if result.problems:
+        log.warning("SECURITY WARNING: database role %s is not read-only: it %s. db.query then rests on the "
+                    "SQL guard alone; fix the role (docs/POSTGRES.md) and run `mcp-gateway doctor`.",
+                    pg.user, "; ".join(result.problems))
+    elif result.problems is None:
+        log.warning("database role %s could not be checked for least privilege (%s); run `mcp-gateway doctor`",
+                    pg.user, result.error)
 
 
 async def _reopen_audit_on_sighup(audit: AuditLog) -> None:

@@ -111,106 +111,16 @@ class PostgresConnector(Connector):
     # --- lifecycle --------------------------------------------------------------------------
 
     def warm(self) -> None:
-        import codecs
-        import encodings.ascii  # noqa: F401
-        import encodings.idna  # noqa: F401
-        import encodings.latin_1  # noqa: F401
-        import encodings.utf_8  # noqa: F401
-        import ipaddress  # noqa: F401
-        import json  # noqa: F401
-        import ssl  # noqa: F401
-        import uuid  # noqa: F401
-        import zoneinfo
-
-        import msgspec  # noqa: F401
-        import psycopg
-        import psycopg.adapt  # noqa: F401
-        import psycopg.conninfo
-        import psycopg.errors  # noqa: F401
-        import psycopg.pq
-        import psycopg.rows  # noqa: F401
-        import psycopg.types.array  # noqa: F401
-        import psycopg.types.bool  # noqa: F401
-        import psycopg.types.composite  # noqa: F401
-        import psycopg.types.datetime  # noqa: F401
-        import psycopg.types.enum  # noqa: F401
-        import psycopg.types.hstore  # noqa: F401
-        import psycopg.types.json  # noqa: F401
-        import psycopg.types.multirange  # noqa: F401
-        import psycopg.types.net  # noqa: F401
-        import psycopg.types.none  # noqa: F401
-        import psycopg.types.numeric  # noqa: F401
-        import psycopg.types.range  # noqa: F401
-        import psycopg.types.string  # noqa: F401
-        import psycopg.types.uuid  # noqa: F401
-
-        try:  # the C implementation and its bundled libpq (dlopened here, not in the sandbox)
-            import psycopg_binary  # noqa: F401
-            import psycopg_binary.pq  # noqa: F401
-        except ImportError:  # pragma: no cover - pure-python / system libpq install
-            pass
-        psycopg.pq.version()
-        psycopg.pq.__build_version__  # noqa: B018
-        for enc in ("utf-8", "ascii", "latin-1", "idna"):
-            codecs.lookup(enc)
-        with contextlib.suppress(Exception):  # tzdata is optional
-            zoneinfo.ZoneInfo("UTC")
+        """Everything a call will need, imported and run once here, before any sandbox layer:
+        after Landlock a worker can open no new module, shared library or NSS file."""
+        _warm_libraries()
+        psycopg = _import_psycopg()
         # Run the pure parts of connection set-up once so that their lazy imports happen now.
         psycopg.conninfo.conninfo_to_dict(
             psycopg.conninfo.make_conninfo("", **self._conninfo_kwargs(password=None))
         )
-        # dlopen the NSS modules (hosts, passwd) while the filesystem is still open.
-        try:
-            socket.getaddrinfo("localhost", self.settings.port, type=socket.SOCK_STREAM)
-        except OSError:
-            pass
-        try:
-            import pwd
-
-            pwd.getpwuid(os.getuid())
-        except (KeyError, ImportError):
-            pass
-        # sqlglot imports modules lazily (its postgres dialect, and optimizer.annotate_types /
-        # simplify from inside the parser for subscripts and some functions): import them all
-        # now, while the filesystem is open, then run the guard over probes of each path.
-        import importlib
-        import pkgutil
-
-        import sqlglot
-
-        for mod in pkgutil.walk_packages(sqlglot.__path__, "sqlglot."):
-            if _sqlglot_module_needed(mod.name):
-                with contextlib.suppress(Exception):  # optional extras (e.g. the Rust tokenizer)
-                    importlib.import_module(mod.name)
-        probe_catalog = SqlCatalog(
-            functions=frozenset({"pg_sleep"}),
-            callable=frozenset({"count"}),
-            operators=frozenset(),
-            types=frozenset(),
-            relations=frozenset({"pg_authid"}),
-            system_schemas=frozenset({"pg_catalog"}),
-            allowed_relations=frozenset(),
-        )
-        for probe, with_params in (
-            ("SELECT a, count(*) FROM t WHERE b = %s GROUP BY a", True),
-            ("EXPLAIN (COSTS OFF) WITH x AS (SELECT 1) SELECT * FROM x UNION SELECT 2", False),
-            ("SELECT (ARRAY[1])[1], a[1][2], regexp_replace(n, '\\s', '_', 'g'), @ -5 FROM t", False),
-            ("SELECT collation for ('x'), x FROM t ORDER BY x USING >", False),
-            ("SELECT * FROM pg_catalog.pg_class, information_schema.tables", False),
-            ("SELECT * FROM", False),
-            ("DELETE FROM t", False),
-            ("SELECT pg_sleep(1)", False),
-        ):
-            try:
-                prepare_sql(probe, probe_catalog, with_params=with_params)
-            except GuardDenied:
-                pass
-        msgspec_encode_probe = [None, True, 1, 1.5, "x", [1, "a"], {"a": [1]}]
-        import msgspec as _m
-
-        _m.json.encode(msgspec_encode_probe)
-        base64.b64encode(b"x")
-        Decimal("1.5").is_finite()
+        _warm_host_lookups(self.settings.port)
+        _warm_sql_guard()
 
     def sandbox_profile(self) -> SandboxProfile:
         s = self.settings
@@ -563,6 +473,111 @@ class PostgresConnector(Connector):
 _SQLGLOT_DIALECT_PACKAGES = ("sqlglot.dialects.", "sqlglot.parsers.", "sqlglot.generators.", "sqlglot.typing.")
 _SQLGLOT_SHARED = ("postgres", "dialect", "base")
 _SQLGLOT_UNUSED = ("sqlglot.__main__", "sqlglot.executor", "sqlglot.planner", "sqlglot.lineage", "sqlglot.serde")
+
+
+def _warm_libraries() -> None:
+    """psycopg with every type adapter, its libpq, the codecs and zones results are read with."""
+    import codecs
+    import encodings.ascii  # noqa: F401
+    import encodings.idna  # noqa: F401
+    import encodings.latin_1  # noqa: F401
+    import encodings.utf_8  # noqa: F401
+    import ipaddress  # noqa: F401
+    import json  # noqa: F401
+    import ssl  # noqa: F401
+    import uuid  # noqa: F401
+    import zoneinfo
+
+    import msgspec
+    import psycopg
+    import psycopg.adapt  # noqa: F401
+    import psycopg.conninfo
+    import psycopg.errors  # noqa: F401
+    import psycopg.pq
+    import psycopg.rows  # noqa: F401
+    import psycopg.types.array  # noqa: F401
+    import psycopg.types.bool  # noqa: F401
+    import psycopg.types.composite  # noqa: F401
+    import psycopg.types.datetime  # noqa: F401
+    import psycopg.types.enum  # noqa: F401
+    import psycopg.types.hstore  # noqa: F401
+    import psycopg.types.json  # noqa: F401
+    import psycopg.types.multirange  # noqa: F401
+    import psycopg.types.net  # noqa: F401
+    import psycopg.types.none  # noqa: F401
+    import psycopg.types.numeric  # noqa: F401
+    import psycopg.types.range  # noqa: F401
+    import psycopg.types.string  # noqa: F401
+    import psycopg.types.uuid  # noqa: F401
+
+    try:  # the C implementation and its bundled libpq (dlopened here, not in the sandbox)
+        import psycopg_binary  # noqa: F401
+        import psycopg_binary.pq  # noqa: F401
+    except ImportError:  # pragma: no cover - pure-python / system libpq install
+        pass
+    psycopg.pq.version()
+    psycopg.pq.__build_version__  # noqa: B018
+    for enc in ("utf-8", "ascii", "latin-1", "idna"):
+        codecs.lookup(enc)
+    with contextlib.suppress(Exception):  # tzdata is optional
+        zoneinfo.ZoneInfo("UTC")
+    msgspec.json.encode([None, True, 1, 1.5, "x", [1, "a"], {"a": [1]}])
+    base64.b64encode(b"x")
+    Decimal("1.5").is_finite()
+
+
+def _warm_host_lookups(port: int) -> None:
+    """dlopen the NSS modules (hosts, passwd) while the filesystem is still open."""
+    try:
+        socket.getaddrinfo("localhost", port, type=socket.SOCK_STREAM)
+    except OSError:
+        pass
+    try:
+        import pwd
+
+        pwd.getpwuid(os.getuid())
+    except (KeyError, ImportError):
+        pass
+
+
+# Statements that take the SQL guard down each of its paths (accepted, refused, unparsable).
+_GUARD_PROBES = (
+    ("SELECT a, count(*) FROM t WHERE b = %s GROUP BY a", True),
+    ("EXPLAIN (COSTS OFF) WITH x AS (SELECT 1) SELECT * FROM x UNION SELECT 2", False),
+    ("SELECT (ARRAY[1])[1], a[1][2], regexp_replace(n, '\\s', '_', 'g'), @ -5 FROM t", False),
+    ("SELECT collation for ('x'), x FROM t ORDER BY x USING >", False),
+    ("SELECT * FROM pg_catalog.pg_class, information_schema.tables", False),
+    ("SELECT * FROM", False),
+    ("DELETE FROM t", False),
+    ("SELECT pg_sleep(1)", False),
+)
+
+
+def _warm_sql_guard() -> None:
+    """sqlglot imports modules lazily (its postgres dialect, and optimizer.annotate_types /
+    simplify from inside the parser for subscripts and some functions): import them all now,
+    then run the guard over probes of each path."""
+    import importlib
+    import pkgutil
+
+    import sqlglot
+
+    for mod in pkgutil.walk_packages(sqlglot.__path__, "sqlglot."):
+        if _sqlglot_module_needed(mod.name):
+            with contextlib.suppress(Exception):  # optional extras (e.g. the Rust tokenizer)
+                importlib.import_module(mod.name)
+    probe_catalog = SqlCatalog(
+        functions=frozenset({"pg_sleep"}),
+        callable=frozenset({"count"}),
+        operators=frozenset(),
+        types=frozenset(),
+        relations=frozenset({"pg_authid"}),
+        system_schemas=frozenset({"pg_catalog"}),
+        allowed_relations=frozenset(),
+    )
+    for probe, with_params in _GUARD_PROBES:
+        with contextlib.suppress(GuardDenied):
+            prepare_sql(probe, probe_catalog, with_params=with_params)
 
 
 def _sqlglot_module_needed(name: str) -> bool:
