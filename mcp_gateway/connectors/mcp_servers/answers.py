@@ -17,16 +17,10 @@ import mcp_types as types
 import trio
 
 from mcp_gateway.connectors.mcp_servers.discovery import UpstreamTool
+from mcp_gateway.ipc.errors import ErrorCode, Refusal
 from mcp_gateway.ipc.messages import CallOk, CallRequest
 
 MAX_ERROR_TEXT = 4000
-
-
-class UpstreamFailure(Exception):
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 def _resource(resource: types.TextResourceContents | types.BlobResourceContents) -> dict[str, Any]:
@@ -63,18 +57,18 @@ def _error_text(result: types.CallToolResult) -> str:
 
 async def answer_of(request: CallRequest, tool: UpstreamTool, result: types.CallToolResult,
                     limiter: trio.CapacityLimiter) -> CallOk:
-    """The checked answer as {"content": [...], "structuredContent"?: {...}}; raises UpstreamFailure."""
+    """The checked answer as {"content": [...], "structuredContent"?: {...}}; raises Refusal."""
     if result.is_error:
-        raise UpstreamFailure("UPSTREAM_ERROR", f"the {tool.instance} server reported an error: {_error_text(result)}")
+        raise Refusal(ErrorCode.UPSTREAM_ERROR, f"the {tool.instance} server reported an error: {_error_text(result)}")
     answer: dict[str, Any] = {"content": [_block(b) for b in result.content]}
     structured = result.structured_content
     if tool.results is not None:
         if structured is None:
-            raise UpstreamFailure("UPSTREAM_ERROR", f"the {tool.instance} server returned no structured content, "
+            raise Refusal(ErrorCode.UPSTREAM_ERROR, f"the {tool.instance} server returned no structured content, "
                                                     "which the tool's outputSchema requires")
         problem = await trio.to_thread.run_sync(tool.results.first_error, structured, limiter=limiter)
         if problem is not None:
-            raise UpstreamFailure("UPSTREAM_ERROR", f"the {tool.instance} server's structured content does not "
+            raise Refusal(ErrorCode.UPSTREAM_ERROR, f"the {tool.instance} server's structured content does not "
                                                     f"match the tool's outputSchema: {problem}")
     if structured is not None:
         answer["structuredContent"] = structured

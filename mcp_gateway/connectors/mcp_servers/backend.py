@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol
 
 import trio
 
-from mcp_gateway.connectors.mcp_servers.answers import UpstreamFailure, answer_of
+from mcp_gateway.connectors.mcp_servers.answers import answer_of
 from mcp_gateway.connectors.mcp_servers.discovery import Discovered, UpstreamTool, discover
 from mcp_gateway.connectors.mcp_servers.pins import PinCheck
 from mcp_gateway.connectors.mcp_servers.session import (
@@ -33,6 +33,7 @@ from mcp_gateway.connectors.mcp_servers.session import (
     UpstreamSession,
 )
 from mcp_gateway.connectors.mcp_servers.settings import McpServerSettings
+from mcp_gateway.ipc.errors import ErrorCode, Refusal
 from mcp_gateway.ipc.messages import CallFailed, CallOk, CallRequest
 
 log = logging.getLogger("mcp_gateway.upstream")
@@ -143,7 +144,8 @@ class UpstreamBackend:
                 nursery.start_soon(self._keep_listing, session)
         finally:
             self.stop_server(self._stop_reason or "the gateway stopped")
-            session.end("WORKER_CRASHED", f"the server was stopped: {self._stop_reason or 'the gateway stopped'}")
+            session.end(ErrorCode.WORKER_CRASHED,
+                        f"the server was stopped: {self._stop_reason or 'the gateway stopped'}")
             with trio.CancelScope(shield=True), trio.move_on_after(KILL_WAIT_S):
                 await process.kill_tree()
             self.pid = None
@@ -240,10 +242,11 @@ class UpstreamBackend:
         """Run one call before `deadline` (trio clock). Never raises for the server's faults."""
         tool = self._tools.get(request.tool)
         if tool is None:
-            return self._failed(request, "UNAVAILABLE", f"the {self.instance} server no longer offers this tool")
+            return self._failed(request, ErrorCode.UNAVAILABLE,
+                                f"the {self.instance} server no longer offers this tool")
         problem = await trio.to_thread.run_sync(tool.arguments.first_error, request.args, limiter=VALIDATION_THREADS)
         if problem is not None:
-            return self._failed(request, "VALIDATION_ERROR", f"invalid arguments for {request.tool}: {problem}")
+            return self._failed(request, ErrorCode.VALIDATION_ERROR, f"invalid arguments for {request.tool}: {problem}")
         if self.state != "ready" and self._retry_at >= deadline:
             return self._unavailable(request)
         if not await self._take_slot(deadline):
@@ -288,14 +291,16 @@ class UpstreamBackend:
             return self._failed(request, e.code, f"the {self.instance} server ended during the call: {e.reason}; "
                                                  "it is being started again")
         except UpstreamRpcError as e:
-            return self._failed(request, "UPSTREAM_ERROR", f"the {self.instance} server refused the call: "
+            return self._failed(request, ErrorCode.UPSTREAM_ERROR, f"the {self.instance} server refused the call: "
                                                            f"{_clip(e.message, 1000)} (JSON-RPC error {e.code})")
         except BadAnswer as e:
-            return self._failed(request, "UPSTREAM_ERROR", f"the {self.instance} server's answer is malformed: {e}")
+            return self._failed(request, ErrorCode.UPSTREAM_ERROR,
+                                f"the {self.instance} server's answer is malformed: {e}")
         except ResultTooLarge as e:
-            return self._failed(request, "RESULT_TOO_LARGE", f"the {self.instance} server's answer is {e.size} bytes, "
-                                                             f"over the cap of {request.max_bytes} bytes")
-        except UpstreamFailure as e:
+            return self._failed(request, ErrorCode.RESULT_TOO_LARGE,
+                                f"the {self.instance} server's answer is {e.size} bytes, over the cap of "
+                                f"{request.max_bytes} bytes")
+        except Refusal as e:
             return self._failed(request, e.code, e.reason)
         finally:
             self.stats.busy -= 1
@@ -303,8 +308,9 @@ class UpstreamBackend:
         log.warning("upstream %s: request %s passed its timeout; the server is killed", self.instance,
                     request.request_id)
         self.stop_server("a call passed its timeout")
-        return self._failed(request, "TIMEOUT", f"the call ran past its timeout; the {self.instance} server was "
-                                                "killed and is being started again (its in-memory state is lost)")
+        return self._failed(request, ErrorCode.TIMEOUT,
+                            f"the call ran past its timeout; the {self.instance} server was killed and is being "
+                            "started again (its in-memory state is lost)")
 
     def _unavailable(self, request: CallRequest) -> CallFailed:
         why = "is starting" if self.state == "starting" else "is restarting"
@@ -312,11 +318,11 @@ class UpstreamBackend:
             why = (f"is at capacity: its {self.settings.max_concurrent_calls} call slots are busy and "
                    f"{self.stats.queued} calls wait (max_concurrent_calls, queue_size)")
         last = f" (last problem: {_clip(self.stats.last_error, 300)})" if self.stats.last_error else ""
-        return self._failed(request, "UNAVAILABLE", f"the {self.instance} server {why}{last}; retry later")
+        return self._failed(request, ErrorCode.UNAVAILABLE, f"the {self.instance} server {why}{last}; retry later")
 
     @staticmethod
-    def _failed(request: CallRequest, code: str, reason: str) -> CallFailed:
-        return CallFailed(request.request_id, code, reason)  # type: ignore[arg-type]
+    def _failed(request: CallRequest, code: ErrorCode, reason: str) -> CallFailed:
+        return CallFailed(request.request_id, code, reason)
 
     # --- reporting -------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from mcp_gateway.connectors.mcp_servers.wire import (
     encode_request,
     encode_response,
 )
+from mcp_gateway.ipc.errors import ErrorCode, Refusal
 
 log = logging.getLogger("mcp_gateway.upstream")
 
@@ -49,14 +50,9 @@ class Streams(Protocol):
     receive_stream: trio.abc.ReceiveStream
 
 
-class SessionEnded(Exception):
-    """The server's session is over: `code` is WORKER_CRASHED when the server died or was
-    stopped, UPSTREAM_ERROR when it broke the protocol."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
+class SessionEnded(Refusal):
+    """The server's session is over: WORKER_CRASHED when the server died or was stopped,
+    UPSTREAM_ERROR when it broke the protocol."""
 
 
 class UpstreamRpcError(Exception):
@@ -109,7 +105,7 @@ class UpstreamSession:
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._write_lock = trio.Lock()
-        self.ended: tuple[str, str] | None = None  # (code, reason) once over
+        self.ended: tuple[ErrorCode, str] | None = None  # (code, reason) once over
         self.server_info: types.Implementation | None = None
         self.protocol_version: str | None = None
         self.lists_changes = False
@@ -120,20 +116,20 @@ class UpstreamSession:
         """Read the server's messages until it ends or breaks the protocol; returns why it ended.
 
         Every call still waiting then fails with that reason."""
-        code = "WORKER_CRASHED"
+        code = ErrorCode.WORKER_CRASHED
         try:
             while True:
                 await self._dispatch(decode_message(await self._reader.next_line()))
         except EOFError:
             reason = "the server closed its output (it exited or crashed)"
         except WireError as e:
-            code, reason = "UPSTREAM_ERROR", str(e)
+            code, reason = ErrorCode.UPSTREAM_ERROR, str(e)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
             reason = f"the server's pipes broke ({type(e).__name__})"
         self.end(code, reason)
         return reason
 
-    def end(self, code: str, reason: str) -> None:
+    def end(self, code: ErrorCode, reason: str) -> None:
         """No more answers will come: every waiting call fails with this (the first) reason."""
         if self.ended is None:
             self.ended = (code, reason)
@@ -181,7 +177,7 @@ class UpstreamSession:
             try:
                 await self._write(encode_request(request_id, method, params))
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
-                self.end("WORKER_CRASHED", f"the server's input is closed ({type(e).__name__})")
+                self.end(ErrorCode.WORKER_CRASHED, f"the server's input is closed ({type(e).__name__})")
             await pending.done.wait()
         except trio.Cancelled:
             if self._pending.pop(request_id, None) is not None and self.ended is None:
@@ -189,7 +185,7 @@ class UpstreamSession:
                     await self._notify_cancelled(request_id)
             raise
         if pending.answer is None:
-            raise SessionEnded(*(self.ended or ("WORKER_CRASHED", "the session ended")))
+            raise SessionEnded(*(self.ended or (ErrorCode.WORKER_CRASHED, "the session ended")))
         if pending.answer.error is not None:
             raise UpstreamRpcError(pending.answer.error.code, pending.answer.error.message)
         return pending.answer
