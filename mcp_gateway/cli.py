@@ -8,6 +8,8 @@ import os
 import sys
 
 from mcp_gateway.config import ConfigError, GatewayConfig, default_config_path, load_config, resolve_env_tokens
+from mcp_gateway.connectors import KINDS
+from mcp_gateway.connectors.base import Instance
 
 # Exit codes of a command stopped by Ctrl-C and by a closed stdout, as a shell reports them.
 EXIT_INTERRUPTED = 128 + 2
@@ -97,6 +99,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _serve_checked(serve, config: GatewayConfig, *args):
+    """Run a transport, and beside it the start-up checks that only warn (they never delay serving)."""
+    import trio
+
+    async with trio.open_nursery() as nursery:
+        for instance in config.instances():
+            nursery.start_soon(_log_startup_warnings, instance)
+        result = await serve(config, *args)
+        nursery.cancel_scope.cancel()
+    return result
+
+
+async def _log_startup_warnings(instance: Instance) -> None:
+    """The kind's blocking start-up checks (a database role that is not read-only...), in a thread."""
+    import logging
+
+    import trio
+
+    log = logging.getLogger("mcp_gateway")
+    kind = KINDS[instance.kind]
+    for warning in await trio.to_thread.run_sync(kind.startup_warnings, instance, abandon_on_cancel=True):
+        log.warning("%s", warning)
+
+
 def _report_startup_failure(exc: Exception) -> int:
     """Exit code 1 with the operator's message when a pool cannot start or its zygote died;
     anything else is re-raised."""
@@ -180,13 +206,13 @@ def describe(config: GatewayConfig) -> str:
 
     policy = Policy(config)
     p = config.policy
-    c = config.connectors
+    instances = config.instances()
     lines = [f"config: {config.source}", f"transport: {config.server.transport}"
              + (f" on {config.server.http.host}:{config.server.http.port}" if config.server.transport == "http" else
                 f" (actor {config.server.actor})"),
              f"audit log: {config.audit.path}",
              f"default deny: {'on' if p.default_deny else 'OFF'}",
-             f"connectors enabled: {', '.join(config.enabled_connectors()) or 'none'}"]
+             f"connectors enabled: {', '.join(f'{i.name} ({i.kind})' for i in instances) or 'none'}"]
     if config.server.transport == "http" and config.server.http.auth.bearer_tokens:
         callers = [t.actor for t in config.server.http.auth.bearer_tokens]
     else:
@@ -198,14 +224,8 @@ def describe(config: GatewayConfig) -> str:
         for tool in tools:
             timeout_ms, max_bytes = policy.limits(tool, actor)
             lines.append(f"  {tool}: timeout {timeout_ms} ms, max {max_bytes} bytes")
-    if c.filesystem.enabled:
-        lines.append(f"filesystem: allowed {[str(x) for x in c.filesystem.allowed_paths]}, "
-                     f"denied {[str(x) for x in c.filesystem.denied_paths]}")
-    if c.http_fetch.enabled:
-        lines.append(f"http_fetch: domains {c.http_fetch.allowed_domains}, ports {c.http_fetch.allowed_ports}, "
-                     f"internal exceptions {c.http_fetch.allow_internal_cidrs}")
-    if c.postgres.enabled:
-        lines.append(f"postgres: {c.postgres.user}@{c.postgres.host}:{c.postgres.port}/{c.postgres.database}")
+    for i in instances:
+        lines.append(f"{i.name} ({i.kind}): {KINDS[i.kind].describe(i)}")
     if p.rate_limit.per_actor or p.rate_limit.global_:
         lines.append(f"rate limits: per actor {p.rate_limit.per_actor}, global {p.rate_limit.global_}")
     return "\n".join(lines)

@@ -8,23 +8,26 @@ gateway behaves the same whatever directory it is started from.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mcp_gateway.connectors.mcp_servers.settings import INSTANCE_NAME, McpServerSettings
+from mcp_gateway.connectors import KINDS, catalogue_of
+from mcp_gateway.connectors.base import INSTANCE_NAME_PATTERN, Catalogue, Instance, Strict
+from mcp_gateway.connectors.sections import (
+    FORM_TAGS,
+    check_tool_entry,
+    configured_instances,
+    connectors_model,
+    section_instances,
+)
 
 MiB = 1024 * 1024
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # --- server -------------------------------------------------------------------------------
@@ -106,8 +109,11 @@ class AuditSettings(Strict):
 
 # --- policy -------------------------------------------------------------------------------
 
-ToolName = Literal["fs.readFile", "fs.listDir", "web.fetch", "db.query", "db.schema"]
-TOOL_NAMES: tuple[str, ...] = get_args(ToolName)
+# A policy entry names tools by full name, `<instance>.<tool>`, or by a glob of them
+# (`fs.*`, `memory.search_*`: `*` any characters, `?` one); its instance must be configured.
+ToolPattern = Annotated[str, Field(min_length=3, max_length=161, title="tool",
+                                   pattern=r"^[a-z][a-z0-9_-]{0,31}\.[A-Za-z0-9_.*?-]{1,128}$"),
+                        AfterValidator(check_tool_entry)]
 
 
 class ToolLimits(Strict):
@@ -131,137 +137,25 @@ class RateLimitSettings(Strict):
 
 class ActorPolicy(Strict):
     # None keeps the global allow list; a list narrows it (never widens it).
-    allow_tools: list[ToolName] | None = None
-    deny_tools: list[ToolName] = []
-    per_tool: dict[ToolName, ToolLimits] = {}
+    allow_tools: list[ToolPattern] | None = None
+    deny_tools: list[ToolPattern] = []
+    per_tool: dict[ToolPattern, ToolLimits] = {}
 
 
 class PolicySettings(Strict):
     default_deny: bool = True
-    allow_tools: list[ToolName] = []
-    deny_tools: list[ToolName] = []
+    allow_tools: list[ToolPattern] = []
+    deny_tools: list[ToolPattern] = []
     global_timeout_ms: Annotated[int, Field(ge=1, le=3_600_000)] = 30_000
     global_max_bytes: Annotated[int, Field(ge=1, le=1024 * MiB)] = 10 * MiB
-    per_tool: dict[ToolName, ToolLimits] = {}
+    per_tool: dict[ToolPattern, ToolLimits] = {}
     actors: dict[str, ActorPolicy] = {}
     rate_limit: RateLimitSettings = RateLimitSettings()
 
 
-# --- connectors ---------------------------------------------------------------------------
+# --- connectors: one section per kind, built from the kinds (connectors/__init__.py) ----------
 
-
-class WorkerPoolSettings(Strict):
-    workers: Annotated[int, Field(ge=1, le=64)] = 2
-    # Calls waiting for a free worker beyond this are refused at once (UNAVAILABLE). A waiting
-    # call costs a few KB; the default covers server.http.max_connections (docs/HTTP.md).
-    queue_size: Annotated[int, Field(ge=0, le=10_000)] = 1024
-    # Workers are replaced between calls, before they wear out: a fresh process sheds whatever
-    # state earlier calls left, and the next call cannot die of CPU time they used.
-    recycle_after_calls: Annotated[int, Field(ge=1, le=10_000_000)] = 1000
-    recycle_cpu_share: Annotated[float, Field(gt=0, le=0.9)] = 0.5
-
-
-class FilesystemSettings(WorkerPoolSettings):
-    enabled: bool = False
-    allowed_paths: list[Path] = []
-    denied_paths: list[Path] = []
-    # Follow lookups across mount points inside an allowed root (bind mounts, overlays,
-    # volumes). Off: such a path is refused (RESOLVE_NO_XDEV). On: a denied directory is then
-    # still recognised when mounted itself, not when a mount shows only part of it
-    # (docs/FILESYSTEM.md "Mount points").
-    cross_mounts: bool = False
-
-    @model_validator(mode="after")
-    def _roots(self) -> FilesystemSettings:
-        if self.enabled and not self.allowed_paths:
-            raise ValueError("connectors.filesystem.allowed_paths must list at least one directory")
-        for p in (*self.allowed_paths, *self.denied_paths):
-            if not p.is_absolute():
-                raise ValueError(f"path {str(p)!r} must be absolute after resolution")
-        return self
-
-
-def _default_request_headers() -> tuple[str, ...]:
-    from mcp_gateway.connectors.http_fetch.urls import DEFAULT_REQUEST_HEADERS
-
-    return DEFAULT_REQUEST_HEADERS
-
-
-class HttpFetchSettings(WorkerPoolSettings):
-    enabled: bool = False
-    allowed_domains: list[Annotated[str, Field(min_length=1, max_length=253)]] = []
-    allow_internal_cidrs: list[str] = []
-    # Destination ports the fetch worker may connect to (Landlock TCP and URL check).
-    allowed_ports: list[Annotated[int, Field(ge=1, le=65535)]] = [80, 443]
-    max_redirects: Annotated[int, Field(ge=0, le=5)] = 5
-    user_agent: str = "mcp-gateway/0.1 (+web.fetch)"
-    request_headers: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
-        default_factory=lambda: list(_default_request_headers()),
-        description="Request headers an agent may set (case-insensitive); any other is dropped. Credential, "
-                    "client-address, proxy and hop-by-hop headers are refused here (see docs/WEB_FETCH.md).")
-
-    @field_validator("request_headers")
-    @classmethod
-    def _request_headers(cls, v: list[str]) -> list[str]:
-        from mcp_gateway.connectors.http_fetch.urls import header_never_sent
-
-        for name in v:
-            if header_never_sent(name):
-                raise ValueError(f"request_headers entry {name!r} is a header web.fetch never sends "
-                                 "(credential, client address, proxy or hop-by-hop)")
-        return [name.lower() for name in v]
-
-    @field_validator("allowed_domains")
-    @classmethod
-    def _domains(cls, v: list[str]) -> list[str]:
-        # An entry that can never match must be an error, not a silently dead rule.
-        from mcp_gateway.connectors.http_fetch.urls import parse_host
-        from mcp_gateway.guards import GuardDenied
-
-        for d in v:
-            if d == "*":
-                continue
-            name = d[2:] if d.startswith("*.") else d
-            try:
-                parse_host(f"[{name}]" if ":" in name and not name.startswith("[") else name)
-            except GuardDenied as e:
-                raise ValueError(f"allowed_domains entry {d!r} is not valid: {e.reason}") from None
-        return v
-
-    @field_validator("allow_internal_cidrs")
-    @classmethod
-    def _cidrs(cls, v: list[str]) -> list[str]:
-        for c in v:
-            try:
-                ipaddress.ip_network(c, strict=False)
-            except ValueError as e:
-                raise ValueError(f"allow_internal_cidrs entry {c!r} is not a CIDR: {e}") from None
-        return v
-
-
-class PostgresSettings(WorkerPoolSettings):
-    enabled: bool = False
-    host: str = "localhost"
-    port: Annotated[int, Field(ge=1, le=65535)] = 5432
-    database: str = "postgres"
-    user: str = "mcp_readonly"
-    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
-    connect_timeout_s: Annotated[int, Field(ge=1, le=120)] = 5
-    default_max_rows: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
-    # Relations of system schemas db.query may read beyond the reviewed introspection set
-    # ("pg_catalog.pg_stat_user_tables", "information_schema.foo"; a bare name means pg_catalog).
-    allow_relations: list[str] = []
-    # Functions db.query may call beyond the catalog's own rule ("name" or "schema.name"):
-    # functions outside pg_catalog / information_schema run only when listed here.
-    allow_functions: list[str] = []
-
-
-class ConnectorsSettings(Strict):
-    filesystem: FilesystemSettings = FilesystemSettings()
-    http_fetch: HttpFetchSettings = HttpFetchSettings()
-    postgres: PostgresSettings = PostgresSettings()
-    # Upstream MCP servers, by instance name (the prefix of their tools).
-    mcp_servers: dict[Annotated[str, Field(pattern=INSTANCE_NAME)], McpServerSettings] = {}
+ConnectorsSettings = connectors_model()
 
 
 # --- sandbox ------------------------------------------------------------------------------
@@ -305,10 +199,11 @@ class SandboxSettings(Strict):
     user: int | str = 65534
     group: int | str = 65534
     layers: SandboxLayers = SandboxLayers()
-    limits: dict[Literal["filesystem", "http_fetch", "postgres"], ConnectorLimits] = {}
+    # Keyed by instance name, or by kind (every instance of that kind); the instance's own wins.
+    limits: dict[Annotated[str, Field(pattern=INSTANCE_NAME_PATTERN, title="connector")], ConnectorLimits] = {}
 
-    def limits_for(self, connector: str) -> ConnectorLimits:
-        return self.limits.get(connector, ConnectorLimits())  # type: ignore[call-overload]
+    def limits_for(self, instance: Instance) -> ConnectorLimits:
+        return self.limits.get(instance.name) or self.limits.get(instance.kind) or ConnectorLimits()
 
     @field_validator("uid_range")
     @classmethod
@@ -321,9 +216,6 @@ class SandboxSettings(Strict):
 # --- root ---------------------------------------------------------------------------------
 
 
-CONNECTOR_NAMES = ("filesystem", "http_fetch", "postgres")
-
-
 class GatewayConfig(Strict):
     server: ServerSettings = ServerSettings()
     audit: AuditSettings = AuditSettings()
@@ -333,8 +225,36 @@ class GatewayConfig(Strict):
     # Where the config came from (not a YAML key).
     source: Path | None = Field(default=None, exclude=True)
 
-    def enabled_connectors(self) -> list[str]:
-        return [name for name in CONNECTOR_NAMES if getattr(self.connectors, name).enabled]
+    @classmethod
+    def model_validate(cls, obj: Any, *, context: dict[str, Any] | None = None, **kwargs: Any) -> GatewayConfig:
+        # Policy entries are checked against the instances the connectors section names.
+        context = {**(context or {}), "instances": configured_instances(obj)}
+        return super().model_validate(obj, context=context, **kwargs)
+
+    def instances(self, enabled_only: bool = True) -> list[Instance]:
+        """The configured instances, in kind order (enabled ones only by default)."""
+        found = section_instances(self.connectors)
+        return [i for i in found if i.enabled] if enabled_only else found
+
+    def catalogue(self) -> Catalogue:
+        """The static tools of every configured instance (a disabled one's too: policy names them)."""
+        return catalogue_of(self.instances(enabled_only=False))
+
+    def instance(self, name: str) -> Instance:
+        """The instance called `name` (KeyError when none is)."""
+        for i in self.instances(enabled_only=False):
+            if i.name == name:
+                return i
+        raise KeyError(name)
+
+    @model_validator(mode="after")
+    def _limits_name_instances(self) -> GatewayConfig:
+        known = {i.name for i in self.instances(enabled_only=False)} | set(KINDS)
+        for key in self.sandbox.limits:
+            if key not in known:
+                raise ValueError(f"sandbox.limits.{key}: neither a connector kind ({', '.join(KINDS)}) nor a "
+                                 f"configured instance ({', '.join(sorted(known - set(KINDS))) or 'none'})")
+        return self
 
 
 DEFAULT_CONFIG = Path(__file__).with_name("default_config.yaml")
@@ -347,7 +267,10 @@ class ConfigError(Exception):
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid configuration"]
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = list(e["loc"])
+        if len(loc) > 2 and loc[0] == "connectors" and loc[2] in FORM_TAGS:
+            del loc[2]  # which of the section's two forms was tried: not a key
+        key = ".".join(str(p) for p in loc) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (not part of the config schema; check the spelling)"
@@ -357,7 +280,8 @@ def _format_errors(err: ValidationError, source: str) -> str:
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
     """Make relative paths absolute against the config file's directory (in place), the
-    default audit path included."""
+    default audit path included. (Instance settings resolve their own, from the validation
+    context's `base`.)"""
 
     def fix(value: Any) -> Any:
         if isinstance(value, str) and value and value != "stderr" and not value.startswith("/"):
@@ -367,11 +291,6 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
     audit = raw.setdefault("audit", {})
     if isinstance(audit, dict):
         audit["path"] = fix(audit.get("path", AuditSettings().path))
-    fs = (raw.get("connectors") or {}).get("filesystem") if isinstance(raw.get("connectors"), dict) else None
-    if isinstance(fs, dict):
-        for key in ("allowed_paths", "denied_paths"):
-            if isinstance(fs.get(key), list):
-                fs[key] = [str(Path(fix(p)).resolve()) if isinstance(p, str) else p for p in fs[key]]
     http = (raw.get("server") or {}).get("http") if isinstance(raw.get("server"), dict) else None
     if isinstance(http, dict):
         for key in ("certfile", "keyfile"):
@@ -455,9 +374,11 @@ def parse_config(text: str, source: Path, base: Path | None = None) -> GatewayCo
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping, got {type(raw).__name__}")
     _check_shape(raw, source)
-    _resolve_paths(raw, (base or source.parent).resolve())
+    base = (base or source.parent).resolve()
+    _resolve_paths(raw, base)
     try:
-        cfg = GatewayConfig.model_validate(raw)
+        # `base`: the directory relative paths in instance settings belong to.
+        cfg = GatewayConfig.model_validate(raw, context={"base": base})
     except ValidationError as e:
         raise ConfigError(_format_errors(e, str(source))) from None
     return cfg.model_copy(update={"source": source})

@@ -11,17 +11,19 @@ import os
 import re
 import select
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from mcp_gateway.config import TOOL_NAMES, GatewayConfig
+from mcp_gateway.config import GatewayConfig
+from mcp_gateway.connectors import KINDS
+from mcp_gateway.connectors.sections import matches
 from mcp_gateway.sandbox import LAYERS, SandboxError, apply, host_support
 from mcp_gateway.sandbox.landlock import abi_version as landlock_abi
 from mcp_gateway.sandbox.profile import SandboxProfile
-from mcp_gateway.tools import TOOLS
 
 
 @dataclass
@@ -48,9 +50,9 @@ class Report:
 
 
 def _profile_for(name: str, config: GatewayConfig) -> SandboxProfile:
-    from mcp_gateway.workers.registry import connector_class
+    from mcp_gateway.workers.connector import build_connector
 
-    return connector_class(name)(config).sandbox_profile()
+    return build_connector(name, config).sandbox_profile()
 
 
 def probe_sandbox(profile: SandboxProfile, config: GatewayConfig, timeout: float = 20.0) -> tuple[dict, dict]:
@@ -106,21 +108,21 @@ def probe_sandbox(profile: SandboxProfile, config: GatewayConfig, timeout: float
             time.sleep(0.01)
 
 
-def _check_landlock_scoping(config: GatewayConfig, rep: Report) -> None:
+def _check_landlock_scoping(config: GatewayConfig, profiles: list[SandboxProfile], rep: Report) -> None:
     """Landlock ABI < 6 has no signal or abstract-socket scoping: say what covers it instead."""
     abi = landlock_abi()
     if abi >= 6 or config.sandbox.layers.landlock == "off":
         return
-    unix = config.connectors.postgres.enabled and config.connectors.postgres.host.startswith("/")
+    unix = [p.instance for p in profiles if socket.AF_UNIX in p.socket_families]
     rep.line(
         "WARN",
         f"Landlock ABI {abi} (< 6) cannot scope signals or abstract UNIX sockets. Signals: covered by "
         "seccomp (kill/tgkill/tkill only towards the worker itself; F_SETOWN, F_SETSIG, the owner and "
-        "TIOCSTI ioctls, sigqueue and pidfd signals refused). Abstract sockets: the filesystem worker "
-        "has no sockets and http_fetch only inet ones"
-        + ("; the postgres worker may create UNIX sockets (its host is a socket directory) and so "
+        "TIOCSTI ioctls, sigqueue and pidfd signals refused). Abstract sockets: seccomp lets workers "
+        "create UNIX sockets only where their profile says so"
+        + (f"; the workers of {', '.join(unix)} may (a database host that is a socket directory) and so "
            "reach other processes' abstract sockets: use a TCP host, or a kernel >= 6.12."
-           if unix else "; postgres over TCP has none either."),
+           if unix else ", and no instance's profile does."),
     )
 
 
@@ -128,7 +130,6 @@ def check_sandbox(config: GatewayConfig, rep: Report) -> None:
     rep.section("sandbox: host support")
     for key, value in host_support().items():
         rep.info(f"{key}: {value}")
-    _check_landlock_scoping(config, rep)
     for layer in LAYERS:
         mode = getattr(config.sandbox.layers, layer)
         if mode == "off":
@@ -137,7 +138,9 @@ def check_sandbox(config: GatewayConfig, rep: Report) -> None:
                 f"sandbox layer {layer} is off: set sandbox.layers.{layer} to required unless "
                 "this host cannot provide it.",
             )
-    for name, profile, note in _sandbox_targets(config):
+    targets = _sandbox_targets(config)
+    _check_landlock_scoping(config, [p for _, p, _ in targets if p is not None], rep)
+    for name, profile, note in targets:
         rep.section(f"sandbox: a {name} worker on this host {note if profile else ''}".rstrip())
         if profile is None:
             rep.line(
@@ -153,15 +156,17 @@ def check_sandbox(config: GatewayConfig, rep: Report) -> None:
 
 
 def _sandbox_targets(config: GatewayConfig) -> list[tuple[str, SandboxProfile | None, str]]:
-    """(connector, its sandbox profile or None when it cannot build one, a note) to probe."""
+    """(instance, its workers' sandbox profile or None when it cannot build one, a note) to probe."""
     targets: list[tuple[str, SandboxProfile | None, str]] = []
-    for name in config.enabled_connectors():
+    for instance in config.instances():
+        if KINDS[instance.kind].backend != "pool":
+            continue  # no pool workers: its kind's doctor_checks say what confines it
         try:
-            targets.append((name, _profile_for(name, config), ""))
+            targets.append((instance.name, _profile_for(instance.name, config), ""))
         except Exception as e:  # noqa: BLE001
-            targets.append((name, None, f"{type(e).__name__}: {e}"))
+            targets.append((instance.name, None, f"{type(e).__name__}: {e}"))
     if not targets:
-        targets.append(("filesystem", SandboxProfile("filesystem"), "(no connector enabled: a bare profile)"))
+        targets.append(("bare", SandboxProfile("bare"), "(no connector enabled: a bare profile)"))
     return targets
 
 
@@ -276,6 +281,17 @@ def _is_loopback_host(host: str) -> bool:
         return False
 
 
+def _serves(entry: str, config: GatewayConfig) -> bool:
+    """Whether a policy entry reaches a tool of an enabled instance (an instance that discovers
+    its tools may serve any name)."""
+    try:
+        instance = config.instance(entry.partition(".")[0])
+    except KeyError:
+        return False
+    kind = KINDS[instance.kind]
+    return instance.enabled and (kind.discovers_tools or any(matches(entry, s.name) for s in kind.tools(instance)))
+
+
 def check_policy(config: GatewayConfig, rep: Report) -> None:
     rep.section("production checklist")
     p = config.policy
@@ -287,10 +303,10 @@ def check_policy(config: GatewayConfig, rep: Report) -> None:
             "policy.default_deny is off: set policy.default_deny: true and list the tools agents "
             "need in policy.allow_tools.",
         )
-    effective = [t for t in p.allow_tools if t not in p.deny_tools]
-    if not p.default_deny:
-        effective = [t for t in TOOL_NAMES if t not in p.deny_tools]
-    dead = sorted({t for t in effective if TOOLS[t].connector not in config.enabled_connectors()})
+    catalogue = config.catalogue()
+    entries = p.allow_tools if p.default_deny else [spec.name for spec in catalogue]
+    effective = [e for e in entries if not any(matches(d, e) for d in p.deny_tools)]
+    dead = sorted(e for e in effective if not _serves(e, config))
     if dead:
         rep.line(
             "WARN",
@@ -299,21 +315,6 @@ def check_policy(config: GatewayConfig, rep: Report) -> None:
         )
     else:
         rep.line("PASS", f"allow list is minimal: {', '.join(effective) or 'nothing allowed'}")
-    hf = config.connectors.http_fetch
-    if hf.enabled and "*" in hf.allowed_domains:
-        rep.line(
-            "WARN",
-            'connectors.http_fetch.allowed_domains contains "*" (any public host): list the '
-            "domains agents need instead.",
-        )
-    elif hf.enabled:
-        rep.line("PASS", f"web.fetch is limited to {len(hf.allowed_domains)} domain pattern(s)")
-    if hf.enabled and hf.allow_internal_cidrs:
-        rep.line(
-            "WARN",
-            f"allow_internal_cidrs opens {', '.join(hf.allow_internal_cidrs)} to web.fetch: "
-            "keep it only if agents must reach those internal hosts.",
-        )
 
 
 def check_secrets(config: GatewayConfig, rep: Report) -> None:
@@ -380,43 +381,12 @@ def check_http(config: GatewayConfig, rep: Report) -> None:
         )
 
 
-def check_postgres(config: GatewayConfig, rep: Report) -> None:
-    pg = config.connectors.postgres
-    if not pg.enabled:
-        return
-    from mcp_gateway.connectors.postgres.role import check_role
-
-    result = check_role(pg)
-    if result.problems is None:
-        rep.line(
-            "WARN",
-            f"database {pg.host}:{pg.port}/{pg.database} unreachable as {pg.user} ({result.error}): "
-            "the read-only role could not be verified; run doctor where the database is reachable.",
-        )
-    elif result.problems:
-        rep.line(
-            "FAIL",
-            f"database role {pg.user} is not read-only: it {'; '.join(result.problems)}. Use a role with "
-            "only SELECT (see docs/POSTGRES.md).",
-        )
-    else:
-        rep.line("PASS", f"database role {pg.user} is read-only (no superuser, no write or CREATE privilege)")
-
-
-def check_upstream_servers(config: GatewayConfig, rep: Report) -> None:
-    from mcp_gateway.connectors.mcp_servers.doctor import doctor_rows
-
-    rows = doctor_rows(config)
-    if rows:
-        rep.section("upstream MCP servers: confinement on this host")
-    for level, text in rows:
-        rep.line(level, text)
-    if rows:
-        from mcp_gateway.connectors.mcp_servers.probe import session_rows
-
-        rep.section("upstream MCP servers: started, initialized, listed")
-        for level, text in session_rows(config):
-            rep.line(level, text)
+def check_instances(config: GatewayConfig, rep: Report) -> None:
+    """Each enabled instance's own checklist lines (its kind's `doctor_checks`)."""
+    for instance in config.instances():
+        kind = KINDS[instance.kind]
+        for finding in [*kind.doctor_checks(instance), *kind.live_checks(instance, config)]:
+            rep.line(finding.level, finding.text)
 
 
 def run_doctor(config: GatewayConfig, out: TextIO = sys.stdout) -> int:
@@ -427,8 +397,7 @@ def run_doctor(config: GatewayConfig, out: TextIO = sys.stdout) -> int:
     check_policy(config, rep)
     check_secrets(config, rep)
     check_http(config, rep)
-    check_postgres(config, rep)
-    check_upstream_servers(config, rep)
+    check_instances(config, rep)
     check_preflight(config, rep)
     fails, warns = rep.results.count("FAIL"), rep.results.count("WARN")
     print(f"\n{fails} failed, {warns} warning(s), {rep.results.count('PASS')} passed", file=out)

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Literal
 
 from mcp_gateway.config import GatewayConfig
+from mcp_gateway.connectors import KINDS
+from mcp_gateway.connectors.base import DataPaths, Instance
 from mcp_gateway.supervisor.audit import MIN_FREE_BYTES, free_bytes
 
 # The path-probe child answers within this, or the check fails.
@@ -62,8 +64,10 @@ def preflight(config: GatewayConfig, http: Literal["bind", "rules", "none"] = "b
     findings += check_audit_destination(config.audit.path)
     if config.server.transport == "http" and http != "none":
         findings += check_http(config, bind_listener=http == "bind")
-    if config.connectors.filesystem.enabled:
-        findings += check_filesystem_paths(config)
+    for instance in config.instances():
+        paths = KINDS[instance.kind].data_paths(instance)
+        if paths is not None:
+            findings += check_data_paths(instance, paths, config)
     return findings
 
 
@@ -248,7 +252,7 @@ def _listen_finding(host: str, port: int) -> Finding | None:
     return None
 
 
-# --- filesystem paths, as the worker identity --------------------------------------------
+# --- an instance's data paths, as the worker identity ---------------------------------
 
 
 def worker_identity(config: GatewayConfig) -> str | None:
@@ -263,13 +267,40 @@ def worker_identity(config: GatewayConfig) -> str | None:
     return f"sandbox.user {config.sandbox.user} / sandbox.group {config.sandbox.group}"
 
 
-def check_filesystem_paths(config: GatewayConfig) -> list[Finding]:
-    fs = config.connectors.filesystem
+def _first_missing(p: Path) -> Path:
+    for candidate in [*reversed(p.parents), p]:
+        if not os.path.lexists(candidate):
+            return candidate
+    return p
+
+
+def _first_blocking(p: Path) -> Path:
+    """The first directory on the way to `p` that this process cannot search."""
+    for candidate in [*reversed(p.parents), p]:
+        if candidate.is_dir() and not os.access(candidate, os.X_OK):
+            return candidate
+    return p.parent
+
+
+def _describe(p: Path) -> str:
+    try:
+        return _describe_mode(os.stat(p))
+    except OSError as e:
+        return e.strerror or "cannot stat"
+
+
+def _describe_mode(st: os.stat_result) -> str:
+    return f"mode {stat.filemode(st.st_mode)}, owner uid {st.st_uid} gid {st.st_gid}"
+
+
+def check_data_paths(instance: Instance, paths: DataPaths, config: GatewayConfig) -> list[Finding]:
+    """Each allowed root opened by the trusted side, then read by a child that took the worker
+    identity; each denied path identified."""
     identity = worker_identity(config)
     opened: dict[str, Finding | int] = {}  # each allowed path: why it cannot be opened, or its fd
     try:
-        for p in fs.allowed_paths:
-            problem = _open_problem(p, "allowed path")
+        for p in paths.allowed:
+            problem = _open_problem(p, "allowed path", paths.allowed_key)
             opened[str(p)] = (Finding(False, problem) if problem is not None
                               else os.open(p, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
         roots = {path: fd for path, fd in opened.items() if isinstance(fd, int)}
@@ -279,7 +310,7 @@ def check_filesystem_paths(config: GatewayConfig) -> list[Finding]:
             if isinstance(fd, int):
                 os.close(fd)
     if "error" in probe:
-        return [Finding(False, f"filesystem workers: cannot take their identity ({probe['error']}): "
+        return [Finding(False, f"{instance.name} workers: cannot take their identity ({probe['error']}): "
                                "fix sandbox.uid_range (or sandbox.user/sandbox.group)")]
     who = f"the worker identity ({probe['as']})"
     findings: list[Finding] = []
@@ -291,13 +322,13 @@ def check_filesystem_paths(config: GatewayConfig) -> list[Finding]:
         else:
             findings.append(Finding(False, _unreadable_message(Path(path), error, probe["as"], identity)))
     if not any(f.ok for f in findings):
-        findings.append(Finding(False, "the filesystem connector has no usable allowed path: every "
-                                       "fs.readFile and fs.listDir call would fail"))
-    findings += [_denied_finding(p) for p in fs.denied_paths]
+        findings.append(Finding(False, f"instance {instance.name} has no usable allowed path: every call "
+                                       f"of its tools would fail ({paths.allowed_key})"))
+    findings += [_denied_finding(p, paths.denied_key) for p in paths.denied]
     return findings
 
 
-def _open_problem(p: Path, what: str) -> str | None:
+def _open_problem(p: Path, what: str, key: str) -> str | None:
     """Why the trusted side (this process) cannot open directory `p`, or None."""
     try:
         st = os.stat(p)
@@ -305,9 +336,9 @@ def _open_problem(p: Path, what: str) -> str | None:
         missing = _first_missing(p)
         where = "" if missing == p else f" ({missing} is missing)"
         return (f"{what} {p} does not exist{where}: create it, or fix "
-                "connectors.filesystem.allowed_paths")
+                f"{key}")
     except NotADirectoryError:
-        return f"{what} {p} is not a directory (a component of it is a file): fix connectors.filesystem.allowed_paths"
+        return f"{what} {p} is not a directory (a component of it is a file): fix {key}"
     except PermissionError:
         blocker = _first_blocking(p)
         return (f"{what} {p} cannot be reached by the gateway (uid {os.geteuid()}): directory {blocker} "
@@ -320,13 +351,13 @@ def _open_problem(p: Path, what: str) -> str | None:
     return None
 
 
-def _denied_finding(p: Path) -> Finding:
+def _denied_finding(p: Path, key: str) -> Finding:
     try:
         os.stat(p)
     except FileNotFoundError:
         return Finding(False, (
             f"denied path {p} does not exist: a denied path that names nothing protects nothing "
-            "(a typo?). Fix it, create it, or remove it from connectors.filesystem.denied_paths"))
+            f"(a typo?). Fix it, create it, or remove it from {key}"))
     except PermissionError:
         blocker = _first_blocking(p)
         return Finding(False, (
@@ -411,29 +442,3 @@ def _as_worker(config: GatewayConfig, identity: str | None, roots: dict[str, int
         except OSError as e:
             paths[path] = e.strerror or str(e)
     return {"as": f"uid {os.getuid()} gid {os.getgid()}", "paths": paths}
-
-
-def _first_missing(p: Path) -> Path:
-    for candidate in [*reversed(p.parents), p]:
-        if not os.path.lexists(candidate):
-            return candidate
-    return p
-
-
-def _first_blocking(p: Path) -> Path:
-    """The first directory on the way to `p` that this process cannot search."""
-    for candidate in [*reversed(p.parents), p]:
-        if candidate.is_dir() and not os.access(candidate, os.X_OK):
-            return candidate
-    return p.parent
-
-
-def _describe(p: Path) -> str:
-    try:
-        return _describe_mode(os.stat(p))
-    except OSError as e:
-        return e.strerror or "cannot stat"
-
-
-def _describe_mode(st: os.stat_result) -> str:
-    return f"mode {stat.filemode(st.st_mode)}, owner uid {st.st_uid} gid {st.st_gid}"

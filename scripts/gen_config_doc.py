@@ -35,6 +35,7 @@ if str(REPO) not in sys.path:
 
 from mcp_gateway import config as config_module  # noqa: E402
 from mcp_gateway.config import GatewayConfig  # noqa: E402
+from mcp_gateway.connectors import KINDS  # noqa: E402
 
 DOC = REPO / "docs" / "CONFIG.md"
 BEGIN = "<!-- BEGIN GENERATED: scripts/gen_config_doc.py; do not edit by hand -->"
@@ -53,12 +54,6 @@ DESCRIPTIONS: dict[tuple[str, str], tuple[str, Any]] = {
     ("GatewayConfig", "sandbox"): ("How workers are confined (uid, layers, resource limits).", None),
     ("ServerSettings", "http"): ("Streamable HTTP transport (used when `transport: http`).", None),
     ("HttpSettings", "auth"): ("Bearer-token authentication.", None),
-    ("ConnectorsSettings", "filesystem"): ("`fs.readFile`, `fs.listDir`: read-only access beneath "
-                                           "allowed directories. See [FILESYSTEM.md](FILESYSTEM.md).", None),
-    ("ConnectorsSettings", "http_fetch"): ("`web.fetch`: GET on allowed public hosts. See "
-                                           "[WEB_FETCH.md](WEB_FETCH.md).", None),
-    ("ConnectorsSettings", "postgres"): ("`db.query`, `db.schema`: read-only SQL. See "
-                                         "[POSTGRES.md](POSTGRES.md).", None),
     # server
     ("ServerSettings", "name"): ("Server name announced to MCP clients in the `initialize` answer.", "corp-gateway"),
     ("ServerSettings", "transport"): (
@@ -131,16 +126,15 @@ DESCRIPTIONS: dict[tuple[str, str], tuple[str, Any]] = {
     ("PolicySettings", "default_deny"): (
         "Refuse every tool not listed in `allow_tools`. Turning it off exposes every enabled "
         "connector's tools; `doctor` fails it.", True),
-    ("PolicySettings", "allow_tools"): ("Tools agents may call (and see in `tools/list`).",
-                                        ["fs.readFile", "fs.listDir"]),
     ("PolicySettings", "deny_tools"): ("Tools always refused; wins over `allow_tools`.", ["web.fetch"]),
     ("PolicySettings", "global_timeout_ms"): (
         "Hard deadline per call; past it the worker is SIGKILLed and replaced, the call ends with "
         "`TIMEOUT`.", 10000),
     ("PolicySettings", "global_max_bytes"): (
         "Largest result per call; the worker stops reading at the cap (`RESULT_TOO_LARGE`).", 1048576),
-    ("PolicySettings", "per_tool"): ("Limits and argument allow lists per tool (override the global ones).",
-                                     None),
+    ("PolicySettings", "per_tool"): (
+        "Limits and argument allow lists per tool (override the global ones). A key is a tool name or a glob; "
+        "an exact name wins over globs, else the first matching glob.", None),
     ("PolicySettings", "actors"): (
         "Per-actor policy, keyed by actor name. It can only narrow the global policy.", None),
     ("PolicySettings", "rate_limit"): ("Token-bucket rate limits; over the rate a call gets `RATE_LIMITED`.",
@@ -170,41 +164,6 @@ DESCRIPTIONS: dict[tuple[str, str], tuple[str, Any]] = {
     ("WorkerPoolSettings", "recycle_cpu_share"): (
         "A worker is replaced, between calls, once it has used this share of its `RLIMIT_CPU` budget "
         "(`sandbox.limits.<connector>.cpu_s`), so no call dies of CPU time earlier calls used.", 0.25),
-    ("FilesystemSettings", "enabled"): ("Serve `fs.readFile` and `fs.listDir`.", True),
-    ("FilesystemSettings", "allowed_paths"): (
-        "Directories served read-only (relative paths resolve against the config file's directory). "
-        "Relative tool paths resolve against the first one. Each must exist and be readable by the "
-        "worker identity when the gateway starts (checked by `serve`, `check-config`, `doctor`).",
-        ["/data"]),
-    ("FilesystemSettings", "denied_paths"): ("Directories or files under the allowed paths that are refused. "
-                                             "Each must exist at start (a denied path that names nothing "
-                                             "is most likely a typo).", ["/data/secrets"]),
-    ("FilesystemSettings", "cross_mounts"): (
-        "Let lookups cross mount points inside an allowed root (bind mounts, overlays, volumes). Off "
-        "(default): such paths are refused (`RESOLVE_NO_XDEV`). On: a mount of a denied directory itself "
-        "is still refused, a mount showing part of one is not; see "
-        "[FILESYSTEM.md](FILESYSTEM.md#mount-points).", True),
-    ("HttpFetchSettings", "enabled"): ("Serve `web.fetch` (GET only).", True),
-    ("HttpFetchSettings", "allowed_domains"): (
-        "Host names agents may fetch: exact names, `*.example.com` (subdomains), or `*` alone (any "
-        "public host). Internal addresses stay blocked either way.", ["api.github.com", "*.example.com"]),
-    ("HttpFetchSettings", "allow_internal_cidrs"): (
-        "Explicit exceptions to the internal-network block (cloud metadata addresses stay blocked).",
-        ["10.20.0.0/16"]),
-    ("HttpFetchSettings", "allowed_ports"): (
-        "Destination ports the fetch worker may connect to (URL check and Landlock TCP rule).", [443]),
-    ("HttpFetchSettings", "max_redirects"): ("Redirects followed, each hop re-checked.", 3),
-    ("HttpFetchSettings", "user_agent"): ("User-Agent header sent.", "corp-agent/1.0"),
-    ("PostgresSettings", "enabled"): ("Serve `db.query` and `db.schema`.", True),
-    ("PostgresSettings", "host"): ("Database host name, address, or Unix socket directory.", "db.internal"),
-    ("PostgresSettings", "port"): ("Database port (also the only port the worker may connect to).", 5432),
-    ("PostgresSettings", "database"): ("Database name.", "analytics"),
-    ("PostgresSettings", "user"): (
-        "Role to connect as; give it SELECT only (`doctor` checks). The password comes from "
-        "`POSTGRES_PASSWORD` or a libpq passfile, never from this file.", "mcp_readonly"),
-    ("PostgresSettings", "sslmode"): ("libpq `sslmode`.", "verify-full"),
-    ("PostgresSettings", "connect_timeout_s"): ("Connection timeout.", 5),
-    ("PostgresSettings", "default_max_rows"): ("Row cap of `db.query` when the call gives no `max_rows`.", 500),
     # sandbox
     ("SandboxSettings", "uid_range"): (
         "As root: `[first uid, count]`. Each worker runs under a uid (and the same gid) of its own from "
@@ -219,8 +178,12 @@ DESCRIPTIONS: dict[tuple[str, str], tuple[str, Any]] = {
                                    "nogroup"),
     ("SandboxSettings", "layers"): ("Per sandbox layer: `required`, `best_effort` or `off`. See "
                                     "[SANDBOX.md](SANDBOX.md).", None),
-    ("SandboxSettings", "limits"): ("Resource limits per connector (`filesystem`, `http_fetch`, `postgres`).",
-                                    None),
+    ("SandboxSettings", "limits"): (
+        "Resource limits per connector: keyed by instance name, or by kind for every instance of that kind "
+        "(an instance's own entry wins).", None),
+    ("PolicySettings", "allow_tools"): (
+        "Tools agents may call (and see in `tools/list`): full names `<instance>.<tool>`, or globs of them "
+        "(`*` any characters, `?` one). Each must name a configured instance.", ["fs.readFile", "fs.listDir"]),
     ("SandboxLayers", "user"): (
         "uid/gid drop and empty capability sets. As non-root (containers) it only clears "
         "capabilities and reports `not needed (not root)`, so `required` works there too.", "required"),
@@ -274,12 +237,30 @@ def _model(tp: Any) -> type[BaseModel] | None:
     return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
 
 
+def _title(meta: list[Any]) -> str | None:
+    """The `Field(title=...)` of an annotated name (instance, tool, connector)."""
+    return next((m.title for m in meta if isinstance(m, FieldInfo) and m.title), None)
+
+
+def _forms(tp: Any) -> tuple[type[BaseModel], type[BaseModel]] | None:
+    """(single-object model, `instances:` model) of a connectors.<kind> section, else None."""
+    if typing.get_origin(tp) not in (Union, types.UnionType):
+        return None
+    models = [_model(typing.get_args(a)[0] if typing.get_origin(a) is typing.Annotated else a)
+              for a in typing.get_args(tp)]
+    if len(models) == 2 and all(models) and "instances" in models[1].model_fields:  # type: ignore[union-attr]
+        return models[0], models[1]  # type: ignore[return-value]
+    return None
+
+
 def type_name(tp: Any) -> str:
     """Human type of an annotation, constraints included."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is typing.Annotated:
         base, *meta = args
+        if (title := _title(meta)) is not None:
+            return f"{title} name" + (" or glob" if title == "tool" else "")
         cons = _constraints(meta)
         return type_name(base) + (f" ({', '.join(cons)})" if cons else "")
     if origin is Literal:
@@ -309,11 +290,8 @@ def _unwrap_optional(tp: Any) -> Any:
 
 
 def _dict_key_placeholder(key_tp: Any) -> str:
-    if typing.get_origin(key_tp) is Literal:
-        args = typing.get_args(key_tp)
-        if set(args) <= {"filesystem", "http_fetch", "postgres"}:
-            return "<connector>"
-        return "<tool>"
+    if typing.get_origin(key_tp) is typing.Annotated and (title := _title(list(typing.get_args(key_tp)[1:]))):
+        return f"<{title}>"
     return "<name>"
 
 
@@ -323,6 +301,8 @@ def nested_model(tp: Any) -> tuple[str, type[BaseModel]] | None:
     tp = _unwrap_optional(tp)
     if m := _model(tp):
         return "", m
+    if forms := _forms(tp):
+        return "", forms[0]
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is list and (m := _model(_unwrap_optional(args[0]))):
         return "[]", m
@@ -364,6 +344,9 @@ def describe(model: type[BaseModel], name: str, info: FieldInfo, path: str) -> t
     for cls in (model, owner):
         if (cls.__name__, name) in DESCRIPTIONS:
             desc, example = DESCRIPTIONS[(cls.__name__, name)]
+            break
+        if name in getattr(cls, "field_docs", {}):  # a kind's settings document their own keys
+            desc, example = cls.field_docs[name]  # type: ignore[attr-defined]
             break
     if info.description:
         desc = info.description if not desc else desc
@@ -425,7 +408,9 @@ def walk(model: type[BaseModel], path: str, sections: list[tuple[str, type[BaseM
             suffix, sub = nested
             child_path = full + suffix
             anchor = _anchor(child_path)
-            if suffix == "":
+            if _forms(_unwrap_optional(info.annotation)):
+                tname = f"[section](#{anchor}) (one instance), or `instances:` mapping of instance name to that section"
+            elif suffix == "":
                 tname = tname.replace("mapping", f"[section](#{anchor})", 1)
             else:
                 tname = re.sub(r"\bmapping\b(?!.*\bmapping\b)", f"[section](#{anchor})", tname)
@@ -444,6 +429,19 @@ def _anchor(path: str) -> str:
     return text.replace(" ", "-")
 
 
+def _instances_note(path: str, kind: Any) -> str:
+    return (f"These keys configure one instance, `{kind.seed_instance}` (its tools: "
+            f"{', '.join(f'`{s.name}`' for s in kind.tools(_seed(kind)))}). For several, give "
+            f"`{path}.instances.<instance>` with the same keys for each (an instance named there is enabled "
+            f"unless it says `enabled: false`); their tools are `<instance>.<tool>`.")
+
+
+def _seed(kind: Any) -> Any:
+    from mcp_gateway.connectors.base import Instance
+
+    return Instance(kind.seed_instance, kind.name, kind.settings(), f"connectors.{kind.name}")
+
+
 def generate() -> str:
     _missing.clear()
     sections: list[tuple[str, type[BaseModel], list[str]]] = []
@@ -460,6 +458,8 @@ def generate() -> str:
         elif doc and not doc.startswith(("Usage docs", "A base class")):
             out.append(doc.splitlines()[0])
             out.append("")
+        if (kind := KINDS.get(path.removeprefix("connectors."))) is not None:
+            out += [_instances_note(path, kind), ""]
         out += rows
         out.append("")
     out.append(END)

@@ -17,7 +17,6 @@ worker does not start), `best_effort` (applied when the host can; otherwise repo
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable
 
@@ -40,12 +39,6 @@ __all__ = ["LAYERS", "SandboxError", "SandboxProfile", "apply", "check_identitie
 
 class SandboxError(Exception):
     """A layer configured as `required` could not be applied."""
-
-
-def with_limits(profile: SandboxProfile, settings: SandboxSettings) -> SandboxProfile:
-    """The profile with memory/cpu/nofile taken from `sandbox.limits.<connector>`."""
-    limits = settings.limits_for(profile.connector)
-    return dataclasses.replace(profile, memory_mb=limits.memory_mb, cpu_s=limits.cpu_s, nofile=limits.nofile)
 
 
 def check_identities(settings: SandboxSettings) -> str | None:
@@ -74,17 +67,17 @@ def _steps(
         ("prctl", apply_prctl),
         ("rlimits", lambda: apply_rlimits(profile.memory_mb, profile.cpu_s, profile.nofile)),
         ("landlock", lambda: _landlock.apply_landlock(anchors, profile.connect_ports)),
-        ("seccomp", lambda: _seccomp.apply_seccomp(profile.connector, profile.socket_families)),
+        ("seccomp", lambda: _seccomp.apply_seccomp(profile.instance, profile.extra_syscalls,
+                                                   profile.socket_families)),
     ]
 
 
 def apply(profile: SandboxProfile, settings: SandboxSettings) -> dict[str, str]:
     """Confine the calling (freshly forked, single-threaded) worker. Returns layer -> status."""
-    profile = with_limits(profile, settings)
     # Opened before the uid drop: see ReadAnchors.
     anchors = _landlock.ReadAnchors(profile.read_paths if settings.layers.landlock != "off" else ())
     try:
-        return run_layers(_steps(profile, settings, anchors), settings, f"the {profile.connector} worker")
+        return run_layers(_steps(profile, settings, anchors), settings, f"the {profile.instance} worker")
     finally:
         anchors.close()
 

@@ -3,8 +3,8 @@
 Shape of the filter:
   * default action ERRNO(EPERM): a call nobody thought of fails politely;
   * an allowlist of what a warm, single-threaded Python worker really calls (traced with
-    `strace -f` on real workers), plus per-connector additions (openat2 for the filesystem
-    worker, sockets of the profile's families for the network workers);
+    `strace -f` on real workers), plus what the profile adds: its extra system calls (openat2
+    for the filesystem kind), sockets of its families for the network workers;
   * KILL_PROCESS for calls that are never legitimate in a worker and are the usual first step
     of an escape or a kernel exploit (ptrace, bpf, keyctl, mount, namespaces, modules, ...);
   * execve/execveat KILL_PROCESS as well: fork is refused before exec could ever be reached
@@ -258,15 +258,6 @@ _WRITE_FLAGS = (
 # socket-related calls a connector that creates sockets needs on top of BASE_ALLOW.
 NET_ALLOW: tuple[str, ...] = ("connect", "setsockopt")
 
-# Per connector, on top of BASE_ALLOW (and NET_ALLOW when the profile lists socket families).
-CONNECTOR_ALLOW: dict[str, tuple[str, ...]] = {
-    "filesystem": ("openat2",),
-    "http_fetch": (),
-    "postgres": (),
-    # the warden of an upstream MCP server: its egress proxy accepts, it reaps the server
-    "mcp_warden": ("accept4", "accept", "wait4"),
-}
-
 _SOCK_TYPES = (socket.SOCK_STREAM, socket.SOCK_DGRAM)
 
 
@@ -285,8 +276,9 @@ def _nr(name: str) -> int | None:
     return nr if nr >= 0 else None
 
 
-def build_filter(connector: str, socket_families: Iterable[int], pid: int | None = None):
-    """The filter of one connector's workers (not loaded). Returns (filter, allowed count)."""
+def build_filter(extra_syscalls: Iterable[str], socket_families: Iterable[int], pid: int | None = None):
+    """The filter of one profile's workers (not loaded): BASE_ALLOW plus `extra_syscalls`, and
+    NET_ALLOW with sockets of `socket_families`. Returns (filter, allowed count)."""
     if sc is None:
         raise LayerUnavailable(_IMPORT_ERROR)
     pid = os.getpid() if pid is None else pid
@@ -302,7 +294,7 @@ def build_filter(connector: str, socket_families: Iterable[int], pid: int | None
             allowed.add(name)
 
     families = tuple(dict.fromkeys(socket_families))
-    names = list(BASE_ALLOW) + list(CONNECTOR_ALLOW.get(connector, ()))
+    names = list(BASE_ALLOW) + list(extra_syscalls)
     if families:
         names += NET_ALLOW
     for name in dict.fromkeys(names):
@@ -353,19 +345,19 @@ def add_self_only_rules(allow: Callable[..., None], pid: int) -> None:
     allow("fcntl", sc.Arg(1, sc.EQ, F_SETFL), sc.Arg(2, sc.MASKED_EQ, os.O_ASYNC, 0))
 
 
-def apply_seccomp(connector: str, socket_families: Iterable[int]) -> str:
-    """Load the connector's filter into the calling thread for good. Returns a status string."""
+def apply_seccomp(instance: str, extra_syscalls: Iterable[str], socket_families: Iterable[int]) -> str:
+    """Load the filter of `instance`'s workers into the calling thread for good. Returns a status string."""
     ok, why = available()
     if not ok:
         raise LayerUnavailable(why)
     families = tuple(socket_families)
-    f, count = build_filter(connector, families)
+    f, count = build_filter(extra_syscalls, families)
     f.load()
     # /proc may already be out of reach (Landlock): ask the kernel directly.
     if prctl(PR_GET_SECCOMP) != 2:
         raise OSError("the seccomp filter did not take effect")
     fam = "/".join(_family_name(x) for x in families) or "none"
-    return f"allowlist {count} syscalls ({connector}), sockets {fam}"
+    return f"allowlist {count} syscalls ({instance}), sockets {fam}"
 
 
 def _family_name(family: int) -> str:

@@ -18,16 +18,15 @@ from typing import Any
 import trio
 
 from mcp_gateway.config import GatewayConfig
+from mcp_gateway.connectors.base import Backend, Guard, ToolSpec, as_dict
 from mcp_gateway.ipc.errors import ErrorCode, Refusal
 from mcp_gateway.ipc.messages import CallFailed, CallRequest
 from mcp_gateway.supervisor import results
 from mcp_gateway.supervisor.audit import AuditError, AuditLog, args_sha256, timestamp
 from mcp_gateway.supervisor.policy import Policy
-from mcp_gateway.supervisor.pool import QueueFull, WorkerPool
+from mcp_gateway.supervisor.pool import QueueFull
 from mcp_gateway.supervisor.ratelimit import RateLimiter
 from mcp_gateway.supervisor.validation import decode_arguments
-from mcp_gateway.tools import TOOLS, ToolSpec
-from mcp_gateway.tools.arguments import Args, as_dict
 
 log = logging.getLogger("mcp_gateway")
 
@@ -60,40 +59,32 @@ class Outcome:
         return {"error_code": self.error_code, "reason": self.reason, "request_id": self.request_id}
 
 
-def _supervisor_guard(spec: ToolSpec, config: GatewayConfig) -> Callable[[Args], None] | None:
-    """The connector's fast, lexical check (the worker enforces it again for real)."""
-    c = config.connectors
-    if spec.connector == "filesystem":
-        from mcp_gateway.connectors.filesystem.paths import check_path
-
-        return lambda a: check_path(a.path, c.filesystem)  # type: ignore[attr-defined]
-    if spec.name == "web.fetch":
-        from mcp_gateway.connectors.http_fetch.urls import check_url
-
-        return lambda a: check_url(a.url, c.http_fetch)  # type: ignore[attr-defined]
-    if spec.name == "db.query":
-        from mcp_gateway.connectors.postgres.sql_precheck import precheck_sql
-
-        # Bounded and linear: the full parse runs in the worker, under the call's deadline.
-        return lambda a: precheck_sql(a.sql)  # type: ignore[attr-defined]
-    return None
 
 
 class Gateway:
-    def __init__(self, config: GatewayConfig, pools: dict[str, WorkerPool], audit: AuditLog,
+    """`pools`: the backend of each enabled instance, by instance name."""
+
+    def __init__(self, config: GatewayConfig, pools: dict[str, Backend], audit: AuditLog,
                  observer: Callable[[Outcome, float], None] | None = None) -> None:
         self.config = config
-        self.policy = Policy(config)
+        self.catalogue = config.catalogue()
+        self.policy = Policy(config, self.catalogue)
         self.pools = pools
         self.audit = audit
         self.rate_limiter = RateLimiter(config.policy.rate_limit)
-        self._guards = {name: _supervisor_guard(spec, config) for name, spec in TOOLS.items()
-                        if spec.connector in self.policy.enabled_connectors}
+        self._guards: dict[str, Guard | None] = {}
         self._observer = observer
         self.stopping = False  # set by a transport that is shutting down: its cuts are not the client's
 
+    def _guard(self, spec: ToolSpec) -> Guard | None:
+        """The kind's fast check of a tool's arguments (the worker enforces it again for real)."""
+        if spec.name not in self._guards:
+            instance = self.catalogue.instances[spec.instance]
+            self._guards[spec.name] = self.catalogue.kind_of(spec.instance).guard(instance, spec)
+        return self._guards[spec.name]
+
     def tools_for(self, actor: str) -> list[ToolSpec]:
-        return [TOOLS[name] for name in self.policy.exposed_tools(actor)]
+        return [spec for name in self.policy.exposed_tools(actor) if (spec := self.catalogue.get(name))]
 
     async def call(self, tool: str, arguments: dict[str, Any] | None, actor: str,
                    cancelled_by: Callable[[], str] | None = None) -> Outcome:
@@ -134,20 +125,22 @@ class Gateway:
         decision = self.policy.check_tool(tool, actor)
         if not decision.allowed:
             raise Refusal(ErrorCode.POLICY_DENIED, decision.reason)
-        spec = TOOLS[tool]
+        spec = self.catalogue.get(tool)
+        if spec is None:  # withdrawn since the policy looked
+            raise Refusal(ErrorCode.POLICY_DENIED, f"unknown tool {tool!r}")
         args = decode_arguments(spec, arguments)
-        args_dict = as_dict(args)
+        args_dict = as_dict(args) if args is not None else dict(arguments or {})
         refusal = self.policy.check_arguments(tool, actor, args_dict)
         if refusal is not None:
             raise Refusal(ErrorCode.POLICY_DENIED, refusal)
-        guard = self._guards.get(tool)
-        if guard is not None:
+        guard = self._guard(spec)
+        if guard is not None and args is not None:
             guard(args)  # raises GuardDenied (a SECURITY_ERROR Refusal)
         if not self.audit.healthy and self.audit.last_error:
             # Fail closed before doing any work when the audit log is known to be broken.
             raise Refusal(ErrorCode.INTERNAL_ERROR,
                           f"{self.audit.last_error}: call refused; fix the audit path and send SIGHUP")
-        pool = self.pools[spec.connector]
+        pool = self.pools[spec.instance]
         deadline = trio.current_time() + decision.timeout_ms / 1000
         try:
             reply = await pool.call(
@@ -161,16 +154,19 @@ class Gateway:
     @staticmethod
     def _answer(request_id: str, spec: ToolSpec, result: dict[str, Any], max_bytes: int) -> Outcome:
         """Encode the answer once, and hold it to max_bytes as the client would receive it."""
-        try:
-            text = spec.render_text(result)
-            if not isinstance(text, str):
-                raise TypeError(type(text).__name__)
-            structured = spec.structured(result)
-        except (KeyError, TypeError) as e:
-            log.error("request %s (%s): worker result has the wrong shape (%r)", request_id, spec.name, e)
-            return Outcome.failed(request_id, spec.name, ErrorCode.INTERNAL_ERROR,
-                                  "the worker returned a malformed result")
-        answer = results.success(request_id, text, structured)
+        if spec.discovered is not None:  # content blocks its backend already checked and rebuilt
+            answer = results.success_content(request_id, result["content"], result.get("structuredContent"))
+        else:
+            try:
+                text = spec.render_text(result)
+                if not isinstance(text, str):
+                    raise TypeError(type(text).__name__)
+                structured = spec.structured(result)
+            except (KeyError, TypeError) as e:
+                log.error("request %s (%s): worker result has the wrong shape (%r)", request_id, spec.name, e)
+                return Outcome.failed(request_id, spec.name, ErrorCode.INTERNAL_ERROR,
+                                      "the worker returned a malformed result")
+            answer = results.success(request_id, text, structured)
         if len(answer) > max_bytes:
             return Outcome.failed(
                 request_id, spec.name, ErrorCode.RESULT_TOO_LARGE,

@@ -210,6 +210,7 @@ async def serve_http(config: GatewayConfig, zygotes: Zygotes) -> int:
     limits = ConnectionLimits(s.max_connections, s.max_connections_per_client)
     async with open_gateway(config, zygotes, observer=metrics.observe) as gateway:
         metrics.attach_pools(gateway.pools)
+        metrics.attach_catalogue(gateway.catalogue)
         app, manager = build_app(config, gateway, metrics)
         metrics.attach_http(HttpStats(app.endpoint.sessions, limits, hc.framing_refused))
         _warn_auth_shape(config, app)

@@ -19,11 +19,11 @@ from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 
 from mcp_gateway import __version__
+from mcp_gateway.connectors.base import ToolSpec
 from mcp_gateway.supervisor import results
 from mcp_gateway.supervisor.fastpath import Calls, CloseSignal, current_actor
 from mcp_gateway.supervisor.gateway import Gateway
 from mcp_gateway.supervisor.modern_protocol import LIST_CACHE_HINTS
-from mcp_gateway.tools import ToolSpec
 
 REQUEST_CANCELLED = -32800  # as the SDK answers a cancelled request on 2025-era HTTP
 # Scope key of the HTTP layer's ClosedRequest (its `on_close` fires when the client closes the request).
@@ -32,6 +32,8 @@ OnInitialize = Callable[[ServerRequestContext[Any]], None]
 
 
 def tool_definition(spec: ToolSpec) -> types.Tool:
+    if spec.discovered is not None:  # as its kind advertises it (an upstream's hints are not ours to give)
+        return spec.discovered.advertised()
     return types.Tool(
         name=spec.name,
         title=spec.title,
@@ -55,13 +57,23 @@ class ToolDefinitions:
         self.gateway = gateway
         self._models: dict[str, list[types.Tool]] = {}
         self._encoded: dict[str, bytes] = {}
+        self._version = gateway.catalogue.version
+
+    def _current(self) -> None:
+        """Forget the renderings when the catalogue changed (an instance discovered its tools again)."""
+        if self._version != self.gateway.catalogue.version:
+            self._models.clear()
+            self._encoded.clear()
+            self._version = self.gateway.catalogue.version
 
     def models(self, actor: str) -> list[types.Tool]:
+        self._current()
         if actor not in self._models:
             self._models[actor] = [tool_definition(s) for s in self.gateway.tools_for(actor)]
         return self._models[actor]
 
     def encoded(self, actor: str) -> bytes:
+        self._current()
         if actor not in self._encoded:
             self._encoded[actor] = msgspec.json.encode(
                 {"tools": [t.model_dump(by_alias=True, exclude_unset=True, mode="json") for t in self.models(actor)]})

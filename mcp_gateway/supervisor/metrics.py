@@ -3,7 +3,9 @@
 Call metrics are fed by `Gateway`'s observer hook (one observation per audited call); pool
 metrics are read from the pools at scrape time by a custom collector, so they are never stale
 and cost nothing between scrapes. The `tool` label only takes catalogue names ("unknown"
-otherwise), so a client cannot blow up the label cardinality with invented tool names.
+otherwise), so a client cannot blow up the label cardinality with invented tool names. The
+`connector` label of pool metrics is the instance name ("fs", "analytics"): each instance has
+its own pool.
 """
 
 from __future__ import annotations
@@ -17,17 +19,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from mcp_gateway.connectors.base import Catalogue
 from mcp_gateway.ipc.errors import ErrorCode
 from mcp_gateway.supervisor.gateway import Outcome
-from mcp_gateway.tools import TOOLS
+from mcp_gateway.supervisor.pool import WorkerPool
 
 __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics", "HttpStats"]
 
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
-def tool_label(tool: str) -> str:
-    return tool if tool in TOOLS else "unknown"
+def tool_label(tool: str, catalogue: Catalogue | None) -> str:
+    return tool if catalogue is not None and tool in catalogue else "unknown"
 
 
 class _PoolCollector(Collector):
@@ -36,7 +39,7 @@ class _PoolCollector(Collector):
 
     def collect(self) -> Iterable[Any]:
         restarts = CounterMetricFamily("mcp_gateway_worker_restarts", "Workers replaced (after a timeout, "
-                                       "crash or exit), per connector", labels=["connector"])
+                                       "crash or exit), per connector instance", labels=["connector"])
         timeouts = CounterMetricFamily("mcp_gateway_worker_timeouts", "Calls that ran past their timeout "
                                        "(worker killed), per connector", labels=["connector"])
         crashes = CounterMetricFamily("mcp_gateway_worker_crashes", "Workers that died during a call, "
@@ -57,6 +60,8 @@ class _PoolCollector(Collector):
         restarting = GaugeMetricFamily("mcp_gateway_connector_restarting", "1 while the connector's zygote is "
                                        "being started again", labels=["connector"])
         for name, pool in sorted(self._pools().items()):
+            if not isinstance(pool, WorkerPool):
+                continue  # a kind's own backend: _OwnBackendCollector
             s = pool.stats
             restarts.add_metric([name], s.restarts)
             timeouts.add_metric([name], s.timeouts)
@@ -113,6 +118,22 @@ class _HttpCollector(Collector):
             yield from (sessions, s_refused)
 
 
+class _OwnBackendCollector(Collector):
+    """The metrics of kinds' own backends (upstream MCP servers): each backend class gives the
+    families of all its instances at once (`metric_families`)."""
+
+    def __init__(self, pools: Callable[[], Mapping[str, Any]]) -> None:
+        self._pools = pools
+
+    def collect(self) -> Iterable[Any]:
+        groups: dict[type, dict[str, Any]] = {}
+        for name, backend in self._pools().items():
+            if not isinstance(backend, WorkerPool):
+                groups.setdefault(type(backend), {})[name] = backend
+        for cls, backends in groups.items():
+            yield from cls.metric_families(backends)
+
+
 class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -127,12 +148,18 @@ class GatewayMetrics:
         self.http_rejected = Counter("mcp_gateway_http_rejected", "HTTP requests refused before any MCP "
                                      "handling", ["reason"], registry=self.registry)
         self._pools: Mapping[str, Any] = {}
+        self._catalogue: Catalogue | None = None
         self._http: HttpStats | None = None
         self.registry.register(_PoolCollector(lambda: self._pools))
+        self.registry.register(_OwnBackendCollector(lambda: self._pools))
         self.registry.register(_HttpCollector(lambda: self._http))
 
     def attach_pools(self, pools: Mapping[str, Any]) -> None:
         self._pools = pools
+
+    def attach_catalogue(self, catalogue: Catalogue) -> None:
+        """The tools whose names may be label values (others count as "unknown")."""
+        self._catalogue = catalogue
 
     def attach_http(self, stats: HttpStats) -> None:
         self._http = stats
@@ -140,7 +167,7 @@ class GatewayMetrics:
     def observe(self, outcome: Outcome, seconds: float) -> None:
         """The `Gateway` observer: called once per audited call."""
         code = outcome.error_code
-        tool = tool_label(outcome.tool)
+        tool = tool_label(outcome.tool, self._catalogue)
         self.calls.labels(tool, outcome.decision, code or "none").inc()
         self.duration.labels(tool).observe(seconds)
         if code is ErrorCode.RATE_LIMITED:

@@ -2,15 +2,19 @@
 
 Every decision carries a human-readable reason. Actor policies only narrow: an actor's
 allow list is intersected with the global one and its deny list is added to the global one.
+Entries name tools by full name or by glob (`fs.*`); `per_tool` takes an exact name before
+any glob, and the first matching glob otherwise.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from mcp_gateway.config import GatewayConfig, ToolLimits
-from mcp_gateway.tools import TOOLS
+from mcp_gateway.connectors.base import Catalogue
+from mcp_gateway.connectors.sections import matches
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,61 +25,69 @@ class Decision:
     max_bytes: int = 0
 
 
+def _listed(tool: str, entries: Iterable[str]) -> bool:
+    return any(matches(entry, tool) for entry in entries)
+
+
+def _per_tool(table: Mapping[str, ToolLimits], tool: str) -> tuple[str, ToolLimits] | None:
+    """(its key, the limits) of `tool` in a per_tool table: the exact name, else the first glob."""
+    if tool in table:
+        return tool, table[tool]
+    return next(((key, lim) for key, lim in table.items() if matches(key, tool)), None)
+
+
 class Policy:
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, catalogue: Catalogue | None = None) -> None:
         self.config = config
         self.policy = config.policy
-        self.enabled_connectors = set(config.enabled_connectors())
+        self.catalogue = catalogue or config.catalogue()
 
     def _tool_refusal(self, tool: str, actor: str) -> str | None:
         """Why `tool` is not available to `actor`, or None when it is."""
         p = self.policy
-        spec = TOOLS.get(tool)
+        spec = self.catalogue.get(tool)
         if spec is None:
-            return f"unknown tool {tool!r}"
-        if spec.connector not in self.enabled_connectors:
-            return f"tool {tool} is unavailable: connector {spec.connector} is not enabled"
-        if tool in p.deny_tools:
+            withheld = self.catalogue.withheld_reason(tool)
+            return f"tool {tool} is withheld: {withheld}" if withheld else f"unknown tool {tool!r}"
+        instance = self.catalogue.instances[spec.instance]
+        if not instance.enabled:
+            return f"tool {tool} is unavailable: connector {instance.name} ({instance.kind}) is not enabled"
+        if _listed(tool, p.deny_tools):
             return f"tool {tool} is in policy.deny_tools"
         actor_policy = p.actors.get(actor)
-        if actor_policy is not None and tool in actor_policy.deny_tools:
+        if actor_policy is not None and _listed(tool, actor_policy.deny_tools):
             return f"tool {tool} is in policy.actors.{actor}.deny_tools"
-        if p.default_deny and tool not in p.allow_tools:
+        if p.default_deny and not _listed(tool, p.allow_tools):
             return f"tool {tool} is not in policy.allow_tools (default deny)"
-        if actor_policy is not None and actor_policy.allow_tools is not None and tool not in actor_policy.allow_tools:
+        if (actor_policy is not None and actor_policy.allow_tools is not None
+                and not _listed(tool, actor_policy.allow_tools)):
             return f"tool {tool} is not in policy.actors.{actor}.allow_tools"
         return None
 
     def exposed_tools(self, actor: str) -> list[str]:
-        return [name for name in TOOLS if self._tool_refusal(name, actor) is None]
+        return [spec.name for spec in self.catalogue if self._tool_refusal(spec.name, actor) is None]
+
+    def _scopes(self, tool: str, actor: str) -> list[tuple[str, ToolLimits]]:
+        """The per_tool entries that apply to `tool` for `actor`: (where, limits), global first."""
+        p = self.policy
+        tables = [("policy.per_tool", p.per_tool)]
+        actor_policy = p.actors.get(actor)
+        if actor_policy is not None:
+            tables.append((f"policy.actors.{actor}.per_tool", actor_policy.per_tool))
+        out = []
+        for where, table in tables:
+            found = _per_tool(table, tool)
+            if found is not None:
+                out.append((f"{where}.{found[0]}", found[1]))
+        return out
 
     def limits(self, tool: str, actor: str) -> tuple[int, int]:
         p = self.policy
-        layers: list[ToolLimits | None] = [p.per_tool.get(tool)]  # type: ignore[call-overload]
-        actor_policy = p.actors.get(actor)
-        if actor_policy is not None:
-            layers.append(actor_policy.per_tool.get(tool))  # type: ignore[call-overload]
         timeout_ms, max_bytes = p.global_timeout_ms, p.global_max_bytes
-        for lim in layers:
-            if lim is not None:
-                timeout_ms = lim.timeout_ms if lim.timeout_ms is not None else timeout_ms
-                max_bytes = lim.max_bytes if lim.max_bytes is not None else max_bytes
+        for _, lim in self._scopes(tool, actor):
+            timeout_ms = lim.timeout_ms if lim.timeout_ms is not None else timeout_ms
+            max_bytes = lim.max_bytes if lim.max_bytes is not None else max_bytes
         return timeout_ms, max_bytes
-
-    def _allowlist_refusal(self, tool: str, actor: str, args: dict[str, Any]) -> str | None:
-        p = self.policy
-        scopes = [("policy.per_tool", p.per_tool.get(tool))]  # type: ignore[call-overload]
-        actor_policy = p.actors.get(actor)
-        if actor_policy is not None:
-            scopes.append((f"policy.actors.{actor}.per_tool", actor_policy.per_tool.get(tool)))  # type: ignore[call-overload]
-        for where, lim in scopes:
-            if lim is None:
-                continue
-            for name, allowed in lim.arg_allowlist.items():
-                if args.get(name) not in allowed:
-                    return (f"argument {name}={args.get(name)!r} is not in {where}.{tool}.arg_allowlist."
-                            f"{name} {allowed!r}")
-        return None
 
     def check_tool(self, tool: str, actor: str) -> Decision:
         reason = self._tool_refusal(tool, actor)
@@ -86,4 +98,8 @@ class Policy:
 
     def check_arguments(self, tool: str, actor: str, args: dict[str, Any]) -> str | None:
         """Reason the (decoded, defaults filled) arguments are refused, or None."""
-        return self._allowlist_refusal(tool, actor, args)
+        for where, lim in self._scopes(tool, actor):
+            for name, allowed in lim.arg_allowlist.items():
+                if args.get(name) not in allowed:
+                    return f"argument {name}={args.get(name)!r} is not in {where}.arg_allowlist.{name} {allowed!r}"
+        return None

@@ -1,4 +1,4 @@
-"""Worker pools: pre-forked, confined workers per connector, with hard deadlines, that heal.
+"""Worker pools: pre-forked, confined workers per connector instance, with hard deadlines, that heal.
 
 A pool owns its zygote and its workers. A call borrows an idle worker (waiting, within the
 call's deadline, in a bounded queue when none is free), sends one request frame carrying the
@@ -131,7 +131,9 @@ class PoolStats:
 
 class WorkerPool:
     def __init__(self, connector: str, config: GatewayConfig, zygote_pid: int, control: socket.socket):
-        settings = getattr(config.connectors, connector)
+        """`connector`: the name of the instance this pool serves."""
+        self.instance = config.instance(connector)
+        settings = self.instance.settings
         self.connector = connector
         self.config = config
         self.size: int = settings.workers
@@ -363,7 +365,7 @@ class WorkerPool:
         """
         if self.stats.queued >= self.queue_size:
             raise QueueFull(f"{self.stats.queued} calls already wait for a {self.connector} worker "
-                            f"(connectors.{self.connector}.queue_size = {self.queue_size})")
+                            f"({self.instance.key}.queue_size = {self.queue_size})")
         if self.restarting and not self._workers and self._retry_at >= deadline:
             return self._unavailable(request)
         unread = 0

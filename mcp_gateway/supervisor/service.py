@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 import trio
 
 from mcp_gateway.config import GatewayConfig
+from mcp_gateway.connectors import KINDS
+from mcp_gateway.connectors.base import Backend
 from mcp_gateway.process_title import set_process_title
 from mcp_gateway.supervisor.audit import AuditLog
 from mcp_gateway.supervisor.gateway import Gateway, Outcome
@@ -20,7 +22,7 @@ from mcp_gateway.supervisor.pool import WorkerPool
 
 log = logging.getLogger("mcp_gateway")
 
-Zygotes = dict[str, tuple[int, socket.socket]]  # connector -> (zygote pid, its control socket)
+Zygotes = dict[str, tuple[int, socket.socket]]  # instance -> (zygote pid, its control socket)
 
 
 def configure_logging() -> None:
@@ -34,11 +36,11 @@ def configure_logging() -> None:
 async def open_gateway(config: GatewayConfig, zygotes: Zygotes,
                        observer: Callable[[Outcome, float], None] | None = None) -> AsyncIterator[Gateway]:
     """Start the worker pools and the audit log; yield the gateway; tear everything down on exit."""
-    set_process_title("supervisor")
+    set_process_title(None, "supervisor")
     audit = AuditLog(config.audit.path)
     if audit.last_error:
         log.error("%s: every tool call will be refused until it is fixed (then send SIGHUP)", audit.last_error)
-    pools: dict[str, WorkerPool] = {}
+    pools: dict[str, Backend] = {}
     async with trio.open_nursery() as nursery:
         for name, (pid, control) in zygotes.items():
             pool = WorkerPool(name, config, pid, control)
@@ -49,28 +51,18 @@ async def open_gateway(config: GatewayConfig, zygotes: Zygotes,
             nursery.start_soon(pool.run)
             pools[name] = pool
         nursery.start_soon(_reopen_audit_on_sighup, audit)
-        if config.connectors.postgres.enabled:
-            nursery.start_soon(_warn_if_db_role_not_read_only, config)
+        gateway = Gateway(config, pools, audit, observer)
+        for instance in config.instances():
+            kind = KINDS[instance.kind]
+            if kind.backend == "own":  # e.g. upstream MCP servers: started here, healing themselves
+                backend = kind.start_backend(instance, config, gateway.catalogue)
+                nursery.start_soon(backend.run)
+                pools[instance.name] = backend
         try:
-            yield Gateway(config, pools, audit, observer)
+            yield gateway
         finally:
             nursery.cancel_scope.cancel()
             audit.close()
-
-
-async def _warn_if_db_role_not_read_only(config: GatewayConfig) -> None:
-    """Least privilege is the second wall behind the SQL guard: say loudly when it is missing."""
-    from mcp_gateway.connectors.postgres.role import check_role
-
-    pg = config.connectors.postgres
-    result = await trio.to_thread.run_sync(check_role, pg, "mcp-gateway-check", abandon_on_cancel=True)
-    if result.problems:
-        log.warning("SECURITY WARNING: database role %s is not read-only: it %s. db.query then rests on the "
-                    "SQL guard alone; fix the role (docs/POSTGRES.md) and run `mcp-gateway doctor`.",
-                    pg.user, "; ".join(result.problems))
-    elif result.problems is None:
-        log.warning("database role %s could not be checked for least privilege (%s); run `mcp-gateway doctor`",
-                    pg.user, result.error)
 
 
 async def _reopen_audit_on_sighup(audit: AuditLog) -> None:

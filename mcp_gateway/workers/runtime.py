@@ -25,7 +25,6 @@ from mcp_gateway.ipc.messages import (
     reply_encoder,
     request_decoder,
 )
-from mcp_gateway.tools import TOOLS
 from mcp_gateway.workers.connector import CallLimits, Connector
 
 
@@ -43,15 +42,15 @@ def call_limits(req: CallRequest, received: float) -> CallLimits:
 
 
 def handle(connector: Connector, req: CallRequest, limits: CallLimits) -> CallOk | CallFailed:
-    spec = TOOLS.get(req.tool)
-    if spec is None or spec.connector != connector.name:
+    spec = connector.tools.get(req.tool)
+    if spec is None:
         return CallFailed(req.request_id, ErrorCode.VALIDATION_ERROR, f"tool {req.tool!r} is not served by this worker")
     try:
         args = msgspec.convert(req.args, spec.args_type, strict=True)
     except msgspec.ValidationError as e:
         return CallFailed(req.request_id, ErrorCode.VALIDATION_ERROR, f"arguments rejected by the worker: {e}")
     try:
-        result = connector.call(req.tool, args, limits)
+        result = connector.call(spec.tool, args, limits)
     except Refusal as e:
         if e.log_detail:
             print(f"mcp-gateway worker {os.getpid()} request {req.request_id}: {e.log_detail}",

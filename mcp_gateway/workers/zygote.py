@@ -1,4 +1,4 @@
-"""The per-connector zygote: a warm, single-threaded process that forks workers on request.
+"""The per-instance zygote: a warm, single-threaded process that forks workers on request.
 
 Forking a process that has already imported and initialised everything costs about a
 millisecond; starting an interpreter costs tens. `serve` forks one zygote per enabled
@@ -30,6 +30,7 @@ import msgspec
 import prctl
 
 from mcp_gateway.config import GatewayConfig
+from mcp_gateway.connectors import KINDS
 from mcp_gateway.ipc.caps import SPAWN_CAP
 from mcp_gateway.ipc.control import (
     Spawned,
@@ -44,9 +45,9 @@ from mcp_gateway.ipc.control import (
 from mcp_gateway.ipc.frames import send_frame
 from mcp_gateway.ipc.messages import WorkerAbort, WorkerReady, hello_encoder
 from mcp_gateway.process_title import set_process_title
-from mcp_gateway.sandbox import SandboxError, apply, check_identities, with_limits
+from mcp_gateway.sandbox import SandboxError, apply, check_identities
 from mcp_gateway.sandbox.descriptors import close_all_but
-from mcp_gateway.workers.registry import connector_for
+from mcp_gateway.workers.connector import Connector, build_connector
 from mcp_gateway.workers.runtime import Wear, serve
 
 WORKER_FD = 3
@@ -72,15 +73,15 @@ def _detach_stdio() -> None:
     os.close(null)
 
 
-def _become_worker(zygote_pid: int, fd: int, connector, config: GatewayConfig) -> None:
+def _become_worker(zygote_pid: int, fd: int, connector: Connector, config: GatewayConfig) -> None:
     die_with_parent(zygote_pid)
-    set_process_title(f"{connector.name} worker")
+    set_process_title(connector.instance, "worker")
     if fd != WORKER_FD:
         os.dup2(fd, WORKER_FD)
         os.close(fd)
     close_all_but(WORKER_FD + 1, connector.inherited_fds())
     sock = socket.socket(fileno=WORKER_FD)
-    profile = with_limits(connector.sandbox_profile(), config.sandbox)
+    profile = connector.sandbox_profile()
     try:
         layers = apply(profile, config.sandbox)
     except SandboxError as e:
@@ -88,8 +89,7 @@ def _become_worker(zygote_pid: int, fd: int, connector, config: GatewayConfig) -
         os._exit(70)
     connector.start()
     send_frame(sock, hello_encoder.encode(WorkerReady(os.getpid(), layers)))
-    pool = getattr(config.connectors, connector.name)
-    serve(sock, connector, Wear(connector, profile.cpu_s, pool.recycle_cpu_share))
+    serve(sock, connector, Wear(connector, profile.cpu_s, connector.settings.recycle_cpu_share))
 
 
 class _StderrRelay:
@@ -235,8 +235,9 @@ def _answer_spawn(control: socket.socket, me: int, connector, config: GatewayCon
 
 
 def zygote_main(name: str, config: GatewayConfig, control: socket.socket, supervisor_pid: int) -> None:
+    """`name`: the instance this zygote serves."""
     die_with_parent(supervisor_pid)
-    set_process_title(f"{name} zygote")
+    set_process_title(config.instance(name), "zygote")
     _detach_stdio()
     # Terminal signals go to the whole process group; the supervisor decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -244,7 +245,7 @@ def zygote_main(name: str, config: GatewayConfig, control: socket.socket, superv
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         check_identities(config.sandbox)
-        connector = connector_for(name, config)
+        connector = build_connector(name, config)
         connector.warm()
     except Exception as e:
         control.send(encode_reason(ZygoteFailed, f"{type(e).__name__}: {e}"))
@@ -257,13 +258,14 @@ def zygote_main(name: str, config: GatewayConfig, control: socket.socket, superv
 
 
 def start_zygotes(config: GatewayConfig) -> dict[str, tuple[int, socket.socket]]:
-    """Fork one zygote per enabled connector: name -> (pid, control socket). Must run before trio
-    (or anything) starts a thread."""
-    return {name: _fork_zygote(name, config) for name in config.enabled_connectors()}
+    """Fork one zygote per enabled instance: its name -> (pid, control socket). Must run before
+    trio (or anything) starts a thread."""
+    return {instance.name: _fork_zygote(instance.name, config) for instance in config.instances()
+            if KINDS[instance.kind].backend == "pool"}  # an "own" backend starts its processes itself
 
 
 def _fork_zygote(name: str, config: GatewayConfig) -> tuple[int, socket.socket]:
-    """Fork the zygote of one connector (call before any thread exists). Returns (pid, control)
+    """Fork the zygote of one instance (call before any thread exists). Returns (pid, control)
     at once; the zygote then sends ZygoteReady, or ZygoteFailed, on the control socket."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     parent = os.getpid()

@@ -22,12 +22,14 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mcp_gateway.config import GatewayConfig
 from mcp_gateway.ipc.errors import ErrorCode
 from mcp_gateway.supervisor import results
 from mcp_gateway.supervisor.gateway import Gateway, Outcome
-from mcp_gateway.tools import TOOLS
 from tests.conftest import write_config
 from tests.support.gateway_process import wait_until
+
+TOOLS = {spec.name: spec for spec in GatewayConfig().catalogue()}  # the seed config's instances
 
 CODES = [code for code in ErrorCode if code is not ErrorCode.CANCELLED]  # CANCELLED is never answered
 ACCEPT = "application/json, text/event-stream"

@@ -80,7 +80,7 @@ def test_doctor_never_passes_a_filesystem_connector_without_a_usable_path(gw_dir
                                                                  denied_paths=[]))
     out = _gateway("doctor", "--config", str(config))
     assert out.returncode == 1
-    assert "FAIL  the filesystem connector has no usable allowed path" in out.stdout
+    assert "FAIL  instance fs has no usable allowed path" in out.stdout
 
 
 # --- what check-config used to pass and serve refused ---------------------------------------

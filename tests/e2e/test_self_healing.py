@@ -53,9 +53,13 @@ def _reason(result):
     return (meta or result.get("structuredContent") or {}).get("reason", "")
 
 
+SEED_INSTANCES = {"filesystem": "fs", "http_fetch": "web", "postgres": "db"}
+
+
 def _zygote_of(gw, connector):
+    """The zygote of the seed instance of kind `connector`."""
     for pid in children(gw.proc.pid):
-        if _cmdline(pid) == f"mcp-gateway: {connector} zygote":
+        if _cmdline(pid) == f"mcp-gateway: {SEED_INSTANCES[connector]} zygote ({connector})":
             return pid
     return None
 
@@ -179,10 +183,10 @@ def test_a_dead_zygote_is_restarted_and_every_call_is_answered(gw_dir):
             log = _stderr_so_far(gw, "(zygote restarted)")
             # The fresh-interpreter zygote's workers have the same layers as the first ones (the
             # numbers differ: each worker's own uid, the address-space baseline it measured).
-            sandboxes = re.findall(r"filesystem: 2 workers ready; sandbox: (.*?)( \(zygote restarted\))?$", log, re.M)
+            sandboxes = re.findall(r"fs: 2 workers ready; sandbox: (.*?)( \(zygote restarted\))?$", log, re.M)
             layers = [re.sub(r"\d+", "#", text) for text, _ in sandboxes]
             assert len(layers) == 2 and layers[0] == layers[1] and sandboxes[1][1]
-            assert re.search(rf"ERROR .*the filesystem zygote \(pid {fs_zygote}\) killed by SIGKILL; starting a new "
+            assert re.search(rf"ERROR .*the fs zygote \(pid {fs_zygote}\) killed by SIGKILL; starting a new "
                              "one", log), log[-3000:]
         lines = audit_lines(gw_dir)
         assert len({x["request_id"] for x in lines}) == len(lines) >= len(ids)  # one line per call
@@ -211,12 +215,12 @@ def test_a_call_with_no_live_worker_gets_unavailable_and_healthz_says_so(gw_dir)
             assert _code(result) == "UNAVAILABLE", result
             assert "retry later" in _reason(result)
             health = httpx.get(gw.base + "/healthz", timeout=5)
-            assert health.status_code == 503 and health.json()["workers"] == {"filesystem": 0}
-            assert scrape(gw.base)[("mcp_gateway_workers_live", (("connector", "filesystem"),))] == 0
+            assert health.status_code == 503 and health.json()["workers"] == {"fs": 0}
+            assert scrape(gw.base)[("mcp_gateway_workers_live", (("connector", "fs"),))] == 0
         finally:
             os.kill(zygote, signal.SIGCONT)
         _wait_for(lambda: httpx.get(gw.base + "/healthz", timeout=5).status_code == 200)
-        assert scrape(gw.base)[("mcp_gateway_workers_live", (("connector", "filesystem"),))] == 2
+        assert scrape(gw.base)[("mcp_gateway_workers_live", (("connector", "fs"),))] == 2
         assert _code(client.call("fs.readFile", HELLO)) is None
     lines = audit_lines(gw_dir)
     assert [x["error_code"] for x in lines] == ["UNAVAILABLE", None]
@@ -252,7 +256,7 @@ def test_every_idle_worker_killed_at_once_costs_no_call(gw_dir):
             assert _code(result) is None, result
             _wait_for(lambda killed=workers: not any(_alive(w) for w in killed))
         # The zygote reaps each one and the pool logs how it died, call or no call.
-        log = _stderr_so_far(gw, f"filesystem worker pid {workers[-1]} ")
+        log = _stderr_so_far(gw, f"fs worker pid {workers[-1]} ")
         assert all(f"worker pid {w} " in log for w in workers)
     assert [x["error_code"] for x in audit_lines(gw_dir)] == [None] * 5
 
@@ -268,7 +272,7 @@ def test_a_worker_dying_mid_call_fails_only_that_call_and_says_how(gw_dir):
             assert _code(result) == "WORKER_CRASHED"
             assert "killed by SIGKILL" in _reason(result)
             assert _code(gw.call("fs.readFile", HELLO)) is None
-            log = _stderr_so_far(gw, f"http_fetch worker pid {worker} killed by SIGKILL while serving request")
+            log = _stderr_so_far(gw, f"web worker pid {worker} killed by SIGKILL while serving request")
             assert "WARNING" in log
     assert [x["error_code"] for x in audit_lines(gw_dir)] == ["WORKER_CRASHED", None]
 
@@ -284,7 +288,7 @@ def test_a_worker_killed_by_sigsys_is_a_security_event(gw_dir):
                                                         "allowed_ports": [port]}})
         with HttpGateway(config) as gw, McpHttp(gw.url) as client:
             client.initialize()
-            zygote = next(z for z in children(gw.proc.pid) if _cmdline(z) == "mcp-gateway: http_fetch zygote")
+            zygote = next(z for z in children(gw.proc.pid) if _cmdline(z) == "mcp-gateway: web zygote (http_fetch)")
             (worker,) = children(zygote)
             results = []
             t = threading.Thread(target=lambda: results.append(
@@ -300,11 +304,11 @@ def test_a_worker_killed_by_sigsys_is_a_security_event(gw_dir):
                           or result["structuredContent"])["request_id"]
             log = _wait_for(lambda: "SECURITY" in gw.stderr() and gw.stderr())
             line = next(x for x in log.splitlines() if "SECURITY" in x)
-            assert " ERROR " in line and f"pid {worker}" in line and "http_fetch" in line
+            assert " ERROR " in line and f"pid {worker}" in line and "web" in line
             assert request_id in line and "SIGSYS" in line
             metrics = scrape(gw.base)
-            assert metrics[("mcp_gateway_worker_sandbox_kills_total", (("connector", "http_fetch"),))] == 1
-            assert metrics[("mcp_gateway_worker_sandbox_kills_total", (("connector", "filesystem"),))] == 0
+            assert metrics[("mcp_gateway_worker_sandbox_kills_total", (("connector", "web"),))] == 1
+            assert metrics[("mcp_gateway_worker_sandbox_kills_total", (("connector", "fs"),))] == 0
     (line,) = [x for x in audit_lines(gw_dir) if x["request_id"] == request_id]
     assert "sandbox stopped the worker" in line["reason"] and line["error_code"] == "WORKER_CRASHED"
 
@@ -423,8 +427,8 @@ def test_process_titles_say_what_each_process_is(gw_dir):
             titles = {}
             for z in children(gw.proc.pid):
                 titles[_cmdline(z)] = [_cmdline(w) for w in children(z)]
-            assert titles == {"mcp-gateway: filesystem zygote": ["mcp-gateway: filesystem worker"] * 2,
-                              "mcp-gateway: http_fetch zygote": ["mcp-gateway: http_fetch worker"]}
+            assert titles == {"mcp-gateway: fs zygote (filesystem)": ["mcp-gateway: fs worker (filesystem)"] * 2,
+                              "mcp-gateway: web zygote (http_fetch)": ["mcp-gateway: web worker (http_fetch)"]}
             with open(f"/proc/{children(_zygote_of(gw, 'filesystem'))[0]}/comm") as f:
                 assert f.read().strip() == "gw-fs-worker"
 

@@ -14,7 +14,7 @@ import pytest
 
 import mcp_gateway.sandbox as sandbox
 from mcp_gateway.config import DEFAULT_UID_RANGE, SandboxSettings
-from mcp_gateway.sandbox import SandboxError, apply, host_support, with_limits
+from mcp_gateway.sandbox import SandboxError, apply, host_support
 from mcp_gateway.sandbox._common import (
     PR_GET_DUMPABLE,
     PR_GET_NO_NEW_PRIVS,
@@ -269,7 +269,7 @@ def test_seccomp_layer_alone(tree: str) -> None:
     o = run_child(probe)
     assert o.error is None, o
     r = o.result
-    assert r["report"]["seccomp"].startswith("allowlist ") and "(filesystem)" in r["report"]["seccomp"]
+    assert r["report"]["seccomp"].startswith("allowlist ") and "(fs)" in r["report"]["seccomp"]
     assert r["socket"] == "EPERM" and r["fork"] == "EPERM" and r["write_open"] == "EPERM"
     assert r["clone3"] == "ENOSYS"
     assert r["read_outside"] == "ok"
@@ -328,21 +328,25 @@ def test_best_effort_layer_reports_unavailable(tree: str, monkeypatch: pytest.Mo
     assert o.result["seccomp"].startswith("allowlist")  # later layers still apply
 
 
-def test_with_limits_takes_the_connector_limits() -> None:
-    s = SandboxSettings.model_validate(
-        {"limits": {"postgres": {"memory_mb": 1024, "cpu_s": 9, "nofile": 99}}}
-    )
-    p = with_limits(SandboxProfile("postgres", read_paths=("/x",)), s)
-    assert (p.memory_mb, p.cpu_s, p.nofile, p.read_paths) == (1024, 9, 99, ("/x",))
-    q = with_limits(SandboxProfile("filesystem", memory_mb=1), s)
-    assert (q.memory_mb, q.cpu_s, q.nofile) == (512, 300, 64)
+def test_limits_are_the_instances_own_else_its_kinds() -> None:
+    from mcp_gateway.config import GatewayConfig
+
+    config = GatewayConfig.model_validate({
+        "connectors": {"postgres": {"instances": {"app": {}, "analytics": {}}}},
+        "sandbox": {"limits": {"postgres": {"memory_mb": 1024, "cpu_s": 9, "nofile": 99},
+                               "analytics": {"memory_mb": 2048}}}})
+    app, analytics = config.instance("app"), config.instance("analytics")
+    assert config.sandbox.limits_for(app).model_dump() == {"memory_mb": 1024, "cpu_s": 9, "nofile": 99}
+    assert config.sandbox.limits_for(analytics).model_dump() == {"memory_mb": 2048, "cpu_s": 300, "nofile": 64}
+    assert config.sandbox.limits_for(config.instance("fs")).model_dump() == {"memory_mb": 512, "cpu_s": 300,
+                                                                             "nofile": 64}
 
 
 def test_http_fetch_filter_allows_only_its_families() -> None:
     from mcp_gateway.sandbox.seccomp import build_filter
 
-    _, fs_count = build_filter("filesystem", ())
-    _, fetch_count = build_filter("http_fetch", http_fetch_profile().socket_families)
+    _, fs_count = build_filter(("openat2",), ())
+    _, fetch_count = build_filter((), http_fetch_profile().socket_families)
     assert fetch_count > fs_count - 1  # socket/connect/setsockopt added, openat2 not
 
 

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from mcp_gateway.config import ConnectorsSettings, FilesystemSettings, GatewayConfig
+from mcp_gateway.config import ConnectorsSettings, GatewayConfig
 from mcp_gateway.connectors.filesystem.openat2 import openat2_available
+from mcp_gateway.connectors.filesystem.settings import FilesystemSettings
+from mcp_gateway.connectors.filesystem.tools import ListDirArgs, ReadFileArgs
 from mcp_gateway.connectors.filesystem.worker import FilesystemConnector
 from mcp_gateway.ipc.errors import Refusal
-from mcp_gateway.tools.arguments import ListDirArgs, ReadFileArgs
 from mcp_gateway.workers.connector import CallLimits
 
 MiB = 1024 * 1024
@@ -86,11 +87,11 @@ def fs(tree: Tree, mode: str):
 
 
 def read(conn: FilesystemConnector, path: str, limits: CallLimits = LIMITS, **kw) -> dict:
-    return conn.call("fs.readFile", ReadFileArgs(path=path, **kw), limits)
+    return conn.call("readFile", ReadFileArgs(path=path, **kw), limits)
 
 
 def listdir(conn: FilesystemConnector, path: str, limits: CallLimits = LIMITS) -> dict:
-    return conn.call("fs.listDir", ListDirArgs(path=path), limits)
+    return conn.call("listDir", ListDirArgs(path=path), limits)
 
 
 def refused(fn, *args, **kw) -> Refusal:

@@ -119,15 +119,13 @@ def run_child(fn: Callable[[], Any], timeout: float = 15.0) -> Outcome:
     return out
 
 
+# The profiles' rlimits (a connector puts its instance's sandbox.limits in its profile).
+TEST_LIMITS = {"memory_mb": TEST_MEMORY_MB, "cpu_s": 30, "nofile": TEST_NOFILE}
+
+
 def settings(**layers: str) -> SandboxSettings:
-    """Sandbox settings with small test limits; layers not named stay `required`."""
-    limits = {"memory_mb": TEST_MEMORY_MB, "cpu_s": 30, "nofile": TEST_NOFILE}
-    return SandboxSettings.model_validate(
-        {
-            "layers": layers,
-            "limits": {c: limits for c in ("filesystem", "http_fetch", "postgres")},
-        }
-    )
+    """Sandbox settings; layers not named stay `required`."""
+    return SandboxSettings.model_validate({"layers": layers})
 
 
 def only(layer: str) -> SandboxSettings:
@@ -156,9 +154,10 @@ def world_readable_tree() -> str:
     return root
 
 
-# Profiles equal to what the connectors build (see mcp_gateway/workers/*.py).
+# Profiles equal to what the connectors build (see mcp_gateway/connectors/*/worker.py).
 def filesystem_profile(root: str) -> SandboxProfile:
-    return SandboxProfile("filesystem", read_paths=(root,), connect_ports=(), socket_families=())
+    return SandboxProfile("fs", read_paths=(root,), connect_ports=(), socket_families=(), extra_syscalls=("openat2",),
+                          **TEST_LIMITS)
 
 
 def fetch_read_paths() -> tuple[str, ...]:
@@ -169,19 +168,21 @@ def fetch_read_paths() -> tuple[str, ...]:
 
 def http_fetch_profile(*extra_ports: int) -> SandboxProfile:
     return SandboxProfile(
-        "http_fetch",
+        "web",
         read_paths=fetch_read_paths(),
         connect_ports=(80, 443, *extra_ports),
         socket_families=INET_FAMILIES,
+        **TEST_LIMITS,
     )
 
 
 def postgres_profile(port: int = 5432) -> SandboxProfile:
     return SandboxProfile(
-        "postgres",
+        "db",
         read_paths=fetch_read_paths(),
         connect_ports=(port,),
         socket_families=(*INET_FAMILIES, socket.AF_UNIX),
+        **TEST_LIMITS,
     )
 
 

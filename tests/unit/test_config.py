@@ -89,12 +89,14 @@ def test_unquoted_yaml_off_means_off_and_on_is_refused(tmp_path):
         parse_config("sandbox:\n  layers: {user: on}\n", tmp_path / "c.yaml")
 
 
-def test_the_config_knows_exactly_the_catalogue_tools():
-    from mcp_gateway.config import TOOL_NAMES
-    from mcp_gateway.tools import TOOLS
-
-    assert set(TOOL_NAMES) == set(TOOLS)
-    assert {spec.connector for spec in TOOLS.values()} == {"filesystem", "http_fetch", "postgres"}
+def test_the_seed_config_names_the_seed_instances_and_their_tools():
+    from mcp_gateway.config import GatewayConfig
+    
+    cfg = GatewayConfig()
+    assert [(i.name, i.kind) for i in cfg.instances(enabled_only=False)] == [
+        ("fs", "filesystem"), ("web", "http_fetch"), ("db", "postgres")]
+    assert {spec.name for spec in cfg.catalogue()} == {
+        "fs.readFile", "fs.listDir", "web.fetch", "db.query", "db.schema"}
 
 
 # --- hostile config files: a ConfigError (one line of text) or a config, nothing else --------

@@ -12,7 +12,7 @@ def test_default_deny_exposes_only_allowed_tools_of_enabled_connectors(config_fa
     assert p.exposed_tools("a") == ["fs.readFile"]  # db.query: postgres not enabled
     d = p.check_tool("fs.listDir", "a")
     assert not d.allowed and "not in policy.allow_tools (default deny)" in d.reason
-    assert "connector postgres is not enabled" in p.check_tool("db.query", "a").reason
+    assert "connector db (postgres) is not enabled" in p.check_tool("db.query", "a").reason
     assert "unknown tool" in p.check_tool("fs.deleteFile", "a").reason
 
 

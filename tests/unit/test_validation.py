@@ -4,9 +4,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mcp_gateway.config import GatewayConfig
 from mcp_gateway.ipc.errors import ErrorCode, Refusal
 from mcp_gateway.supervisor.validation import decode_arguments
-from mcp_gateway.tools import TOOLS
+
+TOOLS = {spec.name: spec for spec in GatewayConfig().catalogue()}  # the seed config's instances
 
 
 @contextmanager

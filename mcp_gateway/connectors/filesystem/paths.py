@@ -27,7 +27,7 @@ import functools
 from pathlib import Path
 from typing import NamedTuple
 
-from mcp_gateway.config import FilesystemSettings
+from mcp_gateway.connectors.filesystem.settings import FilesystemSettings
 from mcp_gateway.guards import GuardDenied
 
 PATH_MAX_BYTES = 4096

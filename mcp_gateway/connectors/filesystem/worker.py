@@ -31,13 +31,21 @@ import os
 import stat
 import sys
 
-from mcp_gateway.config import FilesystemSettings, GatewayConfig
+from mcp_gateway.config import GatewayConfig
+from mcp_gateway.connectors.base import Instance
 from mcp_gateway.connectors.filesystem.openat2 import BeneathOpener, openat2_available
-from mcp_gateway.connectors.filesystem.paths import CheckedPath, as_sent, check_path, lexical_components, normalise_root
+from mcp_gateway.connectors.filesystem.paths import (
+    CheckedPath,
+    as_sent,
+    check_path,
+    lexical_components,
+    normalise_root,
+)
+from mcp_gateway.connectors.filesystem.settings import FilesystemSettings
+from mcp_gateway.connectors.filesystem.tools import LIST_DIR, READ_FILE, ListDirArgs, ReadFileArgs
 from mcp_gateway.guards import GuardDenied
 from mcp_gateway.ipc.errors import ErrorCode, Refusal
 from mcp_gateway.sandbox.profile import SandboxProfile
-from mcp_gateway.tools.arguments import ListDirArgs, ReadFileArgs
 from mcp_gateway.workers.connector import CallLimits, Connector
 
 READ_CHUNK = 1024 * 1024
@@ -100,11 +108,11 @@ class _IsDirectory(Exception):
 
 
 class FilesystemConnector(Connector):
-    name = "filesystem"
+    kind = "filesystem"
 
-    def __init__(self, config: GatewayConfig) -> None:
-        super().__init__(config)
-        self.settings: FilesystemSettings = config.connectors.filesystem
+    def __init__(self, config: GatewayConfig, instance: Instance | None = None) -> None:
+        super().__init__(config, instance)
+        self.settings: FilesystemSettings
         self._roots: dict[str, _Root] = {}
         self._missing_roots: set[str] = set()
         self._denied_idents: set[tuple[int, int]] = set()
@@ -137,12 +145,13 @@ class FilesystemConnector(Connector):
         openat2_available()
 
     def sandbox_profile(self) -> SandboxProfile:
-        limits = self.config.sandbox.limits_for(self.name)
+        limits = self.limits()
         return SandboxProfile(
-            connector=self.name,
+            instance=self.name,
             read_paths=tuple(str(p) for p in self.settings.allowed_paths),
             connect_ports=(),
             socket_families=(),
+            extra_syscalls=("openat2",),
             memory_mb=limits.memory_mb,
             cpu_s=limits.cpu_s,
             nofile=limits.nofile,
@@ -217,9 +226,9 @@ class FilesystemConnector(Connector):
     def call(self, tool: str, args, limits: CallLimits) -> dict:
         if self._opener is None:
             raise Refusal(ErrorCode.INTERNAL_ERROR, "the filesystem worker was not started")
-        if tool == "fs.readFile" and isinstance(args, ReadFileArgs):
+        if tool == READ_FILE.tool and isinstance(args, ReadFileArgs):
             return self.read_file(args, limits)
-        if tool == "fs.listDir" and isinstance(args, ListDirArgs):
+        if tool == LIST_DIR.tool and isinstance(args, ListDirArgs):
             return self.list_dir(args, limits)
         raise Refusal(ErrorCode.VALIDATION_ERROR, f"tool {tool!r} is not served by the filesystem connector")
 

@@ -25,7 +25,7 @@ import httpcore
 import httpx
 from httpcore._backends.sync import SyncStream  # httpcore is pinned; SyncStream is its socket stream
 
-from mcp_gateway.config import HttpFetchSettings
+from mcp_gateway.connectors.http_fetch.settings import HttpFetchSettings
 from mcp_gateway.connectors.http_fetch.urls import check_host, parse_host
 from mcp_gateway.guards.addresses import parse_ip, refusal
 from mcp_gateway.ipc.errors import ErrorCode, Refusal

@@ -40,8 +40,8 @@ _NUMERIC_LAST_LABEL = re.compile(r"[0-9]+|0[xX][0-9a-fA-F]*")
 
 
 class FetchRules(Protocol):
-    """What the URL checks read of web.fetch's settings (config.HttpFetchSettings is one): config
-    validates its entries with this module's parsers, so this module does not import config."""
+    """What the URL checks read of web.fetch's settings (settings.HttpFetchSettings is one): the
+    settings validate their entries with this module's parsers, so this module does not import them."""
 
     @property
     def allowed_domains(self) -> Sequence[str]: ...

@@ -28,7 +28,8 @@ import httpx
 import idna
 import msgspec
 
-from mcp_gateway.config import GatewayConfig, HttpFetchSettings
+from mcp_gateway.config import GatewayConfig
+from mcp_gateway.connectors.base import Args, Instance
 from mcp_gateway.connectors.http_fetch.pinned_transport import (
     FetchBudget,
     PinnedBackend,
@@ -36,11 +37,12 @@ from mcp_gateway.connectors.http_fetch.pinned_transport import (
     Resolver,
 )
 from mcp_gateway.connectors.http_fetch.resolver import HOSTS_FILE, RESOLV_CONF, DnsResolver, warm_resolver
+from mcp_gateway.connectors.http_fetch.settings import HttpFetchSettings
+from mcp_gateway.connectors.http_fetch.tools import FETCH, FetchArgs
 from mcp_gateway.connectors.http_fetch.urls import ParsedTarget, check_characters, check_url, sanitize_headers
 from mcp_gateway.guards import GuardDenied
 from mcp_gateway.ipc.errors import ErrorCode, Refusal
 from mcp_gateway.sandbox.profile import INET_FAMILIES, SandboxProfile
-from mcp_gateway.tools.arguments import Args, FetchArgs
 from mcp_gateway.workers.connector import CallLimits, Connector
 
 _ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
@@ -114,11 +116,12 @@ class _BodyCap:
 
 
 class HttpFetchConnector(Connector):
-    name = "http_fetch"
+    kind = "http_fetch"
 
-    def __init__(self, config: GatewayConfig, resolver: Resolver | None = None) -> None:
-        super().__init__(config)
-        self.settings: HttpFetchSettings = config.connectors.http_fetch
+    def __init__(self, config: GatewayConfig, resolver: Resolver | None = None,
+                 instance: Instance | None = None) -> None:
+        super().__init__(config, instance)
+        self.settings: HttpFetchSettings
         # Injectable for tests: (ASCII host, port, seconds left) -> address strings.
         self.resolver: Resolver = resolver or DnsResolver()
         self._ssl_context: ssl.SSLContext | None = None
@@ -199,9 +202,9 @@ class HttpFetchConnector(Connector):
     def sandbox_profile(self) -> SandboxProfile:
         paths = [certifi.where()]
         paths += [p for p in (RESOLV_CONF, HOSTS_FILE) if os.path.exists(p)]
-        limits = self.config.sandbox.limits_for(self.name)
+        limits = self.limits()
         return SandboxProfile(
-            connector=self.name,
+            instance=self.name,
             read_paths=tuple(dict.fromkeys(paths)),
             connect_ports=tuple(sorted(set(self.settings.allowed_ports))),
             socket_families=INET_FAMILIES,
@@ -213,7 +216,7 @@ class HttpFetchConnector(Connector):
     # --- worker side ----------------------------------------------------------------------
 
     def call(self, tool: str, args: Args, limits: CallLimits) -> dict:
-        if tool != "web.fetch" or not isinstance(args, FetchArgs):
+        if tool != FETCH.tool or not isinstance(args, FetchArgs):
             raise Refusal(ErrorCode.VALIDATION_ERROR, f"tool {tool!r} is not served by http_fetch")
         budget = FetchBudget(time.monotonic() + limits.remaining_s())  # the runtime's deadline, margin included
         try:

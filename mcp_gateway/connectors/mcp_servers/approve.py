@@ -88,7 +88,7 @@ class Review:
         for tool in self.tools:
             if tool.upstream_name in self.new:
                 print(f"  NEW       {tool.name}  sha256 {tool.digest}", file=out)
-                print(f"            description: {tool.description[:300]!r}", file=out)
+                print(f"            description: {(tool.description or '')[:300]!r}", file=out)
             elif tool.upstream_name in self.changed:
                 print(f"  CHANGED   {tool.name}  sha256 {tool.digest}", file=out)
                 print("\n".join("            " + line for line in self.changed[tool.upstream_name].splitlines()),

@@ -23,6 +23,7 @@ import trio
 
 from mcp_gateway.connectors.mcp_servers.answers import answer_of
 from mcp_gateway.connectors.mcp_servers.discovery import Discovered, UpstreamTool, discover
+from mcp_gateway.connectors.mcp_servers.metrics import metric_families
 from mcp_gateway.connectors.mcp_servers.pins import PinCheck
 from mcp_gateway.connectors.mcp_servers.session import (
     BadAnswer,
@@ -325,6 +326,8 @@ class UpstreamBackend:
         return CallFailed(request.request_id, code, reason)
 
     # --- reporting -------------------------------------------------------------------------
+
+    metric_families = staticmethod(metric_families)  # of all upstream backends at once (/metrics)
 
     def health(self) -> dict[str, Any]:
         """For /healthz (unauthenticated: counts and states only; the reasons are in the log and doctor).

@@ -67,8 +67,8 @@ class UpstreamTool:
         return self.definition.get("title")
 
     @property
-    def description(self) -> str:
-        return self.definition.get("description", "")
+    def description(self) -> str | None:
+        return self.definition.get("description")
 
     @property
     def input_schema(self) -> dict[str, Any]:
@@ -80,8 +80,9 @@ class UpstreamTool:
 
     def advertised(self) -> types.Tool:
         """The definition the gateway lists: checked fields only, no upstream annotations."""
-        return types.Tool(name=self.name, title=self.title, description=self.description,
-                          input_schema=self.input_schema, output_schema=self.output_schema)
+        fields = {"title": self.title, "description": self.description, "output_schema": self.output_schema}
+        return types.Tool(name=self.name, input_schema=self.input_schema,
+                          **{k: v for k, v in fields.items() if v is not None})  # unset, not null
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ import msgspec
 import prctl
 
 from mcp_gateway.config import GatewayConfig
+from mcp_gateway.connectors.base import Instance
 from mcp_gateway.connectors.mcp_servers.egress import Egress
 from mcp_gateway.connectors.mcp_servers.profile import RuntimeProfile, UnconfinableCommand, resolve
 from mcp_gateway.connectors.mcp_servers.server import ServerChild, ServerPlan
@@ -60,10 +61,10 @@ report_decoder = msgspec.msgpack.Decoder(dict[str, str])
 class UpstreamLauncher:
     """What the zygote of one `mcp_servers` instance holds (built and warmed before any fork)."""
 
-    def __init__(self, config: GatewayConfig, instance: str) -> None:
+    def __init__(self, config: GatewayConfig, instance: Instance) -> None:
         self.config = config
-        self.instance = instance
-        self.settings = config.connectors.mcp_servers[instance]
+        self.instance = instance.name
+        self.settings = instance.settings
         self.runtime = RuntimeProfile()
         self.no_namespaces: str | None = None
 

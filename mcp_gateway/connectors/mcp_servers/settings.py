@@ -5,7 +5,6 @@ executed (and that the sandbox lets it execute): what runs is decided when the c
 read, not by whatever a later PATH finds. The environment the server sees is exactly `env`
 plus the `env_from_gateway` variables copied by name.
 
-config.py imports this module: nothing here may import config.py at module level.
 """
 
 from __future__ import annotations
@@ -13,25 +12,20 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-if TYPE_CHECKING:
-    from mcp_gateway.config import HttpFetchSettings
+from mcp_gateway.connectors.base import InstanceSettings, Strict
+from mcp_gateway.connectors.http_fetch.settings import HttpFetchSettings
 
 MiB = 1024 * 1024
 LayerMode = Literal["required", "best_effort", "off"]
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
-INSTANCE_NAME = r"^[a-z][a-z0-9_-]{0,31}$"
 EnvName = Annotated[str, Field(pattern=ENV_NAME)]
 # Variables that change what the dynamic loader maps into the server: they would run code the
 # Landlock execute rule never saw (it governs execve, not the loader's choices).
 LOADER_VARIABLE_PREFIXES = ("LD_", "GCONV_PATH", "MALLOC_")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class UpstreamFilesystem(Strict):
@@ -64,8 +58,6 @@ class UpstreamNetwork(Strict):
 
     def fetch_rules(self) -> HttpFetchSettings:
         """web.fetch's settings carrying this instance's rules (what the guards take)."""
-        from mcp_gateway.config import HttpFetchSettings
-
         return HttpFetchSettings(enabled=True, allowed_domains=self.allowed_domains,
                                  allow_internal_cidrs=self.allow_internal_cidrs, allowed_ports=self.allowed_ports)
 
@@ -80,7 +72,8 @@ class UpstreamLimits(Strict):
     max_file_mb: Annotated[int, Field(ge=0, le=65536)] = 256
 
 
-class McpServerSettings(Strict):
+class McpServerSettings(InstanceSettings):
+    # Naming a server is asking for it: enabled unless it says otherwise.
     enabled: bool = True
     # argv; command[0] is resolved on PATH at load (see _resolve_command).
     command: Annotated[list[Annotated[str, Field(min_length=1, max_length=4096)]], Field(min_length=1, max_length=256)]

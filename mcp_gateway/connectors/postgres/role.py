@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from mcp_gateway.config import PostgresSettings
+from mcp_gateway.connectors.postgres.settings import PostgresSettings
 
 __all__ = ["RoleCheck", "check_role", "role_problems"]
 
@@ -87,7 +87,7 @@ class RoleCheck:
 
 
 def check_role(pg: PostgresSettings, application_name: str = "mcp-gateway-doctor") -> RoleCheck:
-    """Connect as the configured role (POSTGRES_PASSWORD) and list what it must not be allowed."""
+    """Connect as the configured role (password from `password_env`) and list what it must not be allowed."""
     try:
         import psycopg
     except ImportError as e:
@@ -102,7 +102,7 @@ def check_role(pg: PostgresSettings, application_name: str = "mcp-gateway-doctor
         "application_name": application_name,
         "gssencmode": "disable",
     }
-    password = os.environ.get("POSTGRES_PASSWORD")
+    password = os.environ.get(pg.password_env)
     if password:
         kwargs["password"] = password
     try:

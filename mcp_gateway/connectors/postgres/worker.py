@@ -25,12 +25,14 @@ from decimal import Decimal
 from typing import Any
 
 from mcp_gateway.config import GatewayConfig
+from mcp_gateway.connectors.base import Args, Instance
+from mcp_gateway.connectors.postgres.settings import PostgresSettings
 from mcp_gateway.connectors.postgres.sql import CheckedSql, prepare_sql
 from mcp_gateway.connectors.postgres.sql_catalog import SqlCatalog, load_catalog
+from mcp_gateway.connectors.postgres.tools import QUERY, SCHEMA, QueryArgs, SchemaArgs
 from mcp_gateway.guards import GuardDenied
 from mcp_gateway.ipc.errors import ErrorCode, Refusal
 from mcp_gateway.sandbox.profile import INET_FAMILIES, SandboxProfile
-from mcp_gateway.tools.arguments import Args, QueryArgs, SchemaArgs
 from mcp_gateway.workers.connector import CallLimits, Connector
 
 APPLICATION_NAME = "mcp-gateway"
@@ -97,11 +99,11 @@ BROKEN_AFTER_FAILED_CONNECTS = 3
 
 
 class PostgresConnector(Connector):
-    name = "postgres"
+    kind = "postgres"
 
-    def __init__(self, config: GatewayConfig) -> None:
-        super().__init__(config)
-        self.settings = config.connectors.postgres
+    def __init__(self, config: GatewayConfig, instance: Instance | None = None) -> None:
+        super().__init__(config, instance)
+        self.settings: PostgresSettings
         self._conn: Any = None
         self._type_names: dict[int, str] = {}
         self._catalog: SqlCatalog | None = None
@@ -163,9 +165,9 @@ class PostgresConnector(Connector):
         for p in paths:
             if p not in seen and os.path.exists(p):
                 seen.append(p)
-        lim = self.config.sandbox.limits_for("postgres")
+        lim = self.limits()
         return SandboxProfile(
-            connector=self.name,
+            instance=self.name,
             read_paths=tuple(seen),
             connect_ports=(s.port,),
             socket_families=families,
@@ -210,7 +212,7 @@ class PostgresConnector(Connector):
 
         try:
             conn = psycopg.connect(
-                autocommit=True, **self._conninfo_kwargs(os.environ.get("POSTGRES_PASSWORD"))
+                autocommit=True, **self._conninfo_kwargs(os.environ.get(self.settings.password_env))
             )
         except psycopg.Error as e:
             raise Refusal(ErrorCode.UPSTREAM_ERROR, f"could not connect to PostgreSQL: {_pg_message(e)}") from None
@@ -261,7 +263,7 @@ class PostgresConnector(Connector):
     # --- calls --------------------------------------------------------------------------------
 
     def call(self, tool: str, args: Args, limits: CallLimits) -> dict:
-        if tool == "db.query":
+        if tool == QUERY.tool:
             if not isinstance(args, QueryArgs):
                 raise Refusal(ErrorCode.VALIDATION_ERROR, "db.query takes QueryArgs")
             self._connection()  # the guard decides names by this server's catalog, read at connect
@@ -279,7 +281,7 @@ class PostgresConnector(Connector):
             return self._in_transaction(
                 limits, lambda conn: self._query(conn, checked, list(args.params), max_rows, limits)
             )
-        if tool == "db.schema":
+        if tool == SCHEMA.tool:
             if not isinstance(args, SchemaArgs):
                 raise Refusal(ErrorCode.VALIDATION_ERROR, "db.schema takes SchemaArgs")
             return self._in_transaction(limits, lambda conn: self._schema(conn, args, limits))

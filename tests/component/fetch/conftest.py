@@ -12,7 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from mcp_gateway.config import ConnectorsSettings, GatewayConfig, HttpFetchSettings
+from mcp_gateway.config import ConnectorsSettings, GatewayConfig
+from mcp_gateway.connectors.http_fetch.settings import HttpFetchSettings
 from mcp_gateway.connectors.http_fetch.worker import HttpFetchConnector
 from mcp_gateway.workers.connector import CallLimits
 

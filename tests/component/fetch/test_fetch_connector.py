@@ -9,15 +9,15 @@ import time
 
 import pytest
 
+from mcp_gateway.connectors.http_fetch.tools import FetchArgs
 from mcp_gateway.ipc.errors import Refusal
-from mcp_gateway.tools.arguments import FetchArgs
 from mcp_gateway.workers.connector import CallLimits
 
 from .conftest import LIMITS, RecordingResolver, make_connector, no_dns
 
 
 def fetch(conn, url, headers=None, limits=LIMITS):
-    return conn.call("web.fetch", FetchArgs(url=url, headers=headers or {}), limits)
+    return conn.call("fetch", FetchArgs(url=url, headers=headers or {}), limits)
 
 
 def refused(conn, url, code="SECURITY_ERROR", limits=LIMITS, headers=None):
@@ -268,7 +268,7 @@ def test_no_environment_proxy(server, monkeypatch):
 def test_wrong_tool_and_bad_header_value(server):
     conn = make_connector(server.port)
     with pytest.raises(Refusal) as e:
-        conn.call("fs.readFile", FetchArgs(url=server.url("/")), LIMITS)
+        conn.call("readFile", FetchArgs(url=server.url("/")), LIMITS)
     assert e.value.code == "VALIDATION_ERROR"
     refused(conn, server.url("/echo"), code="VALIDATION_ERROR", headers={"Accept": "a\r\nHost: evil"})
 
@@ -295,9 +295,7 @@ def answer_size(result: dict) -> int:
     """Bytes of the MCP answer the gateway builds from this worker result (body as the text)."""
     import msgspec
 
-    from mcp_gateway.tools import TOOLS
-
-    spec = TOOLS["web.fetch"]
+    from mcp_gateway.connectors.http_fetch.tools import FETCH as spec
     structured = spec.structured(result)
     assert "body" not in structured
     return len(msgspec.json.encode({
@@ -376,9 +374,7 @@ def test_redirect_to_mapped_internal_refused_with_ipv6_all_open(server, to):
 def test_structured_content_is_exactly_what_the_output_schema_describes(server):
     import jsonschema
 
-    from mcp_gateway.tools import TOOLS
-
-    spec = TOOLS["web.fetch"]
+    from mcp_gateway.connectors.http_fetch.tools import FETCH as spec
     schema = {**spec.output_schema, "additionalProperties": False}  # nothing undescribed either
     conn = make_connector(server.port)
     for path in ("/echo", "/binary", "/latin1", "/bytes?kind=mostly-text&n=500", "/bytes?kind=controls&n=500",

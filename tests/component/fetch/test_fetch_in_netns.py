@@ -22,8 +22,8 @@ import dns.rrset
 import pytest
 
 from mcp_gateway.connectors.http_fetch.resolver import DnsResolver
+from mcp_gateway.connectors.http_fetch.tools import FetchArgs
 from mcp_gateway.ipc.errors import Refusal
-from mcp_gateway.tools.arguments import FetchArgs
 from mcp_gateway.workers.connector import CallLimits
 from tests.support.corpus import load_corpus
 
@@ -102,7 +102,7 @@ def dns_env(tmp_path):
 
 
 def call(conn, url, limits=LIMITS):
-    return conn.call("web.fetch", FetchArgs(url=url), limits)
+    return conn.call("fetch", FetchArgs(url=url), limits)
 
 
 def failure(conn, url, limits=LIMITS) -> Refusal:

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = textwrap.dedent(r'''
     import json, logging, os, sys
     logging.basicConfig(stream=sys.stderr, level=logging.INFO)   # as the supervisor configures it
-    from mcp_gateway.config import ConnectorsSettings, GatewayConfig, HttpFetchSettings
+    from mcp_gateway.config import ConnectorsSettings, GatewayConfig
+    from mcp_gateway.connectors.http_fetch.settings import HttpFetchSettings
     from mcp_gateway.connectors.http_fetch.worker import HttpFetchConnector
     conn = HttpFetchConnector(GatewayConfig(connectors=ConnectorsSettings(
         http_fetch=HttpFetchSettings(enabled=True, allowed_domains=["*"]))))

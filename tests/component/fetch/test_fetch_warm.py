@@ -54,8 +54,9 @@ SCRIPT = textwrap.dedent(r'''
     dns_resolver = DnsResolver(hosts_file=os.path.join(conf_dir, "hosts"),
                                resolv_conf=os.path.join(conf_dir, "resolv.conf"), port=dns_sock.getsockname()[1])
 
-    from mcp_gateway.config import ConnectorsSettings, GatewayConfig, HttpFetchSettings
-    from mcp_gateway.tools.arguments import FetchArgs
+    from mcp_gateway.config import ConnectorsSettings, GatewayConfig
+    from mcp_gateway.connectors.http_fetch.settings import HttpFetchSettings
+    from mcp_gateway.connectors.http_fetch.tools import FetchArgs
     from mcp_gateway.ipc.errors import Refusal
     from mcp_gateway.workers.connector import CallLimits
     from mcp_gateway.connectors.http_fetch.worker import HttpFetchConnector
@@ -83,13 +84,13 @@ SCRIPT = textwrap.dedent(r'''
     io.open = spy_open
 
     lim = CallLimits(5000, 1 << 20)
-    r1 = conn.call("web.fetch", FetchArgs(url=f"http://127.0.0.1:{port}/r", headers={"Accept": "*/*"}), lim)
-    r2 = conn.call("web.fetch", FetchArgs(url=f"http://x.example.com:{port}/b"), lim)  # over DNS
-    r3 = conn.call("web.fetch", FetchArgs(url=f"http://hosts.example.com:{port}/b"), lim)  # from hosts
+    r1 = conn.call("fetch", FetchArgs(url=f"http://127.0.0.1:{port}/r", headers={"Accept": "*/*"}), lim)
+    r2 = conn.call("fetch", FetchArgs(url=f"http://x.example.com:{port}/b"), lim)  # over DNS
+    r3 = conn.call("fetch", FetchArgs(url=f"http://hosts.example.com:{port}/b"), lim)  # from hosts
     errs = []
     for url in ("http://127.0.0.2/", "https://еxample.com/", f"https://127.0.0.1:{port}/t", "http://[::1]/"):
         try:
-            conn.call("web.fetch", FetchArgs(url=url), lim)
+            conn.call("fetch", FetchArgs(url=url), lim)
         except Refusal as e:
             errs.append(e.code)
     print(json.dumps({"late": late, "opened": opened, "r1": r1["body"], "enc2": r2["encoding"],

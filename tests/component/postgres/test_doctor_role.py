@@ -4,7 +4,7 @@ write fails, a role with SELECT only passes (the role DOCS/POSTGRES.md tells ope
 import io
 
 from mcp_gateway.config import GatewayConfig
-from mcp_gateway.doctor import Report, check_postgres
+from mcp_gateway.doctor import Report, check_instances
 
 RO_PASSWORD = "ro-test-password-3f9a"  # noqa: S105 - a throwaway test cluster's role
 
@@ -13,7 +13,7 @@ def _check(pg_cluster, user: str, password: str, monkeypatch) -> str:
     monkeypatch.setenv("POSTGRES_PASSWORD", password)
     config = GatewayConfig.model_validate({"connectors": {"postgres": pg_cluster.postgres_settings(user=user)}})
     out = io.StringIO()
-    check_postgres(config, Report(out))
+    check_instances(config, Report(out))
     return out.getvalue()
 
 
@@ -66,5 +66,5 @@ def test_unreachable_database_warns(pg_cluster, monkeypatch):
     monkeypatch.setenv("POSTGRES_PASSWORD", "wrong")
     config = GatewayConfig.model_validate({"connectors": {"postgres": pg_cluster.postgres_settings()}})
     out = io.StringIO()
-    check_postgres(config, Report(out))
+    check_instances(config, Report(out))
     assert out.getvalue().startswith("WARN") and "could not be verified" in out.getvalue()

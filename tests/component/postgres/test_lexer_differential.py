@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mcp_gateway.connectors.postgres.sql import prepare_sql
+from mcp_gateway.connectors.postgres.tools import QueryArgs
 from mcp_gateway.guards import GuardDenied
 from mcp_gateway.ipc.errors import Refusal
-from mcp_gateway.tools.arguments import QueryArgs
 from tests.component.postgres.conftest import LIMITS
 
 _FRAGMENTS = [
@@ -91,7 +91,7 @@ def test_one_statement_for_postgres_too(admin, connector, sql_catalog, frags):
     statements = [r for r in original if r is not None]
     assert len(original) == 1 and len(statements) == 1, (text, checked.text, original)
     try:
-        res = connector.call("db.query", QueryArgs(sql=text), LIMITS)
+        res = connector.call("query", QueryArgs(sql=text), LIMITS)
     except Refusal as e:
         pytest.fail(f"{text!r} ran in PostgreSQL but not through the connector: {e}")
     assert [list(r) for r in statements[0]] == res["rows"], (text, checked.text)
@@ -154,4 +154,4 @@ def test_literals_mean_the_same(admin, connector, sql_catalog, value, hows, form
     assert len(lits) == 1 and lits[0].this == value
     original = _run_original(admin, sql)
     assert original is not None and original[0] == [(value,)], (sql, original)
-    assert connector.call("db.query", QueryArgs(sql=sql), LIMITS)["rows"] == [[value]]
+    assert connector.call("query", QueryArgs(sql=sql), LIMITS)["rows"] == [[value]]

@@ -12,9 +12,9 @@ import pytest
 
 from mcp_gateway.connectors.postgres import worker as pgmod
 from mcp_gateway.connectors.postgres.sql import CheckedSql
+from mcp_gateway.connectors.postgres.tools import QueryArgs, SchemaArgs
 from mcp_gateway.connectors.postgres.worker import PostgresConnector
 from mcp_gateway.ipc.errors import Refusal
-from mcp_gateway.tools.arguments import QueryArgs, SchemaArgs
 from mcp_gateway.workers.connector import CallLimits
 from tests.component.postgres.conftest import GOOD_SQL_SQLGLOT_CANNOT_READ, LIMITS, make_config
 from tests.support.corpus import SQL_ACCEPT, SQL_REJECT, load_corpus
@@ -22,7 +22,7 @@ from tests.support.pg_cluster import PgCluster, pg_available
 
 
 def q(conn: PostgresConnector, sql: str, limits: CallLimits = LIMITS, **kw) -> dict:
-    return conn.call("db.query", QueryArgs(sql=sql, **kw), limits)
+    return conn.call("query", QueryArgs(sql=sql, **kw), limits)
 
 
 def q_err(conn: PostgresConnector, sql: str, limits: CallLimits = LIMITS, **kw) -> Refusal:
@@ -324,7 +324,7 @@ def test_explain_rows(connector):
 
 
 def s(conn: PostgresConnector, limits: CallLimits = LIMITS, **kw) -> dict:
-    return conn.call("db.schema", SchemaArgs(**kw), limits)
+    return conn.call("schema", SchemaArgs(**kw), limits)
 
 
 def test_schema_default(connector):
@@ -368,7 +368,7 @@ def test_schema_filters(connector):
 def test_sandbox_profile(pg_cluster):
     c = PostgresConnector(make_config(pg_cluster))
     p = c.sandbox_profile()
-    assert p.connector == "postgres"
+    assert p.instance == "db" and p.extra_syscalls == ()
     assert p.connect_ports == (pg_cluster.port,)
     import socket
 
@@ -383,18 +383,18 @@ import sys
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.connectors.postgres.worker import PostgresConnector
 from mcp_gateway.workers.connector import CallLimits
-from mcp_gateway.tools.arguments import QueryArgs, SchemaArgs
+from mcp_gateway.connectors.postgres.tools import QueryArgs, SchemaArgs
 cfg = GatewayConfig.model_validate({"connectors": {"postgres": %(settings)r}})
 c = PostgresConnector(cfg)
 c.warm()
 before = set(sys.modules)
 L = CallLimits(timeout_ms=5000, max_bytes=1 << 20)
-c.call("db.query", QueryArgs(sql=%(sql)r), L)
-c.call("db.query", QueryArgs(sql="SELECT %%s::text, %%s::int", params=["a", 1]), L)
-c.call("db.query", QueryArgs(sql="EXPLAIN (FORMAT JSON) SELECT 1"), L)
-c.call("db.schema", SchemaArgs(), L)
+c.call("query", QueryArgs(sql=%(sql)r), L)
+c.call("query", QueryArgs(sql="SELECT %%s::text, %%s::int", params=["a", 1]), L)
+c.call("query", QueryArgs(sql="EXPLAIN (FORMAT JSON) SELECT 1"), L)
+c.call("schema", SchemaArgs(), L)
 try:
-    c.call("db.query", QueryArgs(sql="SELECT 1/0"), L)
+    c.call("query", QueryArgs(sql="SELECT 1/0"), L)
 except Exception:
     pass
 new = sorted(set(sys.modules) - before)

@@ -146,7 +146,7 @@ def test_unknown_paths_and_methods(gw):
 def test_healthz_without_auth(gw):
     r = httpx.get(gw.base + "/healthz")
     assert r.status_code == 200
-    assert r.json() == {"status": "ok", "workers": {"filesystem": 2}, "audit": "writable"}
+    assert r.json() == {"status": "ok", "workers": {"fs": 2}, "audit": "writable"}
 
 
 def test_metrics_move_after_calls(gw):
@@ -166,8 +166,8 @@ def test_metrics_move_after_calls(gw):
     assert after[key] - before.get(key, 0) == 3
     assert after[hist] - before.get(hist, 0) == 3
     assert after[denied] - before.get(denied, 0) == 1
-    assert ("mcp_gateway_worker_restarts_total", (("connector", "filesystem"),)) in after
-    assert after[("mcp_gateway_queue_depth", (("connector", "filesystem"),))] == 0
-    assert after[("mcp_gateway_workers_live", (("connector", "filesystem"),))] == 2
+    assert ("mcp_gateway_worker_restarts_total", (("connector", "fs"),)) in after
+    assert after[("mcp_gateway_queue_depth", (("connector", "fs"),))] == 0
+    assert after[("mcp_gateway_workers_live", (("connector", "fs"),))] == 2
     assert ("mcp_gateway_rate_limited_total", ()) in after
     assert after[("mcp_gateway_http_rejected_total", (("reason", "auth"),))] >= 1

@@ -62,8 +62,8 @@ def test_a_full_queue_is_unavailable_audited_as_allow(gw_dir):
             deadline = time.monotonic() + 10
             while True:
                 m = scrape(gw.base)
-                if (m[("mcp_gateway_workers_busy", (("connector", "filesystem"),))] == len(workers)
-                        and m[("mcp_gateway_queue_depth", (("connector", "filesystem"),))] == 1):
+                if (m[("mcp_gateway_workers_busy", (("connector", "fs"),))] == len(workers)
+                        and m[("mcp_gateway_queue_depth", (("connector", "fs"),))] == 1):
                     break
                 assert time.monotonic() < deadline, m
                 time.sleep(0.02)

@@ -106,8 +106,8 @@ def test_signal_drains_in_flight_calls(gw_dir, sig, stateless):
         deadline = time.monotonic() + 10
         while True:
             m = scrape(gw.base)
-            inside = (m[("mcp_gateway_workers_busy", (("connector", "filesystem"),))]
-                      + m[("mcp_gateway_queue_depth", (("connector", "filesystem"),))])
+            inside = (m[("mcp_gateway_workers_busy", (("connector", "fs"),))]
+                      + m[("mcp_gateway_queue_depth", (("connector", "fs"),))])
             if inside == n:
                 break
             assert time.monotonic() < deadline, f"only {inside} calls reached the pool"
@@ -204,7 +204,7 @@ def test_calls_past_the_grace_are_cut_but_still_audited(gw_dir):
         t = threading.Thread(target=call)
         t.start()
         deadline = time.monotonic() + 10
-        while scrape(gw.base)[("mcp_gateway_workers_busy", (("connector", "filesystem"),))] < 1:
+        while scrape(gw.base)[("mcp_gateway_workers_busy", (("connector", "fs"),))] < 1:
             assert time.monotonic() < deadline
             time.sleep(0.02)
         started = time.monotonic()

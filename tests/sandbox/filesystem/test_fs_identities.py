@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from mcp_gateway.config import DEFAULT_UID_RANGE, ConnectorsSettings, FilesystemSettings, GatewayConfig
+from mcp_gateway.config import DEFAULT_UID_RANGE, ConnectorsSettings, GatewayConfig
+from mcp_gateway.connectors.filesystem.settings import FilesystemSettings
 from mcp_gateway.ipc.errors import Refusal
 from tests.support.fs_tree import Tree, listdir, read, refused
 from tests.support.gateway_process import fs_config, gateway_env, raw_gateway

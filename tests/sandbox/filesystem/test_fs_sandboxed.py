@@ -15,16 +15,11 @@ import sys
 
 import pytest
 
-from mcp_gateway.config import (
-    ConnectorsSettings,
-    FilesystemSettings,
-    GatewayConfig,
-    SandboxLayers,
-    SandboxSettings,
-)
+from mcp_gateway.config import ConnectorsSettings, GatewayConfig, SandboxLayers, SandboxSettings
+from mcp_gateway.connectors.filesystem.settings import FilesystemSettings
+from mcp_gateway.connectors.filesystem.tools import ListDirArgs, ReadFileArgs
 from mcp_gateway.connectors.filesystem.worker import FilesystemConnector
 from mcp_gateway.ipc.errors import Refusal
-from mcp_gateway.tools.arguments import ListDirArgs, ReadFileArgs
 from tests.support.fs_tree import LIMITS, Tree
 
 sandbox = pytest.importorskip("mcp_gateway.sandbox")
@@ -46,7 +41,7 @@ def _run_child(conn: FilesystemConnector, cfg: GatewayConfig, calls: list, probe
             conn.start()
             out["mechanism"] = conn.mechanism
             for tool, args in calls:
-                a = ReadFileArgs(**args) if tool == "fs.readFile" else ListDirArgs(**args)
+                a = ReadFileArgs(**args) if tool == "readFile" else ListDirArgs(**args)
                 try:
                     res = conn.call(tool, a, LIMITS)
                     out["calls"].append(["ok", res])
@@ -86,18 +81,18 @@ def test_connector_under_real_sandbox(tree: Tree, walk: bool) -> None:
     conn.force_walk = walk
     conn.warm()
     calls = [
-        ("fs.readFile", {"path": "hello.txt"}),
-        ("fs.readFile", {"path": "sub_link/inner.txt"}),
-        ("fs.readFile", {"path": "hello.txt", "encoding": "base64"}),
-        ("fs.readFile", {"path": "innocent"}),
-        ("fs.readFile", {"path": "out_abs/secret.txt"}),
-        ("fs.readFile", {"path": "../outside/secret.txt"}),
-        ("fs.readFile", {"path": "secrets/key"}),
-        ("fs.readFile", {"path": "nope"}),
-        ("fs.readFile", {"path": "\u00e9\u00e8"}),
-        ("fs.readFile", {"path": "hello.txt", "offset": 1, "length": 2}),
-        ("fs.listDir", {"path": "."}),
-        ("fs.listDir", {"path": "sub"}),
+        ("readFile", {"path": "hello.txt"}),
+        ("readFile", {"path": "sub_link/inner.txt"}),
+        ("readFile", {"path": "hello.txt", "encoding": "base64"}),
+        ("readFile", {"path": "innocent"}),
+        ("readFile", {"path": "out_abs/secret.txt"}),
+        ("readFile", {"path": "../outside/secret.txt"}),
+        ("readFile", {"path": "secrets/key"}),
+        ("readFile", {"path": "nope"}),
+        ("readFile", {"path": "\u00e9\u00e8"}),
+        ("readFile", {"path": "hello.txt", "offset": 1, "length": 2}),
+        ("listDir", {"path": "."}),
+        ("listDir", {"path": "sub"}),
     ]
     out = _run_child(conn, cfg, calls, str(tree.outside / "secret.txt"))
     assert "crash" not in out, out

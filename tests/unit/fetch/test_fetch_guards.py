@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcp_gateway.config import HttpFetchSettings
+from mcp_gateway.connectors.http_fetch.settings import HttpFetchSettings
 from mcp_gateway.connectors.http_fetch.urls import check_url, header_never_sent, parse_inet_aton, sanitize_headers
 from mcp_gateway.guards import GuardDenied
 from mcp_gateway.guards.addresses import BLOCKED_V4, classify

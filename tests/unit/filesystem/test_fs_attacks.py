@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from mcp_gateway.connectors.filesystem.tools import ReadFileArgs
 from tests.support.fs_tree import LIMITS, Tree, build_tree, listdir, make_connector, naive_read, read, refused
 
 
@@ -225,7 +226,10 @@ def test_encoded_names_are_real_names(fs, tree: Tree) -> None:
 def test_nul_and_overlong(fs) -> None:
     assert "NUL" in assert_refused(fs, "hello.txt\0.png")
     assert "NUL" in assert_refused(fs, "\0")
-    assert_refused(fs, "a/" * 2100)
+    # Past PATH_MAX the arguments themselves cannot exist (the struct refuses them, as its decoder
+    # does for an agent's); paths.check_path, which the worker runs too, refuses them as well.
+    with pytest.raises(ValueError, match="longer than 4096 bytes"):
+        ReadFileArgs(path="é" * 2049)
 
 
 # --- special files ----------------------------------------------------------------------------
@@ -345,7 +349,7 @@ def test_no_fd_leak(fs, tree: Tree) -> None:
 
 
 def test_unknown_tool(fs) -> None:
-    from mcp_gateway.tools.arguments import ReadFileArgs
+    from mcp_gateway.connectors.filesystem.tools import ReadFileArgs
 
     e = refused(fs.call, "fs.writeFile", ReadFileArgs(path="x"), LIMITS)
     assert e.code == "VALIDATION_ERROR"

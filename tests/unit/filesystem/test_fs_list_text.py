@@ -8,10 +8,10 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mcp_gateway.tools.catalogue import TOOLS
+from mcp_gateway.connectors.filesystem.tools import LIST_DIR
 from tests.support.fs_tree import Tree, listdir, make_connector
 
-render = TOOLS["fs.listDir"].render_text
+render = LIST_DIR.render_text
 
 
 def test_names_with_control_characters_cannot_forge_entries(tree: Tree) -> None:

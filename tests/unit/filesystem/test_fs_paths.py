@@ -8,8 +8,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from mcp_gateway.config import FilesystemSettings
 from mcp_gateway.connectors.filesystem.paths import CheckedPath, check_path
+from mcp_gateway.connectors.filesystem.settings import FilesystemSettings
 from mcp_gateway.guards import GuardDenied
 
 S = FilesystemSettings(

@@ -154,7 +154,7 @@ def test_listdir_non_utf8_name(fs, tree: Tree) -> None:
 
 def test_sandbox_profile(fs, tree: Tree) -> None:
     p = fs.sandbox_profile()
-    assert p.connector == "filesystem"
+    assert p.instance == "fs" and p.extra_syscalls == ("openat2",)
     assert p.read_paths == (str(tree.root),)
     assert p.connect_ports == () and p.socket_families == ()
 

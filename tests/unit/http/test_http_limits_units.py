@@ -7,6 +7,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mcp_gateway.config import GatewayConfig
 from mcp_gateway.ipc.errors import ErrorCode
 from mcp_gateway.supervisor.gateway import Outcome
 from mcp_gateway.supervisor.http_listener import ConnectionLimits, client_key, framing_refusal
@@ -130,6 +131,7 @@ def test_the_log_throttle_passes_a_few_lines_per_call_site_and_counts_the_rest()
 
 def test_a_capacity_refusal_is_counted_as_allow_and_unavailable():
     metrics = GatewayMetrics()
+    metrics.attach_catalogue(GatewayConfig().catalogue())
     metrics.observe(Outcome.failed("r1", "fs.readFile", ErrorCode.UNAVAILABLE, "full"), 0.001)
     metrics.observe(Outcome.failed("r2", "fs.readFile", ErrorCode.RATE_LIMITED, "rate"), 0.001)
     text = metrics.render().decode()
