@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 
 import httpcore
 
-from mcp_gateway.config import HttpFetchSettings
 from mcp_gateway.connectors.http_fetch.pinned_transport import FetchBudget, PinnedBackend, Resolver
+from mcp_gateway.connectors.http_fetch.settings import HttpFetchSettings
 from mcp_gateway.connectors.http_fetch.urls import check_url
 from mcp_gateway.guards import GuardDenied
-from mcp_gateway.workers.connector import ToolError
+from mcp_gateway.ipc.errors import ErrorCode, Refusal
 
 HEAD_CAP = 16 * 1024
 HEAD_TIMEOUT_S = 15.0
@@ -158,8 +158,8 @@ class Egress:
         backend = PinnedBackend(self.rules, self.resolver, FetchBudget(time.monotonic() + CONNECT_TIMEOUT_S))
         try:
             stream = backend.connect_tcp(host, port)
-        except ToolError as e:
-            status = 403 if e.code == "SECURITY_ERROR" else 502
+        except Refusal as e:
+            status = 403 if e.code == ErrorCode.SECURITY_ERROR else 502
             raise Refused(status, e.reason, e.log_detail) from None
         except (httpcore.ConnectError, httpcore.ConnectTimeout) as e:
             raise Refused(502, f"could not connect to {host} port {port}: {e}") from None

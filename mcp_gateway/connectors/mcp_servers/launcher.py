@@ -64,6 +64,7 @@ class UpstreamLauncher:
     def __init__(self, config: GatewayConfig, instance: Instance) -> None:
         self.config = config
         self.instance = instance.name
+        self.unit = instance  # for process titles
         self.settings = instance.settings
         self.runtime = RuntimeProfile()
         self.no_namespaces: str | None = None
@@ -105,7 +106,7 @@ class Warden:
         prctl.set_pdeathsig(signal.SIGKILL)
         if os.getppid() != zygote_pid:
             os._exit(0)
-        set_process_title(f"{launcher.instance} upstream warden")
+        set_process_title(launcher.unit, "upstream warden")
         if fd != STDIO_FD:
             os.dup2(fd, STDIO_FD)
             os.close(fd)
