@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.upstream_servers import NPM_SERVERS
 from tests.support.upstream_servers import command as real_command
 
 STANDIN = Path(__file__).resolve().parents[2] / "support/upstream_standin.py"
@@ -44,19 +45,22 @@ def standin_server(directory: Path, **extra: Any) -> dict[str, Any]:
 
 
 def real_server(name: str, directory: Path) -> dict[str, Any]:
+    """A real server's settings: npm servers read their node_modules (their dependencies), a
+    PyPI server's venv is part of its runtime (the gateway resolves it from the command)."""
     argv = real_command(name)
-    program = Path(argv[1] if len(argv) > 1 and argv[1].startswith("/") else argv[0])
+    program = Path(argv[1] if argv[1:] and argv[1].startswith("/") else argv[0])
     if os.geteuid() == 0 and not traversable(program):
         pytest.skip(f"{program} is below a directory other identities cannot traverse: the confined server "
                     "could not read it (run from a world-readable checkout)")
-    server: dict[str, Any] = {"command": argv, "filesystem": {"read": [str(program.parent.parent)]}}
+    server: dict[str, Any] = {"command": argv}
+    if NPM_SERVERS in program.parents:
+        server["filesystem"] = {"read": [str(NPM_SERVERS.parent)]}
     if name == "memory":
         state = directory / "memory-state"
         state.mkdir(mode=0o777, exist_ok=True)
         state.chmod(0o777)
         server["env"] = {"MEMORY_FILE_PATH": str(state / "memory.json")}
         server["filesystem"]["write"] = [str(state)]
-        server["filesystem"]["read"] = [str(program.parent.parent.parent)]  # its package and @modelcontextprotocol/sdk
     return server
 
 
