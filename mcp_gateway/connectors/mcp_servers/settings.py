@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -29,6 +29,11 @@ LOADER_VARIABLE_PREFIXES = ("LD_", "GCONV_PATH", "MALLOC_")
 
 
 class UpstreamFilesystem(Strict):
+    field_docs: ClassVar[dict[str, tuple[str, Any]]] = {
+        "read": ("Paths the server may read beyond its runtime's own files (resolved from the command).",
+                 ["/opt/mcp/node_modules"]),
+        "write": ("Paths the server may write; nothing else is writable.", ["/var/lib/mcp-memory"]),
+    }
     # Beyond the runtime's own files (resolved from the command, docs/SANDBOX.md).
     read: list[Path] = []
     # Directories (or files) the server may write; nothing else is writable.
@@ -45,6 +50,13 @@ class UpstreamFilesystem(Strict):
 
 class UpstreamNetwork(Strict):
     """Outbound HTTP(S) only through the gateway's egress proxy, under web.fetch's rules."""
+
+    field_docs: ClassVar[dict[str, tuple[str, Any]]] = {
+        "allowed_domains": ("Hosts the server may reach through the egress (as web.fetch's allowed_domains).",
+                            ["api.github.com"]),
+        "allow_internal_cidrs": ("Exceptions to the internal-network block (metadata stays blocked).", None),
+        "allowed_ports": ("Destination ports the egress proxy connects to.", [443]),
+    }
 
     allowed_domains: Annotated[list[Annotated[str, Field(min_length=1, max_length=253)]], Field(min_length=1)]
     allow_internal_cidrs: list[str] = []
@@ -63,6 +75,13 @@ class UpstreamNetwork(Strict):
 
 
 class UpstreamLimits(Strict):
+    field_docs: ClassVar[dict[str, tuple[str, Any]]] = {
+        "memory_mb": ("RLIMIT_DATA of the server (not RLIMIT_AS: runtimes reserve much address space).", None),
+        "cpu_s": ("RLIMIT_CPU of the server over its whole life (it is restarted when it ends).", None),
+        "nofile": ("Open descriptors.", None),
+        "max_processes": ("Threads and processes together (RLIMIT_NPROC).", None),
+        "max_file_mb": ("Largest file it may write (RLIMIT_FSIZE); 0 without write paths.", None),
+    }
     memory_mb: Annotated[int, Field(ge=64, le=65536)] = 1024
     cpu_s: Annotated[int, Field(ge=1, le=7 * 86400)] = 86400
     nofile: Annotated[int, Field(ge=32, le=65536)] = 1024
@@ -73,6 +92,34 @@ class UpstreamLimits(Strict):
 
 
 class McpServerSettings(InstanceSettings):
+    # docs/CONFIG.md: (description, example) per key (scripts/gen_config_doc.py); docs/UPSTREAM.md has more.
+    field_docs: ClassVar[dict[str, tuple[str, Any]]] = {
+        "enabled": ("Run the server and offer its tools as `<instance>.<tool>`.", None),
+        "command": ("argv of the server; `command[0]` absolute or a name found on the gateway's PATH when the "
+                    "config is loaded (that path, and its interpreter, are all it may execute).",
+                    ["node", "/opt/mcp/node_modules/@modelcontextprotocol/server-memory/dist/index.js"]),
+        "env": ("The server's whole environment (with env_from_gateway); loader variables (LD_*) refused.",
+                {"MEMORY_FILE_PATH": "/var/lib/mcp-memory/memory.json"}),
+        "env_from_gateway": ("Variables copied from the gateway's environment by name (a missing one refuses "
+                             "the start).", ["GITHUB_TOKEN"]),
+        "filesystem": ("What the server may read and write beyond its runtime.", None),
+        "network": ("`none` (no socket but stdio), or outbound HTTP(S) through the gateway's checked egress only.",
+                    {"allowed_domains": ["api.github.com"]}),
+        "limits": ("rlimits shaped for a runtime (threads).", None),
+        "namespaces": ("Own pid and network namespaces: `required` refuses to start without them, `best_effort` "
+                       "runs on the floor where the host cannot (doctor says so), `off`.", None),
+        "pin_tools": ("Offer only tool definitions approved with `mcp-gateway approve-tools`; a changed or new "
+                      "tool is withheld and refused POLICY_DENIED.", True),
+        "pin_file": ("Where the approved definitions are (relative: to the config file's directory); default "
+                     "`mcp-pins/<instance>.json` beside the config.", "pins/memory.json"),
+        "init_timeout_ms": ("`initialize` must be answered within this, else the server is reported unhealthy "
+                            "and restarted with backoff.", None),
+        "list_timeout_ms": ("`tools/list` (every page) must be answered within this.", None),
+        "max_concurrent_calls": ("Calls in flight on the server at once; more wait for a slot.", None),
+        "queue_size": ("Calls waiting for a slot beyond this get UNAVAILABLE at once.", None),
+        "max_message_bytes": ("A longer message from the server ends its session (it is restarted).", None),
+        "max_tools": ("Tools beyond this many are ignored (logged).", None),
+    }
     # Naming a server is asking for it: enabled unless it says otherwise.
     enabled: bool = True
     # argv; command[0] is resolved on PATH at load (see _resolve_command).
