@@ -41,6 +41,7 @@ class ScriptedGateway:
     def __init__(self, config: Any) -> None:
         self.config = config
         self.pools: dict[str, Any] = {}
+        self.catalogue = SimpleNamespace(version=0)  # the tools never change here
         self.audit = SimpleNamespace(healthy=True)
         self.rate_limiter = SimpleNamespace(check=lambda actor: None)
         self.stopping = False
