@@ -268,6 +268,7 @@ def cmd_call(args: argparse.Namespace) -> int:
 
     async def one_call():
         async with open_gateway(config, zygotes) as gateway:
+            await gateway.discovery_settled()  # an upstream server's tools exist once it listed them
             return await gateway.call(args.tool, arguments, args.actor or config.server.actor)
 
     try:

@@ -83,6 +83,13 @@ class Gateway:
             self._guards[spec.name] = self.catalogue.kind_of(spec.instance).guard(instance, spec)
         return self._guards[spec.name]
 
+    async def discovery_settled(self) -> None:
+        """Until every backend that discovers its tools has tried once (listed them, or failed)."""
+        for backend in list(self.pools.values()):
+            first_try = getattr(backend, "first_try", None)
+            if first_try is not None:
+                await first_try.wait()
+
     def tools_for(self, actor: str) -> list[ToolSpec]:
         return [spec for name in self.policy.exposed_tools(actor) if (spec := self.catalogue.get(name))]
 

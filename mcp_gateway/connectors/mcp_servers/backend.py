@@ -100,6 +100,8 @@ class UpstreamBackend:
         self._slots = trio.Semaphore(settings.max_concurrent_calls)
         self._relist = trio.Event()
         self.pid: int | None = None
+        # Set once the first server has listed its tools or failed (`mcp-gateway call` waits for it).
+        self.first_try = trio.Event()
 
     # --- the server's life -----------------------------------------------------------------
 
@@ -113,6 +115,7 @@ class UpstreamBackend:
                 await self._serve_one()
             except _Stop as e:
                 self.stats.last_error = str(e)
+            self.first_try.set()
             if trio.current_time() - born >= HEALTHY_S:
                 backoff = BACKOFF_MIN_S
             self.state = "restarting"
@@ -227,6 +230,7 @@ class UpstreamBackend:
         self.stats.tools = len(tools)
         self.stats.withheld = withheld
         self._publish(Discovered(tools, withheld))
+        self.first_try.set()
 
     async def _keep_listing(self, session: UpstreamSession) -> None:
         """Re-list on notifications/tools/list_changed (notifications that arrive meanwhile

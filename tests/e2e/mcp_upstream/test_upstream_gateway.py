@@ -78,9 +78,11 @@ def stopped_log(gw: RawGateway) -> str:
     return gw.proc.stderr.read().decode(errors="replace")
 
 
-def health_when_mute_unhealthy(base: str) -> dict | None:
+def health_when_settled(base: str) -> dict | None:
+    """/healthz once the mute server was found unhealthy and the stand-in has listed its tools."""
     health = httpx.get(base + "/healthz", timeout=5).json()
-    return health if health["upstreams"]["mute"]["state"] == "unhealthy" else None
+    up = health["upstreams"]
+    return health if up["mute"]["state"] == "unhealthy" and up["standin"]["state"] == "ready" else None
 
 
 def test_stdio_real_servers_policy_audit_and_pins(area: Path) -> None:
@@ -154,7 +156,9 @@ def test_http_real_servers_per_actor_health_and_metrics(area: Path) -> None:
     directory = area / "http"
     directory.mkdir(mode=0o755)
     auth = {"bearer_tokens": [{"actor": actor, "sha256": sha256_hex(token)} for actor, token in TOKENS.items()]}
-    chosen = {name: server for name, server in servers(directory).items() if name in ("memory", "time", "mute")}
+    # The stand-in has pin_tools and nothing approved yet: every tool of it is withheld.
+    chosen = {name: server for name, server in servers(directory).items()
+              if name in ("memory", "time", "mute", "standin")}
     config = upstream_config(directory, chosen, allow=[a for a in ALLOW if a.split(".")[0] in chosen], deny=DENY,
                              server={"transport": "http", "http": {"host": "127.0.0.1", "port": 0, "auth": auth}})
     data = yaml.safe_load(config.read_text())
@@ -169,12 +173,17 @@ def test_http_real_servers_per_actor_health_and_metrics(area: Path) -> None:
         assert not any(t.startswith("memory.") for t in other.tools()) and "time.get_current_time" in other.tools()
         assert reader.call("memory.read_graph", {})["structuredContent"] == {"entities": [], "relations": []}
         assert error_of(other.call("memory.read_graph", {}))["error_code"] == "POLICY_DENIED"
-        health = wait_until(lambda: health_when_mute_unhealthy(gw.base), READY_S, "mute never reported unhealthy")
+        health = wait_until(lambda: health_when_settled(gw.base), READY_S, "the upstreams never settled")
         assert health["status"] == "degraded" and health["upstreams"]["memory"]["state"] == "ready"
+        assert health["upstreams"]["standin"]["withheld"] == 10  # 8 unapproved, 2 unusable
+        assert not any(t.startswith("standin.") for t in reader.tools())
+        unapproved = error_of(reader.call("standin.echo", {"text": "hi"}))
+        assert unapproved["error_code"] == "POLICY_DENIED" and "not approved yet" in unapproved["reason"]
         metrics = scrape(gw.base, TOKENS["reader"])
         assert metrics[("mcp_gateway_upstream_up", (("instance", "memory"),))] == 1
         assert metrics[("mcp_gateway_upstream_up", (("instance", "mute"),))] == 0
     records = audit_lines(directory)
     assert [(r["actor"], r["tool"], r["decision"]) for r in records] == [
-        ("reader", "memory.read_graph", "allow"), ("nomemory", "memory.read_graph", "deny")]
+        ("reader", "memory.read_graph", "allow"), ("nomemory", "memory.read_graph", "deny"),
+        ("reader", "standin.echo", "deny")]
     assert all(len(r["request_id"]) == 36 and r["args_sha256"] for r in records)
