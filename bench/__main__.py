@@ -31,7 +31,17 @@ from bench.fixtures import (
     Workspace,
 )
 from bench.report import TRANSPORTS_BEGIN, TRANSPORTS_END, machine, render, write_doc
-from bench.targets import GATEWAY_PYTHON, REPO, base_env, gateway_config, gateway_server
+from bench.targets import (
+    FETCH_TOOL,
+    FILESYSTEM,
+    GATEWAY_PYTHON,
+    QUERY_TOOL,
+    READ_FILE_TOOL,
+    REPO,
+    base_env,
+    gateway_config,
+    gateway_server,
+)
 from tests.support.gateway_process import children
 
 WINDOWS = (1, 16)
@@ -97,6 +107,28 @@ class Item:
     peer: Target
 
 
+@dataclass
+class _Replacements:
+    """Kill → served times of one replacement scenario, and the calls that failed in between."""
+
+    ms: list[float] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    codes: set[str] = field(default_factory=set)
+    note: str = ""
+
+    def add(self, ms: float, failed: int) -> None:
+        self.ms.append(ms)
+        self.failed.append(failed)
+
+    def row(self, scenario: str, what: str, note: str) -> dict[str, Any]:
+        codes = f" ({', '.join(sorted(self.codes))})" if self.codes else ""
+        return {"scenario": scenario, "what": what, "runs": len(self.ms),
+                "median_ms": statistics.median(self.ms) if self.ms else None,
+                "max_ms": max(self.ms) if self.ms else None,
+                "failed": f"{min(self.failed)}–{max(self.failed)} per kill{codes}" if self.failed else "—",
+                "note": note + self.note}
+
+
 class Bench:
     def __init__(self, opts: argparse.Namespace) -> None:
         self.opts = opts
@@ -128,7 +160,7 @@ class Bench:
             cfg = gateway_config(self.ws.root, "fs", fs_root=self.ws.data)
             items.append(Item(
                 "fs", "read a 1 KiB file", scale or (600 if self.opts.quick else 3000), FILE_MARKER,
-                Target("gateway fs.readFile", lambda c=cfg: gateway_server(c), "fs.readFile",
+                Target(f"gateway {READ_FILE_TOOL}", lambda c=cfg: gateway_server(c), READ_FILE_TOOL,
                        {"path": str(self.ws.file)}),
                 self._peer_target(peer, "read_text_file", {"path": str(self.ws.file)},
                                   lambda p=peer: StdioServer(p.name, [*p.argv, str(self.ws.data)], env=base_env()))))
@@ -137,14 +169,15 @@ class Bench:
             if self.db is not None:
                 cfg = gateway_config(self.ws.root, "db", postgres=self.db.gateway_settings())
                 pw = self.db.password
-                gw = Target("gateway db.query", lambda c=cfg, pw=pw: gateway_server(c, env={"POSTGRES_PASSWORD": pw}),
-                            "db.query", {"sql": QUERY})
+                gw = Target(f"gateway {QUERY_TOOL}",
+                            lambda c=cfg, pw=pw: gateway_server(c, env={"POSTGRES_PASSWORD": pw}),
+                            QUERY_TOOL, {"sql": QUERY})
                 uri = self.db.uri()
                 pt = self._peer_target(
                     peer, "execute_sql", {"sql": QUERY},
                     lambda p=peer, u=uri: StdioServer(p.name, p.argv, env=base_env({"DATABASE_URI": u})))
             else:
-                gw = Target("gateway db.query", None, "db.query", {}, error=self.db_error)
+                gw = Target(f"gateway {QUERY_TOOL}", None, QUERY_TOOL, {}, error=self.db_error)
                 pt = Target(peer.name, None, "execute_sql", {}, error=self.db_error)
             items.append(Item("db", "SELECT 100 rows", scale or (100 if self.opts.quick else 300), ROW_MARKER, gw, pt))
         if "fetch" in only:
@@ -154,7 +187,7 @@ class Bench:
             url = self.page.url
             items.append(Item(
                 "fetch", "GET a 4 KiB page (loopback)", scale or (60 if self.opts.quick else 200), PAGE_MARKER,
-                Target("gateway web.fetch", lambda c=cfg: gateway_server(c), "web.fetch", {"url": url}),
+                Target(f"gateway {FETCH_TOOL}", lambda c=cfg: gateway_server(c), FETCH_TOOL, {"url": url}),
                 self._peer_target(peer, "fetch", {"url": url, "raw": True, "max_length": 100000},
                                   lambda p=peer: StdioServer(p.name, p.argv, env=base_env()))))
         return items
@@ -250,87 +283,73 @@ class Bench:
         if self.page is None:
             self.page = PageServer()
         cfg = gateway_config(self.ws.root, "replace", fs_root=self.ws.data, http_port=self.page.port, workers=1,
-                             per_tool={"web.fetch": {"timeout_ms": 200}})
+                             per_tool={FETCH_TOOL: {"timeout_ms": 200}})
         fs_args = {"path": str(self.ws.file)}
-        slow = self.page.url.replace("/page", "/slow")
-        kill_ms: list[float] = []
-        kill_failed: list[int] = []
-        codes: set[str] = set()
-        to_ms: list[float] = []
-        to_failed: list[int] = []
+        kills, timeouts = _Replacements(), _Replacements()
         base_ms: list[float] = []
-        note = ""
         with gateway_server(cfg) as gw:
             try:
                 gw.start()
                 for _ in range(20):
-                    gw.call_tool("fs.readFile", fs_args)
+                    gw.call_tool(READ_FILE_TOOL, fs_args)
                 for _ in range(20):
-                    _, t = gw.call_tool("fs.readFile", fs_args)
+                    _, t = gw.call_tool(READ_FILE_TOOL, fs_args)
                     base_ms.append(t * 1000)
-                # (a) SIGKILL the idle filesystem worker from outside.
-                for _ in range(runs):
-                    fs_worker = self._fs_worker(gw.pid)
-                    if fs_worker is None:
-                        note = "could not identify the filesystem worker"
-                        break
-                    time.sleep(0.05)
-                    t0 = time.perf_counter()
-                    os.kill(fs_worker, signal.SIGKILL)
-                    failed = 0
-                    while True:
-                        reply, _ = gw.call_tool("fs.readFile", fs_args)
-                        err = reply_error(reply)
-                        if err is None:
-                            break
-                        failed += 1
-                        codes.add(err.split(":")[1].strip() if ":" in err else err)
-                        if failed > 50:
-                            raise RuntimeError(f"no call served after a kill: {err}")
-                    kill_ms.append((time.perf_counter() - t0) * 1000)
-                    kill_failed.append(failed)
-                # (b) a call past its timeout: the gateway kills the worker itself.
-                for _ in range(runs):
-                    reply, _ = gw.call_tool("web.fetch", {"url": slow})
-                    err = reply_error(reply) or ""
-                    if "TIMEOUT" not in err:
-                        note += f" slow call did not time out ({err[:60]})"
-                        break
-                    t0 = time.perf_counter()
-                    failed = 0
-                    while True:
-                        reply, _ = gw.call_tool("web.fetch", {"url": self.page.url})
-                        if reply_error(reply) is None:
-                            break
-                        failed += 1
-                        if failed > 50:
-                            raise RuntimeError("no fetch served after a timeout kill")
-                    to_ms.append((time.perf_counter() - t0) * 1000)
-                    to_failed.append(failed)
+                self._kill_idle_worker(gw, runs, fs_args, kills)
+                self._time_out_worker(gw, runs, timeouts)
             except Exception as e:  # noqa: BLE001
-                note += f" error: {str(e)[:150]}"
+                kills.note += f" error: {str(e)[:150]}"
                 log(f"replacement: {e}")
         base = statistics.median(base_ms) if base_ms else None
-        self.r["replace"].append({
-            "scenario": "SIGKILL of the idle fs worker (from outside)",
-            "what": "kill → next fs.readFile result (includes the call that finds the worker dead)",
-            "runs": len(kill_ms), "median_ms": statistics.median(kill_ms) if kill_ms else None,
-            "max_ms": max(kill_ms) if kill_ms else None,
-            "failed": (f"{min(kill_failed)}–{max(kill_failed)} per kill ({', '.join(sorted(codes))})"
-                       if kill_failed else "—"),
-            "note": (f"baseline call {base:.2f} ms" if base else "") + note})
-        self.r["replace"].append({
-            "scenario": "web.fetch past `timeout_ms: 200` (gateway kills the worker)",
-            "what": "TIMEOUT result received → next web.fetch result",
-            "runs": len(to_ms), "median_ms": statistics.median(to_ms) if to_ms else None,
-            "max_ms": max(to_ms) if to_ms else None,
-            "failed": f"{min(to_failed)}–{max(to_failed)} per kill" if to_failed else "—", "note": ""})
-        if kill_ms:
+        self.r["replace"].append(kills.row(
+            "SIGKILL of the idle fs worker (from outside)",
+            f"kill → next {READ_FILE_TOOL} result (includes the call that finds the worker dead)",
+            (f"baseline call {base:.2f} ms" if base else "")))
+        self.r["replace"].append(timeouts.row(
+            f"{FETCH_TOOL} past `timeout_ms: 200` (gateway kills the worker)",
+            f"TIMEOUT result received → next {FETCH_TOOL} result", ""))
+        if kills.ms:
+            k, t = statistics.median(kills.ms), statistics.median(timeouts.ms) if timeouts.ms else None
             self.r["targets"].append({
                 "target": "worker replaced within 20 ms of a kill",
-                "ok": statistics.median(kill_ms) <= 20 and (not to_ms or statistics.median(to_ms) <= 20),
-                "evidence": f"median kill→served {statistics.median(kill_ms):.1f} ms (max {max(kill_ms):.1f}); "
-                            f"timeout→served {statistics.median(to_ms):.1f} ms" if to_ms else ""})
+                "ok": k <= 20 and (t is None or t <= 20),
+                "evidence": f"median kill→served {k:.1f} ms (max {max(kills.ms):.1f})"
+                            + (f"; timeout→served {t:.1f} ms" if t is not None else "")})
+
+    def _kill_idle_worker(self, gw: StdioServer, runs: int, fs_args: dict[str, Any], out: _Replacements) -> None:
+        """(a) SIGKILL the idle filesystem worker from outside; time kill → next good result."""
+        for _ in range(runs):
+            fs_worker = self._fs_worker(gw.pid)
+            if fs_worker is None:
+                out.note = "could not identify the filesystem worker"
+                return
+            time.sleep(0.05)
+            t0 = time.perf_counter()
+            os.kill(fs_worker, signal.SIGKILL)
+            failed = 0
+            while (err := reply_error(gw.call_tool(READ_FILE_TOOL, fs_args)[0])) is not None:
+                failed += 1
+                out.codes.add(err.split(":")[1].strip() if ":" in err else err)
+                if failed > 50:
+                    raise RuntimeError(f"no call served after a kill: {err}")
+            out.add((time.perf_counter() - t0) * 1000, failed)
+
+    def _time_out_worker(self, gw: StdioServer, runs: int, out: _Replacements) -> None:
+        """(b) a call past its timeout: the gateway kills the worker itself; time TIMEOUT → next result."""
+        assert self.page is not None
+        slow = self.page.url.replace("/page", "/slow")
+        for _ in range(runs):
+            err = reply_error(gw.call_tool(FETCH_TOOL, {"url": slow})[0]) or ""
+            if "TIMEOUT" not in err:
+                out.note += f" slow call did not time out ({err[:60]})"
+                return
+            t0 = time.perf_counter()
+            failed = 0
+            while reply_error(gw.call_tool(FETCH_TOOL, {"url": self.page.url})[0]) is not None:
+                failed += 1
+                if failed > 50:
+                    raise RuntimeError("no fetch served after a timeout kill")
+            out.add((time.perf_counter() - t0) * 1000, failed)
 
     @staticmethod
     def _fs_worker(gateway_pid: int) -> int | None:
@@ -342,7 +361,7 @@ class Bench:
             except OSError:
                 continue
             ws = children(z)
-            if ws and (b"filesystem" in cmd or len(zygotes) == 1):
+            if ws and (FILESYSTEM.encode() in cmd or len(zygotes) == 1):
                 return ws[0]
         # Zygotes that don't name their connector: the first zygote (filesystem starts first).
         for z in zygotes:
@@ -355,12 +374,12 @@ class Bench:
 
     def sandbox_cost(self) -> None:
         n = self.opts.calls or (600 if self.opts.quick else 3000)
-        log(f"== sandbox cost: {self.opts.rounds} rounds x {n} fs.readFile calls, layers on vs off")
+        log(f"== sandbox cost: {self.opts.rounds} rounds x {n} {READ_FILE_TOOL} calls, layers on vs off")
         on_cfg = gateway_config(self.ws.root, "layers-on", fs_root=self.ws.data)
         off_cfg = gateway_config(self.ws.root, "layers-off", fs_root=self.ws.data, layers_off=True)
         args = {"path": str(self.ws.file)}
-        on = Target("gateway, all layers", lambda: gateway_server(on_cfg), "fs.readFile", args)
-        off = Target("gateway, layers off", lambda: gateway_server(off_cfg), "fs.readFile", args)
+        on = Target("gateway, all layers", lambda: gateway_server(on_cfg), READ_FILE_TOOL, args)
+        off = Target("gateway, layers off", lambda: gateway_server(off_cfg), READ_FILE_TOOL, args)
         on.start(FILE_MARKER)
         off.start(FILE_MARKER)
         try:
@@ -402,7 +421,7 @@ class Bench:
             try:
                 gw.start()
                 for _ in range(20):
-                    gw.call_tool("fs.readFile", {"path": "hello.txt"})
+                    gw.call_tool(READ_FILE_TOOL, {"path": "hello.txt"})
                 time.sleep(0.5)
                 samples = []
                 for _ in range(20):
@@ -467,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-extras", action="store_true", help="no cold start / replacement / sandbox / memory")
     ap.add_argument("--no-doc", action="store_true", help="do not rewrite docs/BENCHMARKS.md")
     ap.add_argument("--transports", action="store_true",
-                    help="only the transport goal: stdio fs.readFile vs Node, and HTTP vs the stock SDK server")
+                    help=f"only the transport goal: stdio {READ_FILE_TOOL} vs Node, and HTTP vs the stock SDK server")
     opts = ap.parse_args(argv)
     if opts.transports:
         opts.only = "fs"

@@ -27,7 +27,7 @@ import yaml
 from bench.driver import CpuMeter
 from bench.fixtures import FILE_MARKER, Workspace
 from bench.report import cpu_split, machine
-from bench.targets import GATEWAY_PYTHON, REPO, base_env, gateway_config
+from bench.targets import GATEWAY_PYTHON, READ_FILE_TOOL, REPO, base_env, gateway_config
 
 CLIENTS = (1, 8, 32, 128)
 GATEWAY_LABEL = "mcp-gateway (HTTP)"
@@ -69,7 +69,7 @@ class HttpServer:
             while True:
                 try:
                     await _open_session(c, self.url)
-                    if await _call(c, self.url, self.tool, self.args):
+                    if await _call(c, self.url, self.tool, self.args) is None:
                         return
                 except (httpx.HTTPError, KeyError, ValueError):
                     pass
@@ -97,33 +97,44 @@ async def _open_session(c: httpx.AsyncClient, url: str) -> None:
     await c.post(url, headers=HEADERS, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
 
 
-async def _call(c: httpx.AsyncClient, url: str, tool: str, args: dict[str, Any]) -> bool:
+async def _call(c: httpx.AsyncClient, url: str, tool: str, args: dict[str, Any]) -> str | None:
+    """None when the call returned the file; else what came back instead."""
     r = await c.post(url, headers=HEADERS, json={"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                                                  "params": {"name": tool, "arguments": args}})
     result = r.json().get("result") or {}
-    return r.status_code == 200 and not result.get("isError") and FILE_MARKER in str(result.get("content"))
+    if r.status_code == 200 and not result.get("isError") and FILE_MARKER in str(result.get("content")):
+        return None
+    return f"HTTP {r.status_code}: {r.text[:160]}"
 
 
 async def load(server: HttpServer, clients: int, calls_each: int) -> dict[str, Any]:
     latencies: list[float] = []
-    errors = 0
+    errors: list[str] = []
     ready = 0
     start = asyncio.Event()
+    calls_done = asyncio.Semaphore(0)  # released by each client after its last call
+    timed = asyncio.Event()  # then the sessions are closed, outside the timed part
 
     async def client() -> None:
-        nonlocal errors, ready
+        nonlocal ready
         async with httpx.AsyncClient(timeout=60) as c:
             await _open_session(c, server.url)
             ready += 1
             await start.wait()
-            for _ in range(calls_each):
-                t = time.perf_counter()
-                try:
-                    ok = await _call(c, server.url, server.tool, server.args)
-                except httpx.HTTPError:
-                    ok = False
-                latencies.append(time.perf_counter() - t)
-                errors += not ok
+            try:
+                for _ in range(calls_each):
+                    t = time.perf_counter()
+                    try:
+                        error = await _call(c, server.url, server.tool, server.args)
+                    except (httpx.HTTPError, ValueError) as e:
+                        error = f"{type(e).__name__}: {str(e)[:160]}"
+                    latencies.append(time.perf_counter() - t)
+                    if error is not None:
+                        errors.append(error)
+            finally:
+                calls_done.release()
+            await timed.wait()
+            await c.delete(server.url)  # free its place: the session quota counts open sessions
 
     tasks = [asyncio.create_task(client()) for _ in range(clients)]
     while ready < clients:  # every client holds its session before the first call
@@ -133,9 +144,14 @@ async def load(server: HttpServer, clients: int, calls_each: int) -> dict[str, A
     meter = CpuMeter(server.proc.pid)
     t0 = time.perf_counter()
     start.set()
+    for _ in range(clients):
+        await calls_done.acquire()
+    elapsed = time.perf_counter() - t0
+    cpu = meter.per_call(len(latencies))
+    timed.set()
     await asyncio.gather(*tasks)
     return {"server": server.label, "clients": clients, "latencies": latencies,
-            "elapsed": time.perf_counter() - t0, "errors": errors, "cpu": meter.per_call(len(latencies))}
+            "elapsed": elapsed, "errors": errors, "cpu": cpu}
 
 
 def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -147,7 +163,8 @@ def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "p50_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
             "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000 if latencies
             else float("nan"),
-            "errors": sum(r["errors"] for r in runs),
+            "errors": sum(len(r["errors"]) for r in runs),
+            "first_error": next((r["errors"][0] for r in runs if r["errors"]), ""),
             "cpu_us": [sum(r["cpu"][i] for r in runs) / len(runs) * 1e6 for i in range(3)]}
 
 
@@ -163,7 +180,7 @@ def _servers(ws: Workspace) -> list[HttpServer]:
     stock.write_text(STOCK_SERVER)
     return [
         HttpServer(GATEWAY_LABEL, [GATEWAY_PYTHON, "-m", "mcp_gateway", "serve", "--config", str(config)],
-                   f"http://127.0.0.1:{gw_port}/mcp", "fs.readFile", {"path": ws.file.name}, env, ws.root),
+                   f"http://127.0.0.1:{gw_port}/mcp", READ_FILE_TOOL, {"path": ws.file.name}, env, ws.root),
         HttpServer("mcp 2.3.0 MCPServer (stock streamable HTTP)",
                    [GATEWAY_PYTHON, str(stock), str(ws.data), str(peer_port)],
                    f"http://127.0.0.1:{peer_port}/mcp", "read_file", {"path": ws.file.name}, env, ws.root),
@@ -204,17 +221,18 @@ def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def render(rows: list[dict[str, Any]], m: dict[str, str]) -> str:
-    out = ["### HTTP: concurrent clients, one session each (fs.readFile of 1 KiB)\n",
+    out = [f"### HTTP: concurrent clients, one session each ({READ_FILE_TOOL} of 1 KiB)\n",
            f"Run of {m.get('date', '?')} on {m.get('cpu', '?')}, {m.get('cores', '?')} cores, load average "
            f"{m.get('load average at start (1/5/15 min)', '?')} at start. "
            "Gateway: default config, 2 filesystem workers, every sandbox layer on, an audit line per "
            "call. Peer: the SDK's stock server, in-process, no sandbox, no audit.\n",
            "| clients | server | calls (rounds) | calls/s | p50 ms | p99 ms | CPU µs/call: server / its children "
-           "/ client | errors |",
-           "|---:|---|---:|---:|---:|---:|---|---:|"]
+           "/ client | errors | first error |",
+           "|---:|---|---:|---:|---:|---:|---|---:|---|"]
     for r in rows:
         out.append(f"| {r['clients']} | {r['server']} | {r['calls']} ({r['rounds']}) | {r['rate']:.0f} | "
-                   f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {cpu_split(r.get('cpu_us'))} | {r['errors']} |")
+                   f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {cpu_split(r.get('cpu_us'))} | {r['errors']} | "
+                   f"{r.get('first_error', '').replace('|', '/')} |")
     return "\n".join(out) + "\n"
 
 

@@ -16,6 +16,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from bench.targets import READ_FILE_TOOL
 from tests.support.gateway_process import RawGateway, fs_config
 
 MIB = 1024 * 1024
@@ -36,7 +37,7 @@ UNICODE_CHUNK = "aé€😀".encode() * 1000
 def measure(mib: int, sdk_path: bool, unicode: bool = False) -> tuple[float, int]:
     d = Path(tempfile.mkdtemp(prefix="mcp-gw-large-"))
     d.chmod(0o755)
-    config = fs_config(d, policy={"per_tool": {"fs.readFile": {"max_bytes": 4 * mib * MIB}}})
+    config = fs_config(d, policy={"per_tool": {READ_FILE_TOOL: {"max_bytes": 4 * mib * MIB}}})
     chunk = UNICODE_CHUNK if unicode else b"0123456789abcdef"
     (d / "data" / "big.txt").write_bytes(chunk * (mib * MIB // len(chunk)))
     gw = RawGateway(config)
@@ -44,10 +45,10 @@ def measure(mib: int, sdk_path: bool, unicode: bool = False) -> tuple[float, int
         gw.initialize()
         gw.wait_ready()
         extra = {"_meta": {}} if sdk_path else {}
-        assert not gw.request("tools/call", {"name": "fs.readFile", "arguments": {"path": "hello.txt"}, **extra})[
+        assert not gw.request("tools/call", {"name": READ_FILE_TOOL, "arguments": {"path": "hello.txt"}, **extra})[
             "result"]["isError"]
         before = _hwm_kib(gw.proc.pid)
-        reply = gw.request("tools/call", {"name": "fs.readFile", "arguments": {"path": "big.txt"}, **extra},
+        reply = gw.request("tools/call", {"name": READ_FILE_TOOL, "arguments": {"path": "big.txt"}, **extra},
                            timeout=60)
         assert reply["result"]["isError"] is False, reply["result"]["content"][0]["text"][:300]
         after = _hwm_kib(gw.proc.pid)

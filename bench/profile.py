@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench import peers
 from bench.fixtures import QUERY, Database, PageServer, Workspace
-from bench.targets import gateway_config, gateway_server
+from bench.targets import FETCH_TOOL, QUERY_TOOL, READ_FILE_TOOL, gateway_config, gateway_server
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -70,15 +70,15 @@ def main() -> int:
     try:
         if opts.tool == "fs":
             cfg = gateway_config(ws.root, "profile", fs_root=ws.data)
-            tool, args, env = "fs.readFile", {"path": str(ws.file)}, None
+            tool, args, env = READ_FILE_TOOL, {"path": str(ws.file)}, None
         elif opts.tool == "db":
             db = Database.start()
             cfg = gateway_config(ws.root, "profile", postgres=db.gateway_settings())
-            tool, args, env = "db.query", {"sql": QUERY}, {"POSTGRES_PASSWORD": db.password}
+            tool, args, env = QUERY_TOOL, {"sql": QUERY}, {"POSTGRES_PASSWORD": db.password}
         else:
             page = PageServer()
             cfg = gateway_config(ws.root, "profile", http_port=page.port)
-            tool, args, env = "web.fetch", {"url": page.url}, None
+            tool, args, env = FETCH_TOOL, {"url": page.url}, None
         RESULTS.mkdir(exist_ok=True)
         out = RESULTS / f"profile-{opts.tool}-w{opts.window}"
         with gateway_server(cfg, env=env) as gw:

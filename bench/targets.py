@@ -10,7 +10,16 @@ from typing import Any
 import yaml
 
 from bench.driver import StdioServer
+from mcp_gateway.connectors import filesystem, http_fetch, postgres
+from mcp_gateway.connectors.base import seed_name
 from tests.support import REPO
+
+# The kinds the benchmarks configure, and the seed config's tools they call, named by the kinds
+# themselves (nothing outside a kind's folder spells them: tests/unit/test_kind_names.py).
+FILESYSTEM, HTTP_FETCH, POSTGRES = filesystem.KIND.name, http_fetch.KIND.name, postgres.KIND.name
+READ_FILE_TOOL = seed_name(filesystem.KIND, filesystem.tools.READ_FILE)
+FETCH_TOOL = seed_name(http_fetch.KIND, http_fetch.tools.FETCH)
+QUERY_TOOL = seed_name(postgres.KIND, postgres.tools.QUERY)
 
 GATEWAY_PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() \
     else sys.executable
@@ -33,17 +42,17 @@ def gateway_config(workdir: Path, name: str, *, fs_root: Path | None = None, htt
     connectors: dict[str, Any] = {}
     pool = {"workers": workers} if workers else {}
     if fs_root is not None:
-        tools += ["fs.readFile"]
-        connectors["filesystem"] = {"enabled": True, "allowed_paths": [str(fs_root)],
+        tools += [READ_FILE_TOOL]
+        connectors[FILESYSTEM] = {"enabled": True, "allowed_paths": [str(fs_root)],
                                     "denied_paths": [str(fs_root / "secrets")], **pool}
     if http_port is not None:
-        tools += ["web.fetch"]
-        connectors["http_fetch"] = {"enabled": True, "allowed_domains": ["*"],
+        tools += [FETCH_TOOL]
+        connectors[HTTP_FETCH] = {"enabled": True, "allowed_domains": ["*"],
                                     "allow_internal_cidrs": ["127.0.0.1/32"],
                                     "allowed_ports": [http_port], **pool}
     if postgres is not None:
-        tools += ["db.query"]
-        connectors["postgres"] = {**postgres, **pool}
+        tools += [QUERY_TOOL]
+        connectors[POSTGRES] = {**postgres, **pool}
     cfg: dict[str, Any] = {
         "server": {"name": "mcp-gateway", "transport": "stdio", "actor": "bench"},
         "audit": {"path": str(workdir / f"audit-{name}.jsonl")},

@@ -9,7 +9,6 @@ import sys
 
 from mcp_gateway.config import ConfigError, GatewayConfig, default_config_path, load_config, resolve_env_tokens
 from mcp_gateway.connectors import KINDS
-from mcp_gateway.connectors.base import Instance
 
 # Exit codes of a command stopped by Ctrl-C and by a closed stdout, as a shell reports them.
 EXIT_INTERRUPTED = 128 + 2
@@ -97,30 +96,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except Exception as e:
         return _report_startup_failure(e)
     return 0
-
-
-async def _serve_checked(serve, config: GatewayConfig, *args):
-    """Run a transport, and beside it the start-up checks that only warn (they never delay serving)."""
-    import trio
-
-    async with trio.open_nursery() as nursery:
-        for instance in config.instances():
-            nursery.start_soon(_log_startup_warnings, instance)
-        result = await serve(config, *args)
-        nursery.cancel_scope.cancel()
-    return result
-
-
-async def _log_startup_warnings(instance: Instance) -> None:
-    """The kind's blocking start-up checks (a database role that is not read-only...), in a thread."""
-    import logging
-
-    import trio
-
-    log = logging.getLogger("mcp_gateway")
-    kind = KINDS[instance.kind]
-    for warning in await trio.to_thread.run_sync(kind.startup_warnings, instance, abandon_on_cancel=True):
-        log.warning("%s", warning)
 
 
 def _report_startup_failure(exc: Exception) -> int:

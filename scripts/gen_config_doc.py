@@ -36,11 +36,21 @@ if str(REPO) not in sys.path:
 from mcp_gateway import config as config_module  # noqa: E402
 from mcp_gateway.config import GatewayConfig  # noqa: E402
 from mcp_gateway.connectors import KINDS  # noqa: E402
+from mcp_gateway.connectors.base import Instance  # noqa: E402
 
 DOC = REPO / "docs" / "CONFIG.md"
 BEGIN = "<!-- BEGIN GENERATED: scripts/gen_config_doc.py; do not edit by hand -->"
 END = "<!-- END GENERATED -->"
 MiB = 1024 * 1024
+
+
+def _seed(kind: Any) -> Instance:
+    """The instance the single-object form of a kind's section configures."""
+    return Instance(kind.seed_instance, kind.name, kind.settings(), f"connectors.{kind.name}")
+
+
+# The seed config's tool names (`fs.readFile`...), read from the kinds, for the examples below.
+SEED_TOOLS = [spec.name for kind in KINDS.values() if kind.seed_instance for spec in kind.tools(_seed(kind))]
 
 # (model class name, field name) -> (description, example value or None).
 # Examples are YAML values shown as `key: value`; None means "no better example than the default".
@@ -126,7 +136,7 @@ DESCRIPTIONS: dict[tuple[str, str], tuple[str, Any]] = {
     ("PolicySettings", "default_deny"): (
         "Refuse every tool not listed in `allow_tools`. Turning it off exposes every enabled "
         "connector's tools; `doctor` fails it.", True),
-    ("PolicySettings", "deny_tools"): ("Tools always refused; wins over `allow_tools`.", ["web.fetch"]),
+    ("PolicySettings", "deny_tools"): ("Tools always refused; wins over `allow_tools`.", SEED_TOOLS[2:3]),
     ("PolicySettings", "global_timeout_ms"): (
         "Hard deadline per call; past it the worker is SIGKILLed and replaced, the call ends with "
         "`TIMEOUT`.", 10000),
@@ -150,8 +160,8 @@ DESCRIPTIONS: dict[tuple[str, str], tuple[str, Any]] = {
     ("RateLimit", "burst"): ("Bucket size: calls allowed at once after a quiet period.", 20),
     ("ActorPolicy", "allow_tools"): (
         "Narrows the global allow list for this actor (null: the global list as is). Never widens it.",
-        ["fs.readFile"]),
-    ("ActorPolicy", "deny_tools"): ("Tools refused to this actor.", ["db.query"]),
+        SEED_TOOLS[:1]),
+    ("ActorPolicy", "deny_tools"): ("Tools refused to this actor.", SEED_TOOLS[3:4]),
     ("ActorPolicy", "per_tool"): ("Per-tool limits for this actor.", None),
     # connectors
     ("WorkerPoolSettings", "workers"): (
@@ -183,7 +193,7 @@ DESCRIPTIONS: dict[tuple[str, str], tuple[str, Any]] = {
         "(an instance's own entry wins).", None),
     ("PolicySettings", "allow_tools"): (
         "Tools agents may call (and see in `tools/list`): full names `<instance>.<tool>`, or globs of them "
-        "(`*` any characters, `?` one). Each must name a configured instance.", ["fs.readFile", "fs.listDir"]),
+        "(`*` any characters, `?` one). Each must name a configured instance.", SEED_TOOLS[:2]),
     ("SandboxLayers", "user"): (
         "uid/gid drop and empty capability sets. As non-root (containers) it only clears "
         "capabilities and reports `not needed (not root)`, so `required` works there too.", "required"),
@@ -434,12 +444,6 @@ def _instances_note(path: str, kind: Any) -> str:
             f"{', '.join(f'`{s.name}`' for s in kind.tools(_seed(kind)))}). For several, give "
             f"`{path}.instances.<instance>` with the same keys for each (an instance named there is enabled "
             f"unless it says `enabled: false`); their tools are `<instance>.<tool>`.")
-
-
-def _seed(kind: Any) -> Any:
-    from mcp_gateway.connectors.base import Instance
-
-    return Instance(kind.seed_instance, kind.name, kind.settings(), f"connectors.{kind.name}")
 
 
 def generate() -> str:

@@ -3,18 +3,23 @@
 # connector's workers from a copy of the checkout under a 0700 directory (a clone in /root or in
 # `mktemp -d`), where the workers' uid cannot traverse the directories above the checkout; and, as the
 # unprivileged user nobody (the container image runs non-root), the tests marked `identity`, those whose
-# outcome depends on who runs them: all of tests/e2e and tests/sandbox, and tests/component/postgres
-# (tests/conftest.py marks them by folder, so a new e2e test is in that pass without a change here).
+# outcome depends on who runs them: tests/e2e but its third-party clients, tests/sandbox and
+# tests/component/postgres (tests/conftest.py marks them by folder, so a new e2e test is in that pass
+# without a change here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh test
 export PYTHONDONTWRITEBYTECODE=1
+# The package compiled once (into its gitignored __pycache__): every gateway, zygote and CLI process
+# the tests start would otherwise compile it from source again.
+.venv/bin/python -m compileall -q mcp_gateway
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 
 copy_checkout() {  # copy_checkout DIR [TAR-OPTION...]: this checkout with its .venv, without .git or make run's audit log
   local dir=$1
   shift
   tar --exclude=./.git --exclude='*/__pycache__' --exclude=./audit.jsonl "$@" -cf - . | tar -xf - -C "$dir"
+  "$dir/.venv/bin/python" -m compileall -q "$dir/mcp_gateway"  # its own paths in the bytecode
 }
 
 if [ "$(id -u)" = 0 ] && [ $# -eq 0 ]; then

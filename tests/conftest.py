@@ -24,18 +24,22 @@ IS_ROOT = os.geteuid() == 0
 TESTS = Path(__file__).resolve().parent
 # Each folder is its marker (registered in pyproject.toml): `pytest -m unit` runs tests/unit.
 TIERS = ("unit", "component", "sandbox", "e2e")
-# Where the outcome depends on the identity of the process running the tests (a gateway and its
-# workers, the sandbox, the cluster's roles): marked `identity`, which make test runs again as nobody.
-IDENTITY_PATHS = ("e2e", "sandbox", "component/postgres")
+# Whether the outcome depends on the identity of the process running the tests (a gateway and its
+# workers, the sandbox, the cluster's roles): those are marked `identity`, which make test runs again
+# as nobody. The deepest listed folder decides: e2e/clients (clients nobody here wrote) checks the
+# protocol, which no identity changes.
+IDENTITY = {"e2e": True, "e2e/clients": False, "sandbox": True, "component/postgres": True}
 
 
 def tier_markers(path: Path) -> list[str]:
-    """The markers of a test file at `path`: its tier folder, and `identity` beneath IDENTITY_PATHS;
-    none for a file outside the tier folders (tests/unit/test_markers.py refuses those)."""
+    """The markers of a test file at `path`: its tier folder, and `identity` as IDENTITY says; none
+    for a file outside the tier folders (tests/unit/test_markers.py refuses those)."""
     rel = path.resolve().relative_to(TESTS)
     if len(rel.parts) < 2 or rel.parts[0] not in TIERS:
         return []
-    return [rel.parts[0], *(["identity"] if any(rel.is_relative_to(p) for p in IDENTITY_PATHS) else [])]
+    decided = [folder for folder in IDENTITY if rel.is_relative_to(folder)]
+    identity = IDENTITY[max(decided, key=len)] if decided else False
+    return [rel.parts[0], *(["identity"] if identity else [])]
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects (a conftest-level pytestmark never applies)

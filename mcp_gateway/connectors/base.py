@@ -76,6 +76,11 @@ class Args(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     """Arguments of a static tool: one struct drives decoding, size caps and the JSON Schema."""
 
 
+class Result(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True, omit_defaults=True):
+    """A static tool's result: the worker sends it encoded, the supervisor decodes it strictly
+    into the tool's own struct (a result that does not match is INTERNAL_ERROR)."""
+
+
 def as_dict(args: Args) -> dict[str, Any]:
     return msgspec.structs.asdict(args)
 
@@ -95,6 +100,9 @@ def inline_schema(struct: type) -> dict[str, Any]:
 
 def json_text(result: dict[str, Any]) -> str:
     return json.dumps(result, ensure_ascii=False, separators=(",", ":"))
+
+
+_result_encoder = msgspec.msgpack.Encoder()
 
 
 class Backend(Protocol):
@@ -135,6 +143,11 @@ class ToolSpec:
     # an mcp_types.Tool) and its input schema. Its result is content blocks, as MCP has them
     # ({"content": [...], "structuredContent"?: {...}}), already checked by its backend.
     discovered: DiscoveredTool | None = None
+    # How to ask for less, for a RESULT_TOO_LARGE reason ("offset/length").
+    smaller: str = ""
+    # What a worker answers (every static tool has one; None only for a tool whose backend
+    # answers with content blocks of its own, such as a discovered upstream tool).
+    result_type: type[Result] | None = None
 
     @property
     def name(self) -> str:
@@ -146,9 +159,31 @@ class ToolSpec:
         assert self.args_type is not None
         return inline_schema(self.args_type)
 
+    def encode_result(self, result: Any) -> bytes:
+        """The worker's side: its result (a dict or the struct) checked against the tool's
+        result struct and encoded. msgspec.ValidationError when it does not match."""
+        return _result_encoder.encode(msgspec.convert(result, self._result_type(), strict=True))
+
+    def decode_result(self, encoded: bytes | msgspec.Raw) -> dict[str, Any]:
+        """The supervisor's side: a worker's encoded result, decoded strictly into the tool's
+        result struct, as builtins for rendering. msgspec.ValidationError or DecodeError when it
+        does not match."""
+        return msgspec.to_builtins(msgspec.msgpack.decode(encoded, type=self._result_type(), strict=True))
+
+    def _result_type(self) -> type[Result]:
+        if self.result_type is None:
+            raise msgspec.ValidationError(f"{self.name} has no result struct: no worker may answer it")
+        return self.result_type
+
     def bound(self, instance: str) -> ToolSpec:
         """This tool as served by `instance`."""
         return replace(self, instance=instance)
+
+
+def seed_name(kind: ConnectorKind, spec: ToolSpec) -> str:
+    """The full name of a kind's tool in the seed config (`fs.readFile`): for callers such as
+    benchmarks and examples, which must not spell it themselves."""
+    return spec.bound(str(kind.seed_instance)).name
 
 
 # --- the kind -----------------------------------------------------------------------------------

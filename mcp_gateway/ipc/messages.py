@@ -33,7 +33,9 @@ class CallRequest(msgspec.Struct, tag="call", forbid_unknown_fields=True, frozen
 
 class CallOk(msgspec.Struct, tag="ok", forbid_unknown_fields=True, frozen=True):
     request_id: str
-    result: dict[str, Any]
+    # The tool's result, encoded by the worker; the supervisor decodes it strictly with the
+    # tool's own result struct (ToolSpec.decode_result), never as free-form data.
+    result: msgspec.Raw
     retire: RetireReason | None = None
 
 

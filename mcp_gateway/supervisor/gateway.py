@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import trio
 
 from mcp_gateway.config import GatewayConfig
@@ -159,26 +160,28 @@ class Gateway:
         return self._answer(request_id, spec, reply.result, decision.max_bytes)
 
     @staticmethod
-    def _answer(request_id: str, spec: ToolSpec, result: dict[str, Any], max_bytes: int) -> Outcome:
-        """Encode the answer once, and hold it to max_bytes as the client would receive it."""
-        if spec.discovered is not None:  # content blocks its backend already checked and rebuilt
-            answer = results.success_content(request_id, result["content"], result.get("structuredContent"))
-        else:
-            try:
-                text = spec.render_text(result)
-                if not isinstance(text, str):
-                    raise TypeError(type(text).__name__)
-                structured = spec.structured(result)
-            except (KeyError, TypeError) as e:
-                log.error("request %s (%s): worker result has the wrong shape (%r)", request_id, spec.name, e)
-                return Outcome.failed(request_id, spec.name, ErrorCode.INTERNAL_ERROR,
-                                      "the worker returned a malformed result")
-            answer = results.success(request_id, text, structured)
+    def _answer(request_id: str, spec: ToolSpec, encoded: bytes | msgspec.Raw, max_bytes: int) -> Outcome:
+        """Decode the worker's result strictly as the tool's result struct (anything else never
+        reaches the client as structuredContent), encode the answer once, and hold it to max_bytes
+        as the client would receive it. A discovered tool's backend answers content blocks it
+        already checked and rebuilt from the server's result."""
+        try:
+            if spec.discovered is not None:
+                blocks = msgspec.msgpack.decode(encoded)
+                answer = results.success_content(request_id, blocks["content"], blocks.get("structuredContent"))
+            else:
+                result = spec.decode_result(encoded)
+                answer = results.success(request_id, spec.render_text(result), spec.structured(result))
+        except (msgspec.ValidationError, msgspec.DecodeError) as e:
+            log.error("request %s (%s): the worker's result does not match the tool's result type: %s",
+                      request_id, spec.name, e)
+            return Outcome.failed(request_id, spec.name, ErrorCode.INTERNAL_ERROR,
+                                  "the worker returned a malformed result")
         if len(answer) > max_bytes:
             return Outcome.failed(
                 request_id, spec.name, ErrorCode.RESULT_TOO_LARGE,
                 f"the answer would be {len(answer)} bytes of JSON (text and structured content together), over "
-                f"the cap of {max_bytes} bytes; ask for less (fs.readFile offset/length, db.query max_rows)")
+                f"the cap of {max_bytes} bytes; ask for less{f' ({spec.smaller})' if spec.smaller else ''}")
         return Outcome(request_id, spec.name, answer, result_bytes=len(answer))
 
     def _audit(self, outcome: Outcome, actor: str, arguments: Any, started: float) -> Outcome:

@@ -14,7 +14,7 @@ import trio
 
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.connectors import KINDS
-from mcp_gateway.connectors.base import Backend
+from mcp_gateway.connectors.base import Backend, Instance
 from mcp_gateway.process_title import set_process_title
 from mcp_gateway.supervisor.audit import AuditLog
 from mcp_gateway.supervisor.gateway import Gateway, Outcome
@@ -51,6 +51,8 @@ async def open_gateway(config: GatewayConfig, zygotes: Zygotes,
             nursery.start_soon(pool.run)
             pools[name] = pool
         nursery.start_soon(_reopen_audit_on_sighup, audit)
+        for instance in config.instances():
+            nursery.start_soon(_log_startup_warnings, instance)
         gateway = Gateway(config, pools, audit, observer)
         for instance in config.instances():
             kind = KINDS[instance.kind]
@@ -63,6 +65,14 @@ async def open_gateway(config: GatewayConfig, zygotes: Zygotes,
         finally:
             nursery.cancel_scope.cancel()
             audit.close()
+
+
+async def _log_startup_warnings(instance: Instance) -> None:
+    """The kind's blocking start-up checks (a database role that is not read-only...), in a thread:
+    they only warn, and never delay serving."""
+    kind = KINDS[instance.kind]
+    for warning in await trio.to_thread.run_sync(kind.startup_warnings, instance, abandon_on_cancel=True):
+        log.warning("%s", warning)
 
 
 async def _reopen_audit_on_sighup(audit: AuditLog) -> None:

@@ -13,6 +13,7 @@ import traceback
 
 import msgspec
 
+from mcp_gateway.connectors.base import ToolSpec
 from mcp_gateway.ipc.caps import REQUEST_CAP, reply_cap
 from mcp_gateway.ipc.errors import ErrorCode, Refusal
 from mcp_gateway.ipc.frames import FrameError, FrameReader, send_frame
@@ -65,7 +66,19 @@ def handle(connector: Connector, req: CallRequest, limits: CallLimits) -> CallOk
               f"{traceback.format_exc()}", file=sys.stderr, flush=True)
         return CallFailed(req.request_id, ErrorCode.INTERNAL_ERROR,
                           f"unexpected worker error; the gateway log has details under request {req.request_id}")
-    return CallOk(req.request_id, result)
+    return _typed(spec, req, result)
+
+
+def _typed(spec: ToolSpec, req: CallRequest, result: object) -> CallOk | CallFailed:
+    """The result encoded as the tool's result struct; a bug that made another shape fails the call."""
+    try:
+        return CallOk(req.request_id, msgspec.Raw(spec.encode_result(result)))
+    except msgspec.ValidationError as e:
+        print(f"mcp-gateway worker {os.getpid()} request {req.request_id}: the result does not match "
+              f"{spec.name}'s result type: {e}", file=sys.stderr, flush=True)
+        return CallFailed(req.request_id, ErrorCode.INTERNAL_ERROR,
+                          f"the worker's result did not match the tool's result type; the gateway log has "
+                          f"details under request {req.request_id}")
 
 
 def _out_of_descriptors() -> bool:

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import trio
 from hypothesis import given, settings
@@ -193,7 +194,8 @@ def outcomes(draw) -> Outcome:
                               draw(st.sampled_from(CODES)), draw(_reason))
     if draw(st.booleans()):
         content = draw(_text) * draw(st.sampled_from([1, 1, 1000, 20000]))
-        result = {"path": "/d/" + draw(_text), "size": len(content), "encoding": "utf-8", "content": content}
+        result = {"path": "/d/" + draw(_text), "size": len(content), "offset": 0, "length": len(content),
+                  "encoding": "utf-8", "content": content}
         spec = TOOLS["fs.readFile"]
     else:
         rows = draw(st.lists(st.lists(st.one_of(st.none(), st.integers(), st.floats(allow_nan=False), _text,
@@ -202,7 +204,7 @@ def outcomes(draw) -> Outcome:
                   "truncated": draw(st.booleans())}
         spec = TOOLS["db.query"]
     max_bytes = draw(st.sampled_from([10 * 1024 * 1024, 2048]))
-    return Gateway._answer(rid, spec, result, max_bytes)
+    return Gateway._answer(rid, spec, spec.encode_result(result), max_bytes)
 
 
 @settings(max_examples=60)
@@ -221,11 +223,29 @@ def test_every_outcome_is_answered_alike_on_every_transport(transports, outcome)
         assert len(outcome.answer) <= 10 * 1024 * 1024 and expected["isError"] is False
 
 
+@pytest.mark.parametrize("forged", [
+    {"path": "/d/a", "size": 1, "offset": 0, "length": 1, "encoding": "utf-8", "content": 7},  # wrong type
+    {"path": "/d/a", "size": 1, "offset": 0, "length": 1, "encoding": "utf-8", "content": "x",
+     "leak": "/etc/shadow"},  # a field the tool does not have
+    {"path": "/d/a", "size": 1, "offset": 0, "length": 1, "encoding": "rot13", "content": "x"},  # not in the enum
+    {"content": "x"},  # fields missing
+    ["not", "an", "object"],
+])
+def test_a_result_that_does_not_match_the_tools_type_is_internal_error(forged):
+    """A worker (buggy or subverted) cannot pass arbitrary data through as structuredContent."""
+    outcome = Gateway._answer("r", TOOLS["fs.readFile"], msgspec.msgpack.encode(forged), 10_000)
+    assert outcome.error_code == "INTERNAL_ERROR" and outcome.reason == "the worker returned a malformed result"
+    answer = json.loads(outcome.answer)
+    assert "structuredContent" not in answer and "/etc/shadow" not in outcome.answer.decode()
+
+
 def test_an_answer_over_max_bytes_is_refused_whole():
     content = "é" * 1000
-    result = {"path": "/d/a", "size": 2000, "encoding": "utf-8", "content": content}
-    fits = Gateway._answer("r", TOOLS["fs.readFile"], result, 10_000)
+    spec = TOOLS["fs.readFile"]
+    result = spec.encode_result({"path": "/d/a", "size": 2000, "offset": 0, "length": 2000, "encoding": "utf-8",
+                                 "content": content})
+    fits = Gateway._answer("r", spec, result, 10_000)
     assert not fits.is_error and fits.result_bytes == len(fits.answer)
     # 2000 bytes of UTF-8 content travel twice (text and structured): 4000+ bytes of JSON
-    refused = Gateway._answer("r", TOOLS["fs.readFile"], result, 4000)
+    refused = Gateway._answer("r", spec, result, 4000)
     assert refused.error_code == "RESULT_TOO_LARGE" and "over the cap of 4000 bytes" in refused.reason

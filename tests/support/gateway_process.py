@@ -173,9 +173,10 @@ class RawGateway:
         return self.request("tools/call", {"name": tool, "arguments": arguments}, timeout)["result"]
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        """Until every enabled connector's pool has logged that its workers are ready."""
+        """Until every enabled instance's pool has logged that its workers are ready."""
         cfg = yaml.safe_load(self.config.read_text())
-        pools = sum(1 for c in (cfg.get("connectors") or {}).values() if c.get("enabled"))
+        pools = sum(sum(1 for i in c["instances"].values() if i.get("enabled", True)) if "instances" in c
+                    else bool(c.get("enabled")) for c in (cfg.get("connectors") or {}).values())
         assert self.proc.stderr is not None
         fd = self.proc.stderr.fileno()
         deadline = time.monotonic() + timeout

@@ -91,7 +91,7 @@ def test_unquoted_yaml_off_means_off_and_on_is_refused(tmp_path):
 
 def test_the_seed_config_names_the_seed_instances_and_their_tools():
     from mcp_gateway.config import GatewayConfig
-    
+
     cfg = GatewayConfig()
     assert [(i.name, i.kind) for i in cfg.instances(enabled_only=False)] == [
         ("fs", "filesystem"), ("web", "http_fetch"), ("db", "postgres")]

@@ -26,8 +26,10 @@ def recv_frame(sock, cap):
 def test_request_and_reply_round_trip():
     req = CallRequest("id-1", "fs.readFile", {"path": "a"}, 1000, 10)
     assert request_decoder.decode(request_encoder.encode(req)) == req
-    for reply in (CallOk("id-1", {"content": "x"}), CallFailed("id-1", ErrorCode.NOT_FOUND, "gone")):
-        assert reply_decoder.decode(reply_encoder.encode(reply)) == reply
+    ok = CallOk("id-1", msgspec.Raw(msgspec.msgpack.encode({"content": "x"})))
+    assert bytes(reply_decoder.decode(reply_encoder.encode(ok)).result) == bytes(ok.result)  # kept encoded
+    failed = CallFailed("id-1", ErrorCode.NOT_FOUND, "gone")
+    assert reply_decoder.decode(reply_encoder.encode(failed)) == failed
 
 
 def test_reply_decoder_refuses_codes_a_worker_may_not_send():

@@ -1,5 +1,5 @@
 """The markers select what they say: `-m unit` (component, sandbox, e2e) runs exactly the tests of
-its folder, `-m identity` exactly those beneath IDENTITY_PATHS (tests/conftest.py applies both), and
+its folder, `-m identity` exactly those IDENTITY names (tests/conftest.py applies both), and
 every test of this suite lives in a tier folder.
 
 The hook is run for real by pytest on a small tree with this suite's conftest.py and pytest
@@ -11,13 +11,13 @@ import shutil
 
 import pytest
 
-from tests.conftest import IDENTITY_PATHS, TESTS, TIERS, tier_markers
+from tests.conftest import TESTS, TIERS, tier_markers
 from tests.support import REPO
 
 TREE = {  # a test file of every kind of place, and one left in a folder that is not a tier
     "unit/test_u.py": 2, "unit/filesystem/test_uf.py": 1, "component/test_c.py": 1,
     "component/postgres/test_cp.py": 2, "sandbox/test_s.py": 1, "sandbox/filesystem/test_sf.py": 1,
-    "e2e/test_e.py": 1, "e2e/http/test_eh.py": 3, "http/test_old.py": 1,
+    "e2e/test_e.py": 1, "e2e/http/test_eh.py": 3, "e2e/clients/test_ec.py": 2, "http/test_old.py": 1,
 }
 
 
@@ -48,10 +48,9 @@ def test_each_marker_selects_exactly_its_folders_tests(tree):
     assert selected(tree) == TREE
     for tier in TIERS:
         assert selected(tree, "-m", tier) == {n: c for n, c in TREE.items() if n.startswith(tier + "/")}, tier
-    identity = {n: c for n, c in TREE.items() if any(n.startswith(p + "/") for p in IDENTITY_PATHS)}
-    assert set(identity) == {"component/postgres/test_cp.py", "sandbox/test_s.py",
-                             "sandbox/filesystem/test_sf.py", "e2e/test_e.py", "e2e/http/test_eh.py"}
-    assert selected(tree, "-m", "identity") == identity
+    identity = {"component/postgres/test_cp.py", "sandbox/test_s.py", "sandbox/filesystem/test_sf.py",
+                "e2e/test_e.py", "e2e/http/test_eh.py"}
+    assert selected(tree, "-m", "identity") == {n: TREE[n] for n in identity}
     assert selected(tree, "-m", "not unit and not component and not sandbox and not e2e") == {"http/test_old.py": 1}
 
 
@@ -64,6 +63,7 @@ def test_every_test_file_of_the_suite_lives_in_a_tier_folder():
 def test_markers_of_paths():
     assert tier_markers(TESTS / "unit" / "test_x.py") == ["unit"]
     assert tier_markers(TESTS / "e2e" / "http" / "test_x.py") == ["e2e", "identity"]
+    assert tier_markers(TESTS / "e2e" / "clients" / "test_x.py") == ["e2e"]
     assert tier_markers(TESTS / "component" / "postgres" / "test_x.py") == ["component", "identity"]
     assert tier_markers(TESTS / "component" / "test_x.py") == ["component"]
     assert tier_markers(TESTS / "http" / "test_x.py") == []

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta
 
-from mcp_gateway.connectors.base import Args, ToolSpec
+from mcp_gateway.connectors.base import Args, Result, ToolSpec
 from mcp_gateway.connectors.filesystem.paths import PATH_MAX_BYTES
 
 # Capped in characters here, and in UTF-8 bytes by __post_init__ (the kernel's PATH_MAX).
@@ -30,6 +30,26 @@ class ReadFileArgs(_PathArgs):
 
 class ListDirArgs(_PathArgs):
     pass
+
+
+class ReadFileResult(Result):
+    path: str
+    size: int
+    offset: int
+    length: int
+    encoding: Literal["utf-8", "base64"]
+    content: str
+
+
+class DirEntry(Result):
+    name: str
+    type: Literal["file", "directory", "symlink", "other"]
+    size: int
+
+
+class ListDirResult(Result):
+    path: str
+    entries: list[DirEntry]
 
 
 # Characters that could end a line, add a column or restyle the text the agent reads:
@@ -73,6 +93,7 @@ READ_FILE = ToolSpec(
     instance="",
     tool="readFile",
     args_type=ReadFileArgs,
+    result_type=ReadFileResult,
     title="Read a file",
     description=(
         "Read a regular file beneath the allowed directories. `path` is absolute or relative to "
@@ -92,12 +113,14 @@ READ_FILE = ToolSpec(
     ),
     open_world=False,
     render_text=lambda r: r["content"],
+    smaller="read a part with offset/length",
 )
 
 LIST_DIR = ToolSpec(
     instance="",
     tool="listDir",
     args_type=ListDirArgs,
+    result_type=ListDirResult,
     title="List a directory",
     description="List the entries of a directory beneath the allowed directories (name, type, size).",
     output_schema=_obj(

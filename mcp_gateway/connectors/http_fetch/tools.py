@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from msgspec import Meta
 
-from mcp_gateway.connectors.base import Args, ToolSpec
+from mcp_gateway.connectors.base import Args, Result, ToolSpec
 
 Url = Annotated[str, Meta(min_length=1, max_length=8192, description="http:// or https:// URL")]
 HeaderName = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
@@ -18,6 +18,16 @@ class FetchArgs(Args):
     headers: Annotated[dict[HeaderName, HeaderValue], Meta(max_length=64)] = {}
 
 
+class FetchResult(Result):
+    status: int
+    url: str
+    headers: dict[str, str]
+    size: int
+    encoding: Literal["text", "base64"]
+    body: str
+    lossy: Literal[True] | None = None  # present when bytes invalid in the charset became U+FFFD
+
+
 _STR = {"type": "string"}
 _INT = {"type": "integer"}
 
@@ -25,6 +35,7 @@ FETCH = ToolSpec(
     instance="",
     tool="fetch",
     args_type=FetchArgs,
+    result_type=FetchResult,
     title="Fetch a web page",
     description=(
         "HTTP GET of a URL on an allowed public host. Only content-negotiation, caching, conditional "

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import mcp_types as types
+import msgspec
 import trio
 
 from mcp_gateway.connectors.mcp_servers.discovery import UpstreamTool
@@ -21,6 +22,7 @@ from mcp_gateway.ipc.errors import ErrorCode, Refusal
 from mcp_gateway.ipc.messages import CallOk, CallRequest
 
 MAX_ERROR_TEXT = 4000
+_encoder = msgspec.msgpack.Encoder()  # as a worker's result travels (ipc.messages.CallOk)
 
 
 def _resource(resource: types.TextResourceContents | types.BlobResourceContents) -> dict[str, Any]:
@@ -57,7 +59,8 @@ def _error_text(result: types.CallToolResult) -> str:
 
 async def answer_of(request: CallRequest, tool: UpstreamTool, result: types.CallToolResult,
                     limiter: trio.CapacityLimiter) -> CallOk:
-    """The checked answer as {"content": [...], "structuredContent"?: {...}}; raises Refusal."""
+    """The checked answer, {"content": [...], "structuredContent"?: {...}} encoded as a worker's
+    result is; raises Refusal."""
     if result.is_error:
         raise Refusal(ErrorCode.UPSTREAM_ERROR, f"the {tool.instance} server reported an error: {_error_text(result)}")
     answer: dict[str, Any] = {"content": [_block(b) for b in result.content]}
@@ -72,4 +75,4 @@ async def answer_of(request: CallRequest, tool: UpstreamTool, result: types.Call
                                                     f"match the tool's outputSchema: {problem}")
     if structured is not None:
         answer["structuredContent"] = structured
-    return CallOk(request.request_id, answer)
+    return CallOk(request.request_id, msgspec.Raw(_encoder.encode(answer)))

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from msgspec import Meta
 
-from mcp_gateway.connectors.base import Args, ToolSpec, json_text
+from mcp_gateway.connectors.base import Args, Result, ToolSpec, json_text
 
 Sql = Annotated[str, Meta(min_length=1, max_length=100_000, description="one SELECT statement")]
 Identifier = Annotated[str, Meta(min_length=1, max_length=128)]
@@ -24,6 +24,35 @@ class SchemaArgs(Args):
     table: Identifier | None = None
 
 
+class Column(Result):
+    name: str
+    type: str
+
+
+class QueryResult(Result):
+    columns: list[Column]
+    rows: list[list[Any]]  # JSON values (postgres/worker.py's _json_value)
+    row_count: int
+    truncated: bool
+
+
+class TableColumn(Result):
+    name: str
+    type: str
+    nullable: bool
+
+
+class Table(Result):
+    schema: str
+    name: str
+    kind: str
+    columns: list[TableColumn]
+
+
+class SchemaResult(Result):
+    tables: list[Table]
+
+
 def _obj(props: dict[str, Any], required: list[str]) -> dict[str, Any]:
     return {"type": "object", "properties": props, "required": required}
 
@@ -36,6 +65,7 @@ QUERY = ToolSpec(
     instance="",
     tool="query",
     args_type=QueryArgs,
+    result_type=QueryResult,
     title="Run a read-only SQL query",
     description=(
         "Run one SELECT (or EXPLAIN of one) on PostgreSQL in a read-only transaction. Bind values "
@@ -55,12 +85,14 @@ QUERY = ToolSpec(
     ),
     open_world=False,
     render_text=json_text,
+    smaller="fewer rows with max_rows",
 )
 
 SCHEMA = ToolSpec(
     instance="",
     tool="schema",
     args_type=SchemaArgs,
+    result_type=SchemaResult,
     title="Describe database tables",
     description="Tables and views with their columns and types, optionally filtered by schema and table.",
     output_schema=_obj(
