@@ -270,49 +270,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_approve_tools(args: argparse.Namespace) -> int:
     """Show what each pinned upstream server offers against its pins; pin it when the operator agrees."""
-    import trio
-
-    from mcp_gateway.connectors.mcp_servers.approve import ListingFailed, pinned_instances, review_all
-    from mcp_gateway.connectors.mcp_servers.pins import PinFileError, write_pins
-    from mcp_gateway.connectors.mcp_servers.process import start_upstream
+    from mcp_gateway.connectors.mcp_servers.approve import approve_tools
     from mcp_gateway.supervisor.service import configure_logging
 
     config = _load(args.config)
     configure_logging()
-    try:
-        instances = pinned_instances(config.connectors.mcp_servers, args.instance or [])
-        if not instances:
-            print("mcp-gateway approve-tools: no upstream server has pin_tools: true", file=sys.stderr)
-            return 1
-        config_dir = (config.source or default_config_path()).resolve().parent
-        reviews = trio.run(review_all, instances, config_dir, lambda i: start_upstream(i, config))
-    except (ListingFailed, PinFileError) as e:
-        print(f"mcp-gateway approve-tools: {e}", file=sys.stderr)
-        return 1
-    except Exception as e:  # noqa: BLE001 - a server that cannot start is the operator's to read about
-        print(f"mcp-gateway approve-tools: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    for r in reviews:
-        r.report(sys.stdout)
-    pending = [r for r in reviews if r.pending]
-    if not pending:
-        print("every tool is approved as offered; nothing to do")
-        return 0
-    if args.dry_run:
-        print(f"{sum(len(r.new) + len(r.changed) + len(r.gone) for r in pending)} change(s) await approval (--dry-run)")
-        return 1
-    if not args.yes:
-        if not sys.stdin.isatty():
-            print("mcp-gateway approve-tools: review the changes above, then run again with --yes", file=sys.stderr)
-            return 1
-        if input("approve these definitions? [y/N] ").strip().lower() not in ("y", "yes"):
-            print("nothing approved")
-            return 1
-    for r in pending:
-        write_pins(r.path, r.instance, r.tools)
-        print(f"{r.instance}: {len(r.tools)} tool definition(s) pinned in {r.path}")
-    print("a running gateway picks the new pins up when the server next lists its tools (restart it to apply now)")
-    return 0
+    return approve_tools(config, args.instance or [], dry_run=args.dry_run, yes=args.yes)
 
 
 def main(argv: list[str] | None = None) -> int:

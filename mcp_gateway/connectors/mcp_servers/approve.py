@@ -8,16 +8,20 @@ the pin file is replaced with the definitions offered now.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 import trio
 
+from mcp_gateway.config import GatewayConfig
+from mcp_gateway.connectors.base import Instance
 from mcp_gateway.connectors.mcp_servers.backend import StartUpstream
 from mcp_gateway.connectors.mcp_servers.discovery import Discovered, UpstreamTool, discover
-from mcp_gateway.connectors.mcp_servers.pins import definition_diff, load_pins
+from mcp_gateway.connectors.mcp_servers.pins import PinFileError, definition_diff, load_pins, pin_path, write_pins
+from mcp_gateway.connectors.mcp_servers.process import UpstreamStartError, start_upstream
+from mcp_gateway.connectors.mcp_servers.serving import config_dir
 from mcp_gateway.connectors.mcp_servers.session import (
     BadAnswer,
     ListedTools,
@@ -115,28 +119,59 @@ def review(instance: str, path: Path, discovered: Discovered) -> Review:
     return result
 
 
-@dataclass
-class _Named:
-    name: str
-    settings: McpServerSettings
-
-
-def pinned_instances(servers: dict[str, McpServerSettings], names: list[str]) -> list[_Named]:
+def pinned_instances(config: GatewayConfig, names: list[str]) -> list[Instance]:
     """The instances to review: the named ones, else every enabled one with pin_tools."""
+    servers = {i.name: i for i in config.instances(enabled_only=False) if i.kind == "mcp_servers"}
     unknown = [n for n in names if n not in servers]
     if unknown:
         raise ListingFailed(f"no upstream server named {', '.join(unknown)} in connectors.mcp_servers")
-    chosen = names or [n for n, s in servers.items() if s.enabled and s.pin_tools]
-    return [_Named(n, servers[n]) for n in chosen]
+    return [servers[n] for n in names] or [i for i in servers.values() if i.enabled and i.settings.pin_tools]
 
 
-async def review_all(instances: list[_Named], config_dir: Path, start: Callable[[_Named], Awaitable[object]]
-                     ) -> list[Review]:
-    from mcp_gateway.connectors.mcp_servers.pins import pin_path
-
+async def _review_all(instances: list[Instance], config: GatewayConfig) -> list[Review]:
     reviews = []
     for instance in instances:
-        discovered = await list_once(instance.name, instance.settings, lambda i=instance: start(i))  # type: ignore[misc]
-        path = pin_path(instance.name, instance.settings.pin_file, config_dir)
+        discovered = await list_once(instance.name, instance.settings,
+                                     lambda i=instance: start_upstream(i, config))  # type: ignore[misc]
+        path = pin_path(instance.name, instance.settings.pin_file, config_dir(config))
         reviews.append(review(instance.name, path, discovered))
     return reviews
+
+
+def approve_tools(config: GatewayConfig, names: list[str], *, dry_run: bool, yes: bool) -> int:
+    """`mcp-gateway approve-tools`: the exit code (1: nothing approved, or --dry-run with changes)."""
+    try:
+        instances = pinned_instances(config, names)
+        if not instances:
+            print("mcp-gateway approve-tools: no upstream server has pin_tools: true", file=sys.stderr)
+            return 1
+        reviews = trio.run(_review_all, instances, config)
+    except (ListingFailed, PinFileError, UpstreamStartError) as e:
+        print(f"mcp-gateway approve-tools: {e}", file=sys.stderr)
+        return 1
+    for r in reviews:
+        r.report(sys.stdout)
+    pending = [r for r in reviews if r.pending]
+    if not pending:
+        print("every tool is approved as offered; nothing to do")
+        return 0
+    if dry_run:
+        print(f"{sum(len(r.new) + len(r.changed) + len(r.gone) for r in pending)} change(s) await approval (--dry-run)")
+        return 1
+    if not yes and not _operator_agrees():
+        return 1
+    for r in pending:
+        write_pins(r.path, r.instance, r.tools)
+        print(f"{r.instance}: {len(r.tools)} tool definition(s) pinned in {r.path}")
+    print("a running gateway applies them when the server next lists its tools (restart it to apply now)")
+    return 0
+
+
+def _operator_agrees() -> bool:
+    if not sys.stdin.isatty():
+        print("mcp-gateway approve-tools: review the changes above, then run again with --yes", file=sys.stderr)
+        return False
+    if input("approve these definitions? [y/N] ").strip().lower() in ("y", "yes"):
+        return True
+    print("nothing approved")
+    return False

@@ -12,7 +12,7 @@ import trio
 from mcp_gateway.connectors.mcp_servers.backend import UpstreamBackend
 from mcp_gateway.connectors.mcp_servers.settings import McpServerSettings
 from mcp_gateway.ipc.messages import CallFailed, CallOk, CallRequest
-from tests.component.mcp_upstream.test_backend import Published, until
+from tests.component.mcp_upstream.test_backend import Published, answer, until
 from tests.support.upstream_plain import PlainProcess
 from tests.support.upstream_servers import command
 
@@ -47,7 +47,7 @@ def test_real_server_is_discovered_and_called(name: str, tmp_path: Path) -> None
                 reply = await backend.call(CallRequest("r1", f"{name}.{tool}", args, 20_000, 1 << 20),
                                            trio.current_time() + 20)
                 assert isinstance(reply, CallOk), reply
-                assert check(reply.result), reply.result
+                assert check(answer(reply)), answer(reply)
             bad = await backend.call(CallRequest("r2", f"{name}.{bad_tool}", bad_args, 20_000, 1 << 20),
                                      trio.current_time() + 20)
             assert isinstance(bad, CallFailed) and bad.error_code == "VALIDATION_ERROR", bad
