@@ -160,7 +160,7 @@ def _sandbox_targets(config: GatewayConfig) -> list[tuple[str, SandboxProfile | 
     targets: list[tuple[str, SandboxProfile | None, str]] = []
     for instance in config.instances():
         if KINDS[instance.kind].backend != "pool":
-            continue  # no pool workers: its kind's doctor_checks say what confines it
+            continue  # an upstream server is confined by its own launcher: its kind's doctor rows
         try:
             targets.append((instance.name, _profile_for(instance.name, config), ""))
         except Exception as e:  # noqa: BLE001

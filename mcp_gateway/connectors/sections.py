@@ -64,9 +64,9 @@ def _named_model(kind: ConnectorKind) -> type[BaseModel]:
 def _section(kind: ConnectorKind) -> tuple[Any, Any]:
     """(annotation, default) of `connectors.<kind>`."""
     if kind.seed_instance is None:
-        mapping = Annotated[dict[InstanceName, kind.settings],  # type: ignore[valid-type]
-                            Field(description=f"{kind.summary} A mapping `<instance>: settings`.")]
-        return mapping, {}
+        named = Annotated[dict[InstanceName, kind.settings],  # type: ignore[valid-type]
+                          Field(description=f"{kind.summary} A mapping `<instance>: settings`.")]
+        return named, {}
     union = Annotated[
         Annotated[kind.settings, Tag(SINGLE)] | Annotated[_named_model(kind), Tag(NAMED)],
         Discriminator(_form),

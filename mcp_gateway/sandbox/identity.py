@@ -29,6 +29,7 @@ import os
 import pwd
 import random
 import stat
+import zlib
 from collections.abc import Iterator
 
 from mcp_gateway.sandbox._common import LayerUnavailable
@@ -103,21 +104,28 @@ def _lock(dir_fd: int, uid: int) -> int | None:
     return fd
 
 
-def _candidates(first: int, count: int) -> Iterator[int]:
+def _candidates(first: int, count: int, start: int | None) -> Iterator[int]:
     # A random starting point keeps concurrent spawns (and gateways) from queuing on one uid.
-    start = random.randrange(count)
+    start = random.randrange(count) if start is None else start % count
     for i in range(count):
         yield first + (start + i) % count
 
 
-def allocate(first: int, count: int) -> int:
-    """Take a free uid of [first, first + count) for this process's life; returns it."""
+def preferred_offset(name: str) -> int:
+    """A stable starting point for `name` (an upstream server keeps its uid across restarts,
+    so the files it wrote stay its own, whenever that uid is free)."""
+    return zlib.crc32(name.encode())
+
+
+def allocate(first: int, count: int, start: int | None = None) -> int:
+    """Take a free uid of [first, first + count) for this process's life; returns it. `start`:
+    the offset tried first (preferred_offset), else a random one."""
     if _held:
         raise IdentityError("this process already holds a worker uid")
     dir_fd = _lock_dir()
     try:
         in_use: dict[int, int] | None = None
-        for uid in _candidates(first, count):
+        for uid in _candidates(first, count, start):
             if in_use is not None and uid in in_use:
                 continue
             fd = _lock(dir_fd, uid)

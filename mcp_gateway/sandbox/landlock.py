@@ -150,11 +150,12 @@ class ReadAnchors:
         self.fds.clear()
 
 
-def enforce(path_rules: Iterable[tuple[int, int]], connect_ports: Iterable[int]) -> int:
+def enforce(path_rules: Iterable[tuple[int, int]], connect_ports: Iterable[int], scope_signals: bool = True) -> int:
     """Create a ruleset handling every right the ABI knows, grant `path_rules` ((O_PATH fd,
     access) pairs, access masked to the ABI) and TCP connect to `connect_ports` (ABI >= 4),
-    scope signals and abstract sockets (ABI >= 6), and restrict the calling thread for good.
-    Returns the ABI. Raises LayerUnavailable without Landlock, OSError on unexpected failures."""
+    scope abstract sockets and (unless `scope_signals` is False) signals (ABI >= 6), and
+    restrict the calling thread for good. Returns the ABI. Raises LayerUnavailable without
+    Landlock, OSError on unexpected failures."""
     abi = abi_version()
     if abi < 1:
         raise LayerUnavailable(why_unavailable())
@@ -164,7 +165,7 @@ def enforce(path_rules: Iterable[tuple[int, int]], connect_ports: Iterable[int])
         attr.handled_access_net = ACCESS_NET_BIND_TCP | ACCESS_NET_CONNECT_TCP
         size = 16
     if abi >= 6:
-        attr.scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL
+        attr.scoped = SCOPE_ABSTRACT_UNIX_SOCKET | (SCOPE_SIGNAL if scope_signals else 0)
         size = 24
     ruleset = _syscall(
         SYS_landlock_create_ruleset, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0)
@@ -196,7 +197,7 @@ def enforce(path_rules: Iterable[tuple[int, int]], connect_ports: Iterable[int])
     return abi
 
 
-def describe_net(abi: int, connect_ports: Iterable[int]) -> list[str]:
+def describe_net(abi: int, connect_ports: Iterable[int], scope_signals: bool = True) -> list[str]:
     """The TCP and scoping part of a Landlock status string."""
     ports = sorted(set(connect_ports))
     parts = []
@@ -204,11 +205,14 @@ def describe_net(abi: int, connect_ports: Iterable[int]) -> list[str]:
         parts.append(f"tcp connect {','.join(map(str, ports)) if ports else 'none'}, bind none")
     else:
         parts.append("tcp not enforced (ABI < 4)")
-    parts.append("scoped" if abi >= 6 else "signals/abstract sockets not scoped (ABI < 6)")
+    if abi < 6:
+        parts.append("signals/abstract sockets not scoped (ABI < 6)")
+    else:
+        parts.append("scoped" if scope_signals else "abstract sockets scoped, signals left to seccomp")
     return parts
 
 
-def apply_landlock(anchors: ReadAnchors, connect_ports: Iterable[int]) -> str:
+def apply_landlock(anchors: ReadAnchors, connect_ports: Iterable[int], scope_signals: bool = True) -> str:
     """Restrict the calling thread (and future children) for good. Returns a status string.
 
     Raises LayerUnavailable when the kernel has no Landlock, OSError on unexpected failures.
@@ -216,9 +220,9 @@ def apply_landlock(anchors: ReadAnchors, connect_ports: Iterable[int]) -> str:
     rules = [(fd, READ_DIR_ACCESS if stat.S_ISDIR(os.fstat(fd).st_mode) else READ_FILE_ACCESS)
              for fd in anchors.fds]
     ports = tuple(connect_ports)
-    abi = enforce(rules, ports)
+    abi = enforce(rules, ports, scope_signals)
     granted = len(rules)
     parts = [f"ABI {abi}: fs read-only {granted} path{'s' if granted != 1 else ''}"]
     if anchors.skipped:
         parts.append(f"skipped missing {', '.join(anchors.skipped)}")
-    return ", ".join(parts + describe_net(abi, ports))
+    return ", ".join(parts + describe_net(abi, ports, scope_signals))

@@ -67,14 +67,19 @@ def enter_pid_namespace() -> str:
 def enter_network_namespace() -> str:
     """Move this process into a new network namespace and bring its loopback up."""
     _unshare(CLONE_NEWNET)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        req = struct.pack("16sH14x", b"lo", 0)
-        flags = struct.unpack("16sH14x", fcntl.ioctl(s, SIOCGIFFLAGS, req))[1]
-        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+    loopback_up()
     names = sorted(name for _, name in socket.if_nameindex())
     if names != ["lo"]:
         raise OSError(f"the new network namespace has interfaces {names}, not loopback only")
     return "own network namespace (loopback only)"
+
+
+def loopback_up() -> None:
+    """Bring this network namespace's loopback interface up (needs CAP_NET_ADMIN in it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s, SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
 
 
 def available() -> str | None:

@@ -23,7 +23,9 @@ What a runtime needs on top of a pool worker, and how each is bounded:
   namespace say where); never bind/listen/accept;
 * `setpgid`/`setsid` refused: the server's process tree stays in the process group the
   gateway kills (docs/SANDBOX.md "Upstream servers").
-Not allowed: memfd_create, SysV/POSIX shm (memory outside RLIMIT_DATA), mlock, pidfd_open,
+Memory: RLIMIT_DATA counts private writable mappings only, so `mmap` of shared anonymous
+memory and MAP_GROWSDOWN mappings are refused (EPERM); so are memfd_create, SysV and POSIX shm
+(memory outside RLIMIT_DATA). Also not allowed: mlock, pidfd_open,
 keyrings, personality changes (a query is fine), setuid and friends.
 """
 
@@ -69,14 +71,16 @@ PRCTL_ALLOW = (PR_SET_NAME, PR_GET_NAME, PR_SET_VMA, PR_GET_PDEATHSIG, PR_GET_CH
                PR_GET_SECCOMP, PR_GET_NO_NEW_PRIVS, PR_GET_DUMPABLE)
 PERSONALITY_QUERY = 0xFFFFFFFF
 
-# Every clone flag that creates or enters a namespace.
+# Every clone flag that creates a namespace:
+# NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET, NEWTIME.
 CLONE_NAMESPACE_FLAGS = (0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000
-                         | 0x40000000 | 0x00000080)  # NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET, NEWTIME
+                         | 0x40000000 | 0x00000080)
 
 # Beyond a worker's ERRNO rules: the process-group calls the tree kill relies on.
 RUNTIME_ERRNO: tuple[tuple[str, int], ...] = (("setpgid", errno.EPERM), ("setsid", errno.EPERM))
 
 SOCK_TYPE_MASK = 0xF
+MAP_SHARED, MAP_ANONYMOUS, MAP_GROWSDOWN = 0x01, 0x20, 0x0100
 
 
 def _build(proxy: bool, pid: int):
@@ -92,7 +96,8 @@ def _build(proxy: bool, pid: int):
             allowed.add(name)
 
     for name in dict.fromkeys(BASE_ALLOW + RUNTIME_ALLOW):
-        allow(name)
+        if name != "mmap":  # only with the flags below
+            allow(name)
     _add_argument_rules(allow, pid, proxy)
     for name in KILL:
         if name in RUNTIME_ALLOW:  # execve, execveat: Landlock decides what
@@ -115,6 +120,11 @@ def _bits(mask: int) -> list[int]:
 
 
 def _add_argument_rules(allow: Callable[..., None], pid: int, proxy: bool) -> None:
+    # mmap: never shared anonymous memory nor MAP_GROWSDOWN, the two kinds RLIMIT_DATA does not
+    # count (RLIMIT_AS is not used for runtimes). Private mappings, and shared ones of a file it
+    # may open (Landlock; its size bounded by RLIMIT_FSIZE), are allowed.
+    allow("mmap", sc.Arg(3, sc.MASKED_EQ, MAP_SHARED | MAP_GROWSDOWN, 0))
+    allow("mmap", sc.Arg(3, sc.MASKED_EQ, MAP_ANONYMOUS | MAP_GROWSDOWN, 0))
     add_self_only_rules(allow, pid)
     allow("tgkill", sc.Arg(0, sc.EQ, pid))
     allow("clone", sc.Arg(0, sc.MASKED_EQ, CLONE_NAMESPACE_FLAGS, 0))

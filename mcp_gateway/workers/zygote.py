@@ -218,7 +218,7 @@ def _answer_spawn(control: socket.socket, me: int, connector, config: GatewayCon
         try:
             control.close()
             os.dup2(err_write, 2)
-            if hasattr(connector, "run_child"):  # a kind whose child is not a pool worker (mcp_servers)
+            if hasattr(connector, "run_child"):  # a kind whose child is not a pool worker (an upstream server)
                 connector.run_child(me, fds[0])
             else:
                 _become_worker(me, fds[0], connector, config)
@@ -258,10 +258,11 @@ def zygote_main(name: str, config: GatewayConfig, control: socket.socket, superv
 
 
 def start_zygotes(config: GatewayConfig) -> dict[str, tuple[int, socket.socket]]:
-    """Fork one zygote per enabled instance: its name -> (pid, control socket). Must run before
-    trio (or anything) starts a thread."""
+    """Fork one zygote per enabled pool instance: its name -> (pid, control socket). Must run
+    before trio (or anything) starts a thread. (An upstream server's zygote is started by its
+    backend.)"""
     return {instance.name: _fork_zygote(instance.name, config) for instance in config.instances()
-            if KINDS[instance.kind].backend == "pool"}  # an "own" backend starts its processes itself
+            if KINDS[instance.kind].backend == "pool"}
 
 
 def _fork_zygote(name: str, config: GatewayConfig) -> tuple[int, socket.socket]:

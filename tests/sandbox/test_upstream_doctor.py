@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 
-from upstream_support import PYTHON
-
 from mcp_gateway.connectors.mcp_servers.doctor import instance_rows
 from mcp_gateway.connectors.mcp_servers.settings import McpServerSettings
+from tests.sandbox.upstream_support import PYTHON
 
 
 def settings(**kw) -> McpServerSettings:
@@ -52,3 +51,19 @@ def test_an_unconfinable_command_and_a_missing_variable_fail(tmp_path):
     rows = instance_rows("s", McpServerSettings(command=[str(script)], env_from_gateway=[name]), None)
     assert levels(rows)[:2] == ["FAIL", "FAIL"]
     assert "#!/usr/bin/env" in rows[0][1] and name in rows[1][1]
+
+
+def test_doctor_reports_an_upstream_server_through_its_kind():
+    import io
+
+    from mcp_gateway.config import GatewayConfig
+    from mcp_gateway.doctor import run_doctor
+
+    config = GatewayConfig.model_validate({"connectors": {"mcp_servers": {"upstream": {
+        "command": [PYTHON, "-c", "pass"], "namespaces": "off"}}}})
+    out = io.StringIO()
+    run_doctor(config, out)
+    text = out.getvalue()
+    assert "PASS  upstream: executes only" in text
+    assert "WARN  upstream: no namespaces (namespaces: off)" in text
+    assert "a upstream worker" not in text  # not probed as a pool worker: it has none

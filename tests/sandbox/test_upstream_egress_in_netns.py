@@ -14,9 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import trio
-from upstream_support import MODES, Area, Client, make_config, run_session
 
 from mcp_gateway.sandbox import namespaces
+from tests.sandbox.upstream_support import MODES, Area, Client, make_config, run_session
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -67,6 +67,10 @@ def egress(request, origin):
             "private": await client.tool("proxy_get", url="http://10.1.2.3/"),
             "decimal_loopback_other_port": await client.tool("proxy_get", url="http://2130706433:22/"),
             "loopback_name": await client.tool("proxy_get", url=f"http://localhost:{origin}/"),
+            "tunnel": await client.tool("tunnel", target=f"127.0.0.1:{origin}",
+                                        request="GET /tunnelled HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+            "tunnel_metadata": await client.tool("tunnel", target="169.254.169.254:443"),
+            "tunnel_other_port": await client.tool("tunnel", target="127.0.0.1:22"),
             "direct_origin": await client.tool("connect", host="127.0.0.1", port=origin),
             "direct_private": await client.tool("connect", host="10.1.2.3", port=80),
             "direct_metadata": await client.tool("connect", host="169.254.169.254", port=80),
@@ -105,8 +109,18 @@ def test_blocked_destinations_are_refused_by_the_egress(egress, attempt):
     assert "refused" in outcome["body"]
 
 
-def test_the_origin_saw_only_the_allowed_request(egress):
-    assert egress["hits"] == ["/allowed"]
+def test_a_connect_tunnel_to_an_allowed_target_carries_bytes(egress):
+    assert egress["tunnel"]["ok"] is True, egress["tunnel"]
+    assert egress["tunnel"]["reply"].endswith("origin saw /tunnelled")
+
+
+@pytest.mark.parametrize("attempt", ["tunnel_metadata", "tunnel_other_port"])
+def test_a_connect_tunnel_to_a_blocked_target_is_refused(egress, attempt):
+    assert egress[attempt]["ok"] is False and " 403 " in egress[attempt]["status"] + " ", egress[attempt]
+
+
+def test_the_origin_saw_only_the_allowed_requests(egress):
+    assert egress["hits"] == ["/allowed", "/tunnelled"]
 
 
 @pytest.mark.parametrize("attempt", ["direct_origin", "direct_private", "direct_metadata", "direct_v6"])

@@ -14,20 +14,19 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 import signal
 import socket
+import tempfile
 import threading
 
 import pytest
 import trio
 
-from mcp_gateway.connectors.mcp_servers.process import UpstreamStartError, start_upstream
+from mcp_gateway.connectors.mcp_servers.process import UpstreamStarter, UpstreamStartError, start_upstream
 from mcp_gateway.sandbox import namespaces
 from mcp_gateway.sandbox._common import proc_status
 from mcp_gateway.workers.zygote import STDERR_TOTAL
-
-from upstream_support import HERE, MODES, Area, Client, make_config, run_session, start
+from tests.sandbox.upstream_support import HERE, MODES, Area, Client, make_config, run_session, start
 
 SECRET_NAME, SECRET_VALUE = "MCPGW_TEST_GATEWAY_SECRET", "do-not-leak-4f1c2b"
 TOKEN_NAME, TOKEN_VALUE = "MCPGW_TEST_UPSTREAM_TOKEN", "token-for-the-server"
@@ -101,18 +100,24 @@ def attacks(request):
             ("supervisor_environ", "read_file", {"path": f"/proc/{me}/environ"}),
             ("write_outside", "write_file", {"path": str(area.outside / "x")}),
             ("write_code", "write_file", {"path": str(area.code / "x")}),
-            ("write_tmp", "write_file", {"path": "/tmp/mcpgw-upstream-escape"}),
+            ("write_tmp", "write_file", {"path": "/tmp/mcpgw-upstream-escape"}),  # noqa: S108 - the attack
             ("write_allowed", "write_file", {"path": str(area.writable / "x")}),
             ("exec_sh", "execute", {"path": "/bin/sh"}),
             ("connect_loopback", "connect", {"host": "127.0.0.1", "port": listener.port}),
             ("signal_supervisor", "kill", {"pid": me, "sig": int(signal.SIGTERM)}),
-            ("signal_zygote", "kill", {"pid": proc._zygote.pid, "sig": int(signal.SIGKILL)}),
+            ("signal_zygote", "kill", {"pid": int(proc_status(proc.warden_pid)["PPid"]), "sig": int(signal.SIGKILL)}),
+            ("signal_warden", "kill", {"pid": proc.warden_pid, "sig": int(signal.SIGKILL)}),
             ("environ", "environ", {}),
             ("threads", "threads", {"count": 16}),
             ("tree", "spawn_tree", {"count": 3}),
+            ("setsid", "escape", {"call": "setsid"}),
+            ("setpgid", "escape", {"call": "setpgid"}),
+            ("io_uring", "escape", {"call": "io_uring_setup"}),
         ]:
             out[name] = await client.tool(tool, **args)
         out["tree_pids"] = _tree(proc.warden_pid)
+        out["zombies"] = await client.tool("spawn_zombies", count=5)
+        out["zombies_left"] = await _zombies_after(proc.warden_pid)
         await proc.kill_tree()
         out["exit"] = proc.exit_status()
         return out
@@ -148,7 +153,8 @@ def test_proc_status_shows_the_confinement(attacks):
     else:
         assert int(uids[0]) == os.getuid()
     if attacks["mode"] == "namespaces":
-        assert status["NSpid"].split()[-1] == "1"  # init of its own pid namespace
+        # pid 2 of its own pid namespace, under the namespace's init (which reaps its orphans)
+        assert status["NSpid"].split()[1:] == ["2"], status["NSpid"]
     layers = attacks["layers"]
     for layer in ("user", "prctl", "rlimits", "landlock", "seccomp"):
         assert not layers[layer].startswith(("off", "unavailable")), layers
@@ -181,6 +187,7 @@ def test_network_none_allows_no_socket(attacks):
 def test_it_cannot_signal_the_gateway(attacks):
     _refused(attacks["signal_supervisor"], "EPERM")
     _refused(attacks["signal_zygote"], "EPERM", "ESRCH")
+    _refused(attacks["signal_warden"], "EPERM", "ESRCH")
 
 
 def test_environment_is_exactly_env_and_env_from_gateway(attacks):
@@ -189,6 +196,58 @@ def test_environment_is_exactly_env_and_env_from_gateway(attacks):
 
 def test_threads_run(attacks):
     assert attacks["threads"] == {"ok": True, "threads": 16}
+
+
+def test_it_cannot_leave_its_process_group_and_io_uring_is_refused_politely(attacks):
+    _refused(attacks["setsid"], "EPERM")
+    _refused(attacks["setpgid"], "EPERM")
+    _refused(attacks["io_uring"], "EPERM")  # an errno runtimes fall back from, not a kill
+
+
+def test_the_attacks_succeed_without_the_layers():
+    """The attack tests can fail: with every layer off the same attempts succeed."""
+    area, listener = Area(), Listener()
+    config = make_config(area, "floor")
+    config = config.model_copy(update={"sandbox": config.sandbox.model_copy(update={
+        "layers": config.sandbox.layers.model_copy(update={layer: "off" for layer in
+                                                            ("user", "prctl", "rlimits", "landlock", "seccomp")})})})
+
+    async def script(client: Client, proc) -> dict:
+        return {"passwd": await client.tool("read_file", path="/etc/passwd"),
+                "secret": await client.tool("read_file", path=str(area.secret)),
+                "exec_sh": await client.tool("execute", path="/bin/sh"),
+                "connect": await client.tool("connect", host="127.0.0.1", port=listener.port)}
+
+    try:
+        out = trio.run(run_session, config, script)
+    finally:
+        listener.sock.close()
+        area.remove()
+    assert all(outcome["ok"] for outcome in out.values()), out
+
+
+async def _zombies_after(root: int) -> list[int]:
+    """Zombies still below `root` once they had time to be reaped (a bounded wait)."""
+    with trio.move_on_after(5):
+        while _zombies(root):
+            await trio.sleep(0.1)
+    return _zombies(root)
+
+
+def _zombies(root: int) -> list[int]:
+    found = []
+    for pid in _tree(root):
+        try:
+            if proc_status(pid).get("State", "").startswith("Z"):
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def test_orphans_are_reaped(attacks):
+    assert attacks["zombies"] == {"ok": True}
+    assert attacks["zombies_left"] == []
 
 
 def test_kill_tree_kills_every_descendant(attacks):
@@ -207,18 +266,26 @@ def faults(request):
     area = Area()
 
     async def script(client: Client, proc) -> dict:
-        out = {"few": await client.tool("threads", count=4), "many": await client.tool("threads", count=64)}
+        out = {"orphans": await client.tool("spawn_tree", count=2)}
+        for kind in ("shared", "growsdown", "heap"):  # 3 x the memory limit, each kind
+            out[f"memory_{kind}"] = await client.tool("allocate", kind=kind, mib=3 * 128)
+        out["memory_small"] = await client.tool("allocate", kind="heap", mib=16)
+        out["few"] = await client.tool("threads", count=4)
+        out["many"] = await client.tool("threads", count=64)
         out["flood"] = await client.tool("flood_stderr", size=8 * STDERR_TOTAL)
         out["alive"] = await client.tool("whoami")  # the relay drained the pipe: the server was never blocked
+        out["tree"] = _tree(proc.warden_pid)
         await proc.send_stream.send_all(b'{"jsonrpc":"2.0","id":99,"method":"tools/call","params":'
                                         b'{"name":"exit_now","arguments":{"code":3}}}\n')
         with trio.fail_after(30):
             out["exit"] = await proc.wait()
+        out["left"] = [pid for pid in out["tree"] if _alive(pid)]  # before kill_tree: the warden's own doing
         return out
 
     try:
         with stderr_captured() as err:
-            out = trio.run(run_session, make_config(area, mode, limits={"max_processes": 24}), script)
+            out = trio.run(run_session, make_config(area, mode, limits={"max_processes": 24, "memory_mb": 128}),
+                       script)
         out["stderr"] = err[0]
     finally:
         area.remove()
@@ -241,6 +308,12 @@ def stderr_captured():
             out.append(sink.read().decode(errors="replace"))
 
 
+@pytest.mark.parametrize("kind", ["shared", "growsdown", "heap"])
+def test_memory_past_the_limit_cannot_be_had_of_any_kind(faults, kind):
+    _refused(faults[f"memory_{kind}"], "EPERM", "ENOMEM", "MemoryError: ")
+    assert faults["memory_small"]["ok"] is True  # and it still allocates normally
+
+
 def test_max_processes_bounds_threads(faults):
     assert faults["few"] == {"ok": True, "threads": 4}
     _refused(faults["many"])
@@ -255,8 +328,11 @@ def test_stderr_flood_is_bounded(faults):
     assert err.count("E") < STDERR_TOTAL + 64 * 1024, len(err)
 
 
-def test_its_own_death_is_observed(faults):
+def test_its_own_death_is_observed_and_ends_what_it_started(faults):
     assert faults["exit"] == "exited with status 3"
+    assert faults["orphans"]["ok"] is True, faults["orphans"]
+    assert len(faults["tree"]) >= 2 + 2, faults["tree"]
+    assert faults["left"] == []
 
 
 def test_a_missing_env_from_gateway_variable_refuses_the_start():
@@ -301,7 +377,78 @@ def test_a_node_server_runs_confined():
         out = trio.run(run_session, config, script)
     finally:
         area.remove()
-    assert out["passwd"] == "EACCES" and out["exec"] == "EACCES"
+    assert out["passwd"] == "EACCES"  # noqa: S105 - an outcome, not a password
+    assert out["exec"] == "EACCES"
     assert out["env"] == {}
     assert out["threads"] > 1  # libuv and V8 threads started under RLIMIT_NPROC
     assert out["status"]["Seccomp"] == "2" and out["status"]["NoNewPrivs"] == "1"
+
+
+def test_a_starter_restarts_from_its_warm_zygote():
+    """kill_tree then start again: a new server from the same zygote; each exit is its own (the
+    second dies of SIGSYS: seccomp kills a server that tries to make a user namespace)."""
+    area = Area()
+    config = make_config(area, "floor")
+
+    async def scenario() -> dict:
+        starter = UpstreamStarter(start(config), config)
+        try:
+            first = await starter.start()
+            state = str(area.writable / "state.json")
+            wrote = [await Client(first).tool("write_file", path=state, data="1")]
+            zygote = int(proc_status(first.warden_pid)["PPid"])
+            await first.kill_tree()
+            second = await starter.start()
+            same_zygote = int(proc_status(second.warden_pid)["PPid"]) == zygote
+            client = Client(second)
+            answer = await client.request("tools/list")
+            wrote.append(await client.tool("write_file", path=state, data="2"))  # its own file still
+            await second.send_stream.send_all(b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":'
+                                              b'{"name":"escape","arguments":{"call":"unshare_user"}}}\n')
+            with trio.fail_after(30):
+                await second.wait()
+            await second.kill_tree()
+            return {"first": first.exit_status(), "second": second.exit_status(), "same": same_zygote,
+                    "pids": (first.pid, second.pid), "tools": len(answer["tools"]), "wrote": wrote}
+        finally:
+            starter.close()
+
+    try:
+        out = trio.run(scenario)
+    finally:
+        area.remove()
+    assert out["same"] is True
+    assert out["first"] == "killed by SIGKILL"
+    assert out["second"] == "killed by SIGSYS"
+    assert out["pids"][0] != out["pids"][1] and out["tools"] > 0
+    # As root each start gets the instance's own uid again (while free): what it wrote stays writable.
+    assert out["wrote"] == [{"ok": True}, {"ok": True}]
+
+
+def test_a_cancelled_kill_tree_still_ends_everything():
+    """kill_tree under a caller's short deadline: whatever it did not wait for is killed anyway."""
+    area = Area()
+    config = make_config(area, "floor")
+
+    async def scenario() -> list[int]:
+        proc = await start_upstream(start(config), config)
+        await Client(proc).tool("spawn_tree", count=2)
+        tree = _tree(proc.warden_pid)
+        with trio.move_on_after(0):  # cancelled at its first checkpoint
+            await proc.kill_tree()
+        return tree
+
+    try:
+        tree = trio.run(scenario)
+    finally:
+        area.remove()
+
+    left = trio.run(_wait_gone, tree)
+    assert len(tree) >= 4 and left == [], (tree, left)
+
+
+async def _wait_gone(pids: list[int]) -> list[int]:
+    with trio.move_on_after(10):
+        while [p for p in pids if _alive(p)]:
+            await trio.sleep(0.05)
+    return [p for p in pids if _alive(p)]

@@ -63,10 +63,31 @@ def environ():
 
 def proxy_get(url):
     try:
-        with urllib.request.urlopen(url, timeout=10) as r:
+        with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310 - the test's URLs, through the proxy
             return {"ok": True, "status": r.status, "body": r.read(4096).decode(errors="replace")}
     except urllib.error.HTTPError as e:
         return {"ok": False, "status": e.code, "body": e.read(4096).decode(errors="replace")}
+
+
+def tunnel(target, request=""):
+    """CONNECT `target` through HTTP_PROXY by hand; the proxy's status line, then what `request` got back."""
+    proxy = os.environ["HTTP_PROXY"].removeprefix("http://").rstrip("/")
+    host, _, port = proxy.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+        status = head.split(b"\r\n", 1)[0].decode(errors="replace")
+        body = b""
+        if request and " 200 " in status + " ":
+            s.sendall(request.encode())
+            while chunk := s.recv(4096):
+                body += chunk
+        return {"ok": " 200 " in status + " ", "status": status, "reply": body.decode(errors="replace")}
 
 
 def spawn_tree(count=3):
@@ -74,7 +95,8 @@ def spawn_tree(count=3):
     pids = []
     for _ in range(count):
         r, w = os.pipe()
-        if os.fork() == 0:
+        child = os.fork()
+        if child == 0:
             try:
                 os.setsid()
             except OSError:
@@ -86,7 +108,20 @@ def spawn_tree(count=3):
         os.close(w)
         pids.append(int(os.read(r, 64)))
         os.close(r)
+        os.waitpid(child, 0)  # the middle process is gone: its child is an orphan now
     return {"ok": True, "pids": pids}
+
+
+def spawn_zombies(count=3):
+    """Orphans that exit at once: someone must reap them (the server, their parent, is gone)."""
+    for _ in range(count):
+        child = os.fork()
+        if child == 0:
+            if os.fork() == 0:
+                os._exit(0)
+            os._exit(0)
+        os.waitpid(child, 0)
+    return {"ok": True}
 
 
 def threads(count=8):
@@ -107,6 +142,43 @@ def flood_stderr(size):
     return {"ok": True, "written": written}
 
 
+def escape(call):
+    """Calls a server could use to leave its process group, or to reach the kernel through io_uring."""
+    if call == "setsid":
+        os.setsid()
+    elif call == "setpgid":
+        os.setpgid(0, 0)
+    elif call == "unshare_user":  # a user namespace: the first step of many kernel exploits
+        import ctypes
+
+        if ctypes.CDLL(None, use_errno=True).unshare(0x10000000) != 0:
+            raise OSError(ctypes.get_errno(), "unshare")
+    elif call == "io_uring_setup":
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        params = ctypes.create_string_buffer(120)
+        if libc.syscall(425, 8, params) < 0:
+            raise OSError(ctypes.get_errno(), "io_uring_setup")
+    return {"ok": True}
+
+
+def allocate(kind, mib):
+    """Map `mib` MiB of memory of `kind` and touch it: shared anonymous, MAP_GROWSDOWN, or the heap."""
+    import mmap
+
+    size = mib << 20
+    if kind == "heap":
+        block = bytearray(size)
+        return {"ok": True, "bytes": len(block)}
+    flags = mmap.MAP_SHARED | mmap.MAP_ANONYMOUS if kind == "shared" else (
+        mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x0100)  # MAP_GROWSDOWN
+    m = mmap.mmap(-1, size, flags=flags)
+    for i in range(0, size, 4096):
+        m[i] = 1
+    return {"ok": True, "bytes": size}
+
+
 def exit_now(code):
     sys.stdout.flush()
     os._exit(code)
@@ -116,8 +188,9 @@ def whoami():
     return {"ok": True, "pid": os.getpid(), "uid": os.getuid(), "ppid": os.getppid()}
 
 
-TOOLS = {f.__name__: f for f in (read_file, write_file, execute, connect, udp, kill, environ, proxy_get,
-                                 spawn_tree, threads, flood_stderr, exit_now, whoami)}
+TOOLS = {f.__name__: f for f in (read_file, write_file, execute, connect, udp, kill, environ, proxy_get, tunnel,
+                                 spawn_tree, spawn_zombies, threads, flood_stderr, escape, allocate, exit_now,
+                                 whoami)}
 
 
 def answer(msg):

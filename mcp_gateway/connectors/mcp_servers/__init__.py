@@ -21,8 +21,9 @@ class McpServersKind(ConnectorKind):
 
     def describe(self, instance: Instance) -> str:
         s: McpServerSettings = instance.settings
-        network = "none" if s.network == "none" else f"egress to {', '.join(s.network.allowed_domains)}"
-        return f"{' '.join(s.command)[:200]}; network {network}; pin_tools {'on' if s.pin_tools else 'OFF'}"
+        network = "no network" if s.network == "none" else "egress to " + ", ".join(s.network.allowed_domains)
+        writes = ", ".join(map(str, s.filesystem.write)) or "nothing"
+        return f"{' '.join(s.command)[:200]}; {network}; writes {writes}; pin_tools {'on' if s.pin_tools else 'OFF'}"
 
     def start_backend(self, instance: Instance, config: Any, catalogue: Catalogue) -> Backend:
         from mcp_gateway.connectors.mcp_servers.serving import backend_of

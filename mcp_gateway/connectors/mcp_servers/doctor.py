@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import os
 
-from mcp_gateway.config import GatewayConfig
 from mcp_gateway.connectors.mcp_servers.profile import UnconfinableCommand, resolve
 from mcp_gateway.connectors.mcp_servers.settings import McpServerSettings
-from mcp_gateway.sandbox import namespaces
 from mcp_gateway.sandbox.landlock import abi_version
 
 Row = tuple[str, str]  # (PASS | WARN | FAIL, text)
@@ -49,15 +47,4 @@ def instance_rows(name: str, settings: McpServerSettings, no_namespaces: str | N
         rows.append(("WARN", f"{name}: allowed_domains without a network namespace: TCP only to the egress proxy's "
                              "port (Landlock), no UDP (seccomp); a connection to another host on that same port number "
                              "is not prevented. Run as root or allow user namespaces for loopback-only networking."))
-    return rows
-
-
-def doctor_rows(config: GatewayConfig) -> list[Row]:
-    servers = config.connectors.mcp_servers
-    if not servers:
-        return []
-    no_namespaces = namespaces.available()
-    rows: list[Row] = []
-    for name, settings in servers.items():
-        rows += instance_rows(name, settings, no_namespaces)
     return rows

@@ -7,8 +7,8 @@ confined like a fetch worker, never in the supervisor. Per connection:
 * the request head is read (at most HEAD_CAP bytes, within HEAD_TIMEOUT_S);
 * `CONNECT host:port` (a TLS tunnel; TLS itself runs end to end, so the certificate is
   checked by the server against the name it asked for) or an absolute `http://` URL (plain
-  forward; `Proxy-*` headers dropped, `Connection: close` set);
-* the target goes through web.fetch's own code: `guards.urls.check_url` (schemes, every
+  forward; `Proxy-*` headers dropped, Host set to the checked target, `Connection: close`);
+* the target goes through web.fetch's own code: `connectors.http_fetch.urls.check_url` (schemes, every
   address form, allowed_domains, allowed_ports, blocked names), then the fetch worker's
   `PinnedBackend.connect_tcp` (the same host check, one lookup, every address checked with
   `guards.addresses`, metadata always blocked, the connection made to a checked address);
@@ -71,7 +71,18 @@ class Egress:
     def owns(self, fd: int) -> bool:
         return fd == self.listener.fileno() or fd in self.by_fd
 
-    def handle(self, fd: int) -> None:
+    def serve(self, fd: int) -> None:
+        """Handle one readable descriptor; a failure costs that connection only, never the warden
+        (whose death would take the server with it)."""
+        try:
+            self._handle(fd)
+        except Exception as e:  # noqa: BLE001 - logged with its type; the proxy keeps serving
+            _log(f"[egress {self.instance}] connection dropped after an unexpected {type(e).__name__}: {e}")
+            conn = self.by_fd.get(fd)
+            if conn is not None:
+                self._close(conn)
+
+    def _handle(self, fd: int) -> None:
         if fd == self.listener.fileno():
             self._accept()
             return
@@ -136,9 +147,10 @@ class Egress:
                 raise Refused(400, "a plain proxy request needs an absolute http:// URL (https goes through CONNECT)")
             parsed = self._check(target, target)
             upstream = self._connect(parsed.host, parsed.port)
-            kept = [h for h in lines[1:] if h and not h.lower().startswith(("proxy-", "connection:"))]
-            first = "\r\n".join([f"{method} {parsed.target} {version}", *kept, "Connection: close", "", ""]).encode(
-                "latin-1") + rest
+            # Host is the checked target's (a different Host would reach another virtual host there).
+            kept = [h for h in lines[1:] if h and not h.lower().startswith(("proxy-", "connection:", "host:"))]
+            first = "\r\n".join([f"{method} {parsed.target} {version}", f"Host: {parsed.netloc}", *kept,
+                                   "Connection: close", "", ""]).encode("latin-1") + rest
         upstream.setblocking(False)
         conn.upstream = upstream
         self.by_fd[upstream.fileno()] = conn
@@ -158,7 +170,7 @@ class Egress:
         backend = PinnedBackend(self.rules, self.resolver, FetchBudget(time.monotonic() + CONNECT_TIMEOUT_S))
         try:
             stream = backend.connect_tcp(host, port)
-        except Refusal as e:
+        except Refusal as e:  # the host check, the lookup, an address check
             status = 403 if e.code == ErrorCode.SECURITY_ERROR else 502
             raise Refused(status, e.reason, e.log_detail) from None
         except (httpcore.ConnectError, httpcore.ConnectTimeout) as e:

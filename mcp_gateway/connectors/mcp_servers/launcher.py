@@ -5,18 +5,19 @@ builds an `UpstreamLauncher` and `warm()`s it: the runtime's rule paths are reso
 and whether namespaces can be made. For each `Spawn` it forks a child and calls
 `run_child`, which becomes the **warden** (W) of one server process (S):
 
-    zygote ── W (host pid namespace; holds S's uid lock; egress proxy; reaps)
-                └─ S: own pid namespace (pid 1) + own network namespace (loopback only),
-                      or, where namespaces cannot be made, its own process group
-                      -> confined -> execve(command)
+    zygote ── W (host pid namespace; holds S's uid lock; egress proxy)
+                └─ I: pid 1 of a new pid namespace (init.py: reaps orphans, reports S's status)
+                     └─ S: pid 2, own network namespace (loopback only) -> confined -> execve(command)
+              where namespaces cannot be made: no I, S leads its own process group and W is
+              its subreaper
 
 The descriptor the supervisor passed becomes S's stdin and stdout (one stream socket). W
 writes one hello frame on it before S may exec (`WorkerReady(pid, layers)` with S's pid as
 the host sees it, or `WorkerAbort(reason)`), then closes its copy; after it, the stream is
 the server's. W confines itself too (its own uid as root, no_new_privs, rlimits, Landlock,
 seccomp), then serves the egress proxy and waits for S. When S dies, whatever is left of its
-tree dies with it (pid namespace; or W kills S's process group, which seccomp keeps every
-descendant in, and reaps them as their subreaper), and W exits the way S did (same exit code,
+tree dies with it (I exits and the namespace dies with its init; or W kills S's process group,
+which seccomp keeps every descendant in, and reaps them as their subreaper), and W exits the way S did (same exit code,
 or killed by the same signal), so the zygote's WorkerExited tells how the server ended.
 """
 
@@ -34,6 +35,7 @@ import prctl
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.connectors.base import Instance
 from mcp_gateway.connectors.mcp_servers.egress import Egress
+from mcp_gateway.connectors.mcp_servers.init import STATUS, exit_as, namespace_init
 from mcp_gateway.connectors.mcp_servers.profile import RuntimeProfile, UnconfinableCommand, resolve
 from mcp_gateway.connectors.mcp_servers.server import ServerChild, ServerPlan
 from mcp_gateway.ipc.frames import send_frame
@@ -43,6 +45,7 @@ from mcp_gateway.sandbox import SandboxError, run_layers
 from mcp_gateway.sandbox import identity as _identity
 from mcp_gateway.sandbox import landlock as _landlock
 from mcp_gateway.sandbox import namespaces as _namespaces
+from mcp_gateway.sandbox._common import LayerUnavailable
 from mcp_gateway.sandbox.descriptors import close_all_but
 from mcp_gateway.sandbox.limits import apply_rlimits
 from mcp_gateway.sandbox.prctl import apply_prctl
@@ -55,6 +58,8 @@ REPORT_TIMEOUT_S = 20.0
 PR_SET_CHILD_SUBREAPER = 36
 # The warden's own resolver files (the egress resolves names, web.fetch's resolver).
 RESOLVER_FILES = ("/etc/hosts", "/etc/resolv.conf")
+# Beyond a worker's allowlist: its egress proxy accepts, it reaps the server (and orphans).
+WARDEN_SYSCALLS = ("accept4", "accept", "wait4")
 report_decoder = msgspec.msgpack.Decoder(dict[str, str])
 
 
@@ -64,7 +69,6 @@ class UpstreamLauncher:
     def __init__(self, config: GatewayConfig, instance: Instance) -> None:
         self.config = config
         self.instance = instance.name
-        self.unit = instance  # for process titles
         self.settings = instance.settings
         self.runtime = RuntimeProfile()
         self.no_namespaces: str | None = None
@@ -106,47 +110,64 @@ class Warden:
         prctl.set_pdeathsig(signal.SIGKILL)
         if os.getppid() != zygote_pid:
             os._exit(0)
-        set_process_title(launcher.unit, "upstream warden")
+        set_process_title(launcher.config.instance(launcher.instance), "upstream warden")
         if fd != STDIO_FD:
             os.dup2(fd, STDIO_FD)
             os.close(fd)
         close_all_but(STDIO_FD + 1, ())
         self.stdio = socket.socket(fileno=STDIO_FD)
+        self.status_fd = -1  # own pid namespace: where its init reports the server's wait status
 
     def run(self) -> None:
         uid = self._identity()
-        ns = _namespaces.enter_pid_namespace() if self.isolated else self._subreaper()
+        try:
+            ns = _namespaces.enter_pid_namespace() if self.isolated else self._subreaper()
+        except (LayerUnavailable, OSError) as e:
+            self._abort(None, f"upstream server {self.launcher.instance!r}: could not make its pid namespace: {e}")
         listener = None
         if self.proxy and not self.isolated:
             listener = socket.create_server(("127.0.0.1", 0))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         plan = ServerPlan(self.launcher.settings, self.launcher.runtime, self.sandbox, uid, self.isolated,
                           listener.getsockname()[1] if listener else None, self.launcher.instance)
-        pid = os.fork()
-        if pid == 0:
+        status_r, status_w = os.pipe2(os.O_CLOEXEC)
+        child = os.fork()  # the server itself, or (own pid namespace) the namespace's init, which forks it
+        if child == 0:
             ours.close()
+            os.close(status_r)
             if listener is not None:
                 listener.close()
+            if self.isolated:
+                namespace_init(plan, self.stdio, theirs, status_w)
             ServerChild(plan, self.stdio, theirs).run()
         theirs.close()
-        pidfd = os.pidfd_open(pid)
+        os.close(status_w)
+        self.status_fd = status_r
+        pidfd = os.pidfd_open(child)
         try:
             listener, report = self._receive_report(ours, listener)
+            server = _only_child(child) if self.isolated else child
             report["namespaces"] = ns
-            report["warden"] = self._confine(uid, pid)
-        except (SandboxError, OSError, EOFError, ValueError) as e:
-            self._abort(pid, str(e))
-        send_frame(self.stdio, hello_encoder.encode(WorkerReady(pid, report)))
+            report["warden"] = self._confine(uid, server)
+        except (SandboxError, LayerUnavailable, OSError, EOFError, ValueError) as e:  # ValueError: a bad report
+            self._abort(child, str(e))
+        send_frame(self.stdio, hello_encoder.encode(WorkerReady(server, report)))
         self.stdio.close()
-        ours.send(b"go")
-        self._serve(pid, pidfd, listener)
+        try:
+            ours.send(b"go")
+        except OSError:
+            pass  # the server was killed right after the hello (kill_tree): _serve sees it end
+        ours.close()
+        self._serve(child, pidfd, listener)
 
     def _identity(self) -> int | None:
-        """As root with a uid_range: one uid for the server (and this warden), lock held here."""
+        """As root with a uid_range: one uid for the server (and this warden), lock held here;
+        the same uid at every start of the instance while it is free (files it wrote stay its own)."""
         if os.geteuid() != 0 or self.sandbox.uid_range is None or self.sandbox.layers.user == "off":
             return None
         try:
-            return _identity.allocate(*self.sandbox.uid_range)
+            first, count = self.sandbox.uid_range
+            return _identity.allocate(first, count, _identity.preferred_offset(self.launcher.instance))
         except _identity.IdentityError as e:
             self._abort(None, str(e))
 
@@ -175,11 +196,14 @@ class Warden:
         the kill of the server's process group)."""
         ports = self.launcher.settings.network.allowed_ports if self.proxy else ()
         anchors = _landlock.ReadAnchors(RESOLVER_FILES if self.proxy else ())
+        identity = (uid, uid) if uid is not None else (self.sandbox.user, self.sandbox.group)
         steps = [
-            ("user", lambda: drop_privileges(*((uid, uid) if uid is not None else (self.sandbox.user, self.sandbox.group)))),
+            ("user", lambda: drop_privileges(*identity)),
             ("prctl", self._prctl),
             ("rlimits", lambda: apply_rlimits(256, 86400, 4 * 64 + 16)),
-            ("landlock", lambda: _landlock.apply_landlock(anchors, ports)),
+            # Signals not scoped: the server's domain is not nested in the warden's, and the warden
+            # must kill the server's process group; seccomp allows it that kill and nothing else.
+            ("landlock", lambda: _landlock.apply_landlock(anchors, ports, scope_signals=False)),
             ("seccomp", lambda: self._seccomp(server_pid)),
         ]
         try:
@@ -198,9 +222,9 @@ class Warden:
     def _seccomp(self, server_pid: int) -> str:
         ok, why = seccomp_available()
         if not ok:
-            raise _landlock.LayerUnavailable(why)
+            raise LayerUnavailable(why)
         families = (socket.AF_INET, socket.AF_INET6) if self.proxy else ()
-        f, count = build_filter("mcp_warden", families)
+        f, count = build_filter(WARDEN_SYSCALLS, families)
         # kill(-pgid, SIGKILL) of the server's group (floor mode), matched on the int the kernel reads.
         f.add_rule(sc.ALLOW, sc.resolve_syscall(sc.Arch.NATIVE, "kill"),
                    sc.Arg(0, sc.MASKED_EQ, 0xFFFFFFFF, (-server_pid) & 0xFFFFFFFF),
@@ -232,14 +256,35 @@ class Warden:
                 if fd == pidfd:
                     self._end(pid)
                 elif egress is not None and egress.owns(fd):
-                    egress.handle(fd)
+                    egress.serve(fd)
             if egress is not None:
                 egress.expire()
+            if not self.isolated:
+                self._reap_orphans(pid)
+
+    def _reap_orphans(self, server: int) -> None:
+        """Floor mode: the server's orphans come to the warden (their subreaper); reap the dead
+        ones, so no zombie counts against the uid's RLIMIT_NPROC."""
+        while True:
+            try:
+                got, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if got == 0:
+                return
+            if got == server:
+                self._finish(server, status)
 
     def _end(self, pid: int) -> None:
-        """S is gone: make sure its whole tree is, then exit the way S did."""
         _, status = os.waitpid(pid, 0)
-        if not self.isolated:  # a pid namespace died with its init; a process group must be killed
+        self._finish(pid, status)
+
+    def _finish(self, pid: int, status: int) -> NoReturn:
+        """S (or the init that reports it) is gone: make sure its whole tree is, then exit the way S did."""
+        if self.isolated:  # the init reports the server's status; nothing is left in a namespace without its init
+            data = os.read(self.status_fd, STATUS.size)
+            status = STATUS.unpack(data)[0] if len(data) == STATUS.size else status
+        else:  # a process group must be killed
             while True:
                 try:
                     os.kill(-pid, signal.SIGKILL)
@@ -249,9 +294,13 @@ class Warden:
                     os.waitpid(-1, 0)
                 except ChildProcessError:
                     break
-        if os.WIFSIGNALED(status):
-            sig = os.WTERMSIG(status)
-            if sig not in (signal.SIGKILL, signal.SIGSTOP):
-                signal.signal(sig, signal.SIG_DFL)
-            os.kill(os.getpid(), sig)
-        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+        exit_as(status)
+
+
+def _only_child(pid: int) -> int:
+    """The host pid of the one child of `pid` (the server, child of its namespace's init)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        children = f.read().split()
+    if len(children) != 1:
+        raise OSError(f"the namespace's init has {len(children)} children, not the server alone")
+    return int(children[0])

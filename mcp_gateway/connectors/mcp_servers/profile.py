@@ -2,8 +2,9 @@
 
 Execute (files only): the command's program, the interpreter its `#!` line names (one level,
 as the kernel does; `#!/usr/bin/env` is refused: it would need PATH and a second program),
-and the ELF interpreter (ld.so) of each. Every path is taken through realpath: Landlock
-checks the file itself, not the name it was reached by.
+and the ELF interpreter (ld.so) of each; the same for each `filesystem.execute` program.
+Every path is taken through realpath: Landlock checks the file itself, not the name it was
+reached by.
 
 Read: the directories of the shared libraries each ELF program links, as its own ld.so
 resolves them (`ld.so --list`, which maps the libraries without running the program), and
@@ -114,7 +115,8 @@ class _Resolver:
             if depth > 0:
                 raise UnconfinableCommand(f"{path}: an interpreter that is itself a script is not supported")
             if os.path.basename(line[0]) == "env":
-                raise UnconfinableCommand(f"{path} starts with '#!{line[0]}': name the interpreter in `command` instead "
+                raise UnconfinableCommand(f"{path} starts with '#!{line[0]}': name the interpreter in `command` "
+                                          "instead "
                                     "(the server gets no PATH)")
             self.profile.read.append(real)
             self.program(line[0], depth + 1)
@@ -145,6 +147,8 @@ def resolve(settings: McpServerSettings) -> RuntimeProfile:
     """The rule paths of one instance. Raises UnconfinableCommand for a command that cannot be confined."""
     r = _Resolver()
     r.program(settings.command[0])
+    for extra in settings.filesystem.execute:
+        r.program(str(extra))
     program_dir = os.path.dirname(os.path.abspath(settings.command[0]))
     venv = os.path.dirname(program_dir)
     if os.path.isfile(os.path.join(venv, "pyvenv.cfg")):  # a venv's entry script: the venv itself

@@ -152,7 +152,7 @@ class ServerChild:
     def _exec(self, env: dict[str, str]) -> NoReturn:
         command = self.plan.settings.command
         try:
-            os.execve(command[0], command, env)
+            os.execve(command[0], command, env)  # noqa: S606 - the configured command, argv as given
         except OSError as e:
             sys.stderr.write(f"cannot execute {command[0]}: {e.strerror}\n")
             sys.stderr.flush()

@@ -38,8 +38,11 @@ class UpstreamFilesystem(Strict):
     read: list[Path] = []
     # Directories (or files) the server may write; nothing else is writable.
     write: list[Path] = []
+    # Other programs it may execute, beyond its command (each with its own interpreters and
+    # libraries), e.g. node for mcp-server-fetch's readability step. Nothing else may be executed.
+    execute: list[Path] = []
 
-    @field_validator("read", "write")
+    @field_validator("read", "write", "execute")
     @classmethod
     def _absolute(cls, v: list[Path]) -> list[Path]:
         for p in v:
@@ -83,7 +86,9 @@ class UpstreamLimits(Strict):
         "max_file_mb": ("Largest file it may write (RLIMIT_FSIZE); 0 without write paths.", None),
     }
     memory_mb: Annotated[int, Field(ge=64, le=65536)] = 1024
+    # CPU seconds over the process's life (RLIMIT_CPU; SIGKILL 2 s later).
     cpu_s: Annotated[int, Field(ge=1, le=7 * 86400)] = 86400
+    # Open descriptors (RLIMIT_NOFILE).
     nofile: Annotated[int, Field(ge=32, le=65536)] = 1024
     # Threads and processes together (RLIMIT_NPROC counts both); node needs about a dozen.
     max_processes: Annotated[int, Field(ge=4, le=4096)] = 128

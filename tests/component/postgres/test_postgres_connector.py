@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from mcp_gateway.config import GatewayConfig
 from mcp_gateway.connectors.postgres import worker as pgmod
 from mcp_gateway.connectors.postgres.sql import CheckedSql
 from mcp_gateway.connectors.postgres.tools import QueryArgs, SchemaArgs
@@ -440,3 +441,23 @@ def test_operator_extends_the_allowlists(pg_env):
     finally:
         plain.close()
         extended.close()
+
+
+# --- named instances ----------------------------------------------------------------------------
+
+
+def test_password_env_each_instance_reads_its_own_variable(pg_cluster, monkeypatch):
+    """password_env: instances logging in as different roles each take their own password."""
+    monkeypatch.delenv("POSTGRES_PASSWORD", raising=False)
+    monkeypatch.setenv("MCP_TEST_APP_PGPASSWORD", pg_cluster.password)
+    settings = pg_cluster.postgres_settings(password_env="MCP_TEST_APP_PGPASSWORD")  # noqa: S106 - a name
+    config = GatewayConfig.model_validate({"connectors": {"postgres": {"instances": {
+        "app": settings, "other": {**settings, "password_env": "MCP_TEST_UNSET_PGPASSWORD"}}}}})
+    app = PostgresConnector(config, instance=config.instance("app"))
+    other = PostgresConnector(config, instance=config.instance("other"))
+    try:
+        assert app.name == "app" and q(app, "SELECT 1")["rows"] == [[1]]
+        assert q_err(other, "SELECT 1").code == "UPSTREAM_ERROR"  # no password in its variable
+    finally:
+        app.close()
+        other.close()
