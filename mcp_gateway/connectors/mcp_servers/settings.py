@@ -160,16 +160,17 @@ class McpServerSettings(InstanceSettings):
     @field_validator("command")
     @classmethod
     def _resolve_command(cls, v: list[str]) -> list[str]:
+        """A bare name is resolved on the gateway's PATH now; an absolute path is kept as given (a
+        config may be for another machine: whether it can be executed here is the host checks'
+        question, `doctor` and the start, which refuses a program that is not an executable file)."""
         program = v[0]
         if "/" in program:
             if not os.path.isabs(program):
                 raise ValueError(f"command[0] {program!r}: give an absolute path or a bare name found on PATH")
-            found = program if os.path.isfile(program) and os.access(program, os.X_OK) else None
-        else:
-            found = shutil.which(program)
+            return [os.path.normpath(program), *v[1:]]
+        found = shutil.which(program)
         if found is None:
-            raise ValueError(f"command[0] {program!r} is not an executable file"
-                             + ("" if "/" in program else " on the gateway's PATH"))
+            raise ValueError(f"command[0] {program!r} is not an executable file on the gateway's PATH")
         return [os.path.abspath(found), *v[1:]]
 
     @field_validator("env", "env_from_gateway")

@@ -127,8 +127,9 @@ def test_a_pin_file_edited_by_hand_is_refused(tmp_path: Path) -> None:
 def test_settings_resolve_the_command_and_refuse_loader_variables() -> None:
     name = Path(sys.executable).name
     assert McpServerSettings(command=[sys.executable]).command[0] == sys.executable
-    with pytest.raises(ValueError, match="not an executable file"):
+    with pytest.raises(ValueError, match="not an executable file on the gateway's PATH"):
         McpServerSettings(command=["no-such-program-on-path"])
+    assert McpServerSettings(command=["/opt/elsewhere/../bin/server"]).command == ["/opt/bin/server"]
     with pytest.raises(ValueError, match="absolute path"):
         McpServerSettings(command=[f"./{name}"])
     for key in ("env", "env_from_gateway"):
