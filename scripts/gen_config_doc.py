@@ -136,7 +136,9 @@ DESCRIPTIONS: dict[tuple[str, str], tuple[str, Any]] = {
     ("PolicySettings", "default_deny"): (
         "Refuse every tool not listed in `allow_tools`. Turning it off exposes every enabled "
         "connector's tools; `doctor` fails it.", True),
-    ("PolicySettings", "deny_tools"): ("Tools always refused; wins over `allow_tools`.", SEED_TOOLS[2:3]),
+    ("PolicySettings", "deny_tools"): (
+        "Tools always refused; wins over `allow_tools`. Matched regardless of case (an upstream server chooses "
+        "its tools' names: `memory.delete_*` also refuses `Delete_all`).", SEED_TOOLS[2:3]),
     ("PolicySettings", "global_timeout_ms"): (
         "Hard deadline per call; past it the worker is SIGKILLed and replaced, the call ends with "
         "`TIMEOUT`.", 10000),
@@ -144,7 +146,8 @@ DESCRIPTIONS: dict[tuple[str, str], tuple[str, Any]] = {
         "Largest result per call; the worker stops reading at the cap (`RESULT_TOO_LARGE`).", 1048576),
     ("PolicySettings", "per_tool"): (
         "Limits and argument allow lists per tool (override the global ones). A key is a tool name or a glob; "
-        "an exact name wins over globs, else the first matching glob.", None),
+        "an exact name wins over globs, else the first matching glob, for `timeout_ms`/`max_bytes`; the "
+        "`arg_allowlist` of every matching key applies.", None),
     ("PolicySettings", "actors"): (
         "Per-actor policy, keyed by actor name. It can only narrow the global policy.", None),
     ("PolicySettings", "rate_limit"): ("Token-bucket rate limits; over the rate a call gets `RATE_LIMITED`.",
@@ -152,7 +155,8 @@ DESCRIPTIONS: dict[tuple[str, str], tuple[str, Any]] = {
     ("ToolLimits", "timeout_ms"): ("Deadline for this tool (null: `global_timeout_ms`).", 60000),
     ("ToolLimits", "max_bytes"): ("Result cap for this tool (null: `global_max_bytes`).", 52428800),
     ("ToolLimits", "arg_allowlist"): (
-        "Restrict argument values: `{argument: [allowed values]}`; any other value is `POLICY_DENIED`.",
+        "Restrict argument values: `{argument: [allowed values]}`; any other value is `POLICY_DENIED`. A value "
+        "matches only one of the same JSON type (`true` is not `1`, `1.0` is not `1`).",
         {"encoding": ["utf-8"]}),
     ("RateLimitSettings", "per_actor"): ("One bucket per actor (null: no per-actor limit).", None),
     ("RateLimitSettings", "global_"): ("One bucket shared by all actors (null: no global limit).", None),
@@ -443,7 +447,8 @@ def _instances_note(path: str, kind: Any) -> str:
     return (f"These keys configure one instance, `{kind.seed_instance}` (its tools: "
             f"{', '.join(f'`{s.name}`' for s in kind.tools(_seed(kind)))}). For several, give "
             f"`{path}.instances.<instance>` with the same keys for each (an instance named there is enabled "
-            f"unless it says `enabled: false`); their tools are `<instance>.<tool>`.")
+            f"unless it says `enabled: false`); their tools are `<instance>.<tool>`. Instance names are unique "
+            f"across kinds and may not be a kind's name.")
 
 
 def generate() -> str:

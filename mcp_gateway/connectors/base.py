@@ -13,6 +13,8 @@ it; worker-only modules are imported by name (`ConnectorKind.worker`) in the zyg
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +24,8 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcp_gateway.ipc.messages import CallFailed, CallOk, CallRequest
+
+log = logging.getLogger("mcp_gateway")
 
 # Instance names: a tool prefix, a metrics label, part of a process title.
 INSTANCE_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
@@ -67,6 +71,14 @@ class Instance:
     @property
     def enabled(self) -> bool:
         return bool(self.settings.enabled)
+
+
+# The tool part of a discovered name (`<instance>.<tool>`): MCP's tool-name characters, ASCII
+# only. An untrusted instance chooses these names; outside this set a name could carry
+# whitespace, control characters, glob metacharacters or look-alikes of a name policy denies.
+TOOL_NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+# The longest full tool name: a 32-character instance, a dot, a 128-character tool.
+MAX_TOOL_NAME_CHARS = 32 + 1 + 128
 
 
 # --- tool arguments and results ---------------------------------------------------------------
@@ -277,6 +289,19 @@ class ConnectorKind:
 # --- the catalogue ------------------------------------------------------------------------------
 
 
+def _unusable_name(tool: str, folded: dict[str, str]) -> str | None:
+    """Why an instance's discovered tool name cannot be offered, or None (then it is recorded in
+    `folded`, lower case -> name, against the instance's other names)."""
+    if TOOL_NAME_PATTERN.fullmatch(tool) is None:
+        return "its name is outside [A-Za-z0-9_.-]{1,128}"
+    # Policy's deny lists match regardless of case (policy.py): two names that only differ in
+    # case would be one name to them.
+    twin = folded.setdefault(tool.lower(), tool)
+    if twin != tool:
+        return f"its name equals {twin!r} but for case"
+    return None
+
+
 class Catalogue:
     """Every tool of every configured instance, by full name: the static tools of each
     instance (built at start-up), and the tools an instance discovers at run time."""
@@ -319,10 +344,15 @@ class Catalogue:
         found = self.instances.get(instance)
         if found is None or not self._kinds[found.kind].discovers_tools:
             raise ValueError(f"instance {instance!r} does not discover tools")
-        fresh = {}
+        fresh: dict[str, ToolSpec] = {}
+        folded: dict[str, str] = {}
         for spec in specs:
             if spec.instance != instance or spec.name in self._static:
                 raise ValueError(f"tool {spec.name!r} cannot be discovered by instance {instance!r}")
+            unusable = _unusable_name(spec.tool, folded)
+            if unusable is not None:  # the instance's choice, not a bug here: that tool is left out
+                log.warning("instance %s: tool %r left out: %s", instance, spec.tool[:140], unusable)
+                continue
             fresh[spec.name] = spec
         self._discovered[instance] = fresh
         self._withheld[instance] = dict(withheld or {})

@@ -78,6 +78,10 @@ def _section(kind: ConnectorKind) -> tuple[Any, Any]:
 def _unique_names(self: BaseModel) -> BaseModel:
     seen: dict[str, str] = {}
     for instance in section_instances(self):
+        if instance.name in KINDS:
+            # `sandbox.limits.<kind>` means every instance of a kind: the name must mean one thing.
+            raise ValueError(f"{instance.key}: an instance may not be named after a connector kind "
+                             f"({', '.join(KINDS)})")
         if instance.name in seen:
             raise ValueError(f"instance name {instance.name!r} is used by {seen[instance.name]} and by "
                              f"{instance.key}: instance names are tool prefixes and must be unique")

@@ -17,6 +17,7 @@ audited, the same way whichever route carried it.
 from __future__ import annotations
 
 import contextvars
+import json
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -117,6 +118,23 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+# What decode_message gives for bytes that are not JSON.
+NOT_JSON = object()
+
+
+def decode_message(raw: bytes) -> Any:
+    """The decoded JSON value of one message, or NOT_JSON; the same on both transports."""
+    try:
+        return msgspec.json.decode(raw)
+    except (msgspec.DecodeError, ValueError, RecursionError):
+        # msgspec refuses escaped lone surrogates; they are valid JSON, so the stdlib parses
+        # them and the validation layer refuses them as VALIDATION_ERROR, with an audit line.
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):  # ValueError covers invalid UTF-8
+            return NOT_JSON
 
 
 def hot_request(obj: Any) -> HotRequest | None:
@@ -235,8 +253,7 @@ CANCELLED = None
 class HotRoute:
     """Answers a `HotRequest` of a ready session: the result's JSON, or CANCELLED."""
 
-    def __init__(self, gateway: Gateway, calls: Calls, tool_list: Callable[[str], bytes]) -> None:
-        self.gateway = gateway
+    def __init__(self, calls: Calls, tool_list: Callable[[str], bytes]) -> None:
         self.calls = calls
         self._tool_list = tool_list
 

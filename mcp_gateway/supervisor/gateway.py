@@ -19,7 +19,7 @@ import msgspec
 import trio
 
 from mcp_gateway.config import GatewayConfig
-from mcp_gateway.connectors.base import Backend, Guard, ToolSpec, as_dict
+from mcp_gateway.connectors.base import MAX_TOOL_NAME_CHARS, Backend, Guard, ToolSpec, as_dict
 from mcp_gateway.ipc.errors import ErrorCode, Refusal
 from mcp_gateway.ipc.messages import CallFailed, CallRequest
 from mcp_gateway.supervisor import results
@@ -74,11 +74,17 @@ class Gateway:
         self.audit = audit
         self.rate_limiter = RateLimiter(config.policy.rate_limit)
         self._guards: dict[str, Guard | None] = {}
+        self._guards_version = self.catalogue.version
         self._observer = observer
         self.stopping = False  # set by a transport that is shutting down: its cuts are not the client's
 
     def _guard(self, spec: ToolSpec) -> Guard | None:
-        """The kind's fast check of a tool's arguments (the worker enforces it again for real)."""
+        """The kind's fast check of a tool's arguments (the worker enforces it again for real).
+        Built again once the catalogue changed: a redefined tool's old guard would check the
+        arguments against a schema no longer served (and withdrawn tools' guards would pile up)."""
+        if self._guards_version != self.catalogue.version:
+            self._guards.clear()
+            self._guards_version = self.catalogue.version
         if spec.name not in self._guards:
             instance = self.catalogue.instances[spec.instance]
             self._guards[spec.name] = self.catalogue.kind_of(spec.instance).guard(instance, spec)
@@ -102,6 +108,9 @@ class Gateway:
         """
         request_id = str(uuid.uuid4())
         started = time.monotonic()
+        if len(tool) > MAX_TOOL_NAME_CHARS:
+            # Names no tool has: the answer and the audit line carry its start, not megabytes of it.
+            tool = f"{tool[:MAX_TOOL_NAME_CHARS]}...({len(tool)} characters)"
         outcome: Outcome | None = None
         try:
             outcome = await self._run(request_id, tool, arguments, actor)

@@ -138,7 +138,7 @@ def build_app(config: GatewayConfig, gateway: Gateway, metrics: GatewayMetrics) 
         max_sessions=s.max_sessions,  # a backstop: SessionBook admits first
         book=sessions or SessionBook.from_settings(s),
     )
-    hot = HttpHotRoute(HotRoute(gateway, calls, definitions.encoded), sessions)
+    hot = HttpHotRoute(HotRoute(calls, definitions.encoded), sessions)
     endpoint = McpEndpoint(StreamableHTTPASGIApp(manager), config, gateway, metrics, sessions, hot)
     return GatewayApp(endpoint, config, gateway, metrics), manager
 

@@ -23,10 +23,12 @@ from starlette.datastructures import Headers
 
 from mcp_gateway.supervisor.fastpath import (
     CANCELLED,
+    NOT_JSON,
     CloseSignal,
     HotRoute,
     SessionState,
     cancelled_request_id,
+    decode_message,
     hot_request,
     response_parts,
 )
@@ -68,9 +70,8 @@ class HttpHotRoute:
         session = self._session(session_id, actor)
         if session is False:
             return False
-        try:
-            obj = msgspec.json.decode(body)
-        except (msgspec.DecodeError, ValueError, RecursionError):
+        obj = decode_message(body)
+        if obj is NOT_JSON:
             return False  # the SDK answers with the JSON-RPC error it deserves
         extra = [(b"mcp-session-id", session_id.encode())] if session is not None and session_id else []
         cancelled = cancelled_request_id(obj)

@@ -51,7 +51,8 @@ def tool_definition(spec: ToolSpec) -> types.Tool:
 
 
 class ToolDefinitions:
-    """The tools an actor may see, as SDK models and as the encoded tools/list result (per actor)."""
+    """The tools an actor may see, as SDK models and as the encoded tools/list result (per actor),
+    cached until the catalogue changes (a discovered tool withdrawn or withheld leaves at once)."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway

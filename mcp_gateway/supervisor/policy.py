@@ -2,12 +2,17 @@
 
 Every decision carries a human-readable reason. Actor policies only narrow: an actor's
 allow list is intersected with the global one and its deny list is added to the global one.
-Entries name tools by full name or by glob (`fs.*`); `per_tool` takes an exact name before
-any glob, and the first matching glob otherwise.
+Entries name tools by full name or by glob (`fs.*`). Deny lists match regardless of case: a
+discovered tool's name is chosen by an untrusted server, and `Delete_all` must not slip past
+`memory.delete_*`. `per_tool` limits (timeout, max_bytes) come from the exact name before any
+glob, and the first matching glob otherwise; its `arg_allowlist`s are restrictions, so every
+matching entry's applies. An allowlisted value matches only a value of the same JSON type
+(`true` is not `1`, `1.0` is not `1`).
 """
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +32,28 @@ class Decision:
 
 def _listed(tool: str, entries: Iterable[str]) -> bool:
     return any(matches(entry, tool) for entry in entries)
+
+
+def _denied(tool: str, entries: Iterable[str]) -> bool:
+    folded = tool.lower()
+    return any(matches(entry.lower(), folded) for entry in entries)
+
+
+# A refused value as the reason shows it: an agent's argument may be megabytes or deeply nested
+# JSON (a discovered tool takes any), and the reason goes to the agent and the audit line.
+_shown = reprlib.Repr()
+_shown.maxlevel, _shown.maxstring, _shown.maxother, _shown.maxlist, _shown.maxdict = 3, 60, 60, 5, 5
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: Python's `True == 1 == 1.0` would let one value pass for another."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+    return bool(a == b)
 
 
 def _per_tool(table: Mapping[str, ToolLimits], tool: str) -> tuple[str, ToolLimits] | None:
@@ -52,10 +79,10 @@ class Policy:
         instance = self.catalogue.instances[spec.instance]
         if not instance.enabled:
             return f"tool {tool} is unavailable: connector {instance.name} ({instance.kind}) is not enabled"
-        if _listed(tool, p.deny_tools):
+        if _denied(tool, p.deny_tools):
             return f"tool {tool} is in policy.deny_tools"
         actor_policy = p.actors.get(actor)
-        if actor_policy is not None and _listed(tool, actor_policy.deny_tools):
+        if actor_policy is not None and _denied(tool, actor_policy.deny_tools):
             return f"tool {tool} is in policy.actors.{actor}.deny_tools"
         if p.default_deny and not _listed(tool, p.allow_tools):
             return f"tool {tool} is not in policy.allow_tools (default deny)"
@@ -67,15 +94,19 @@ class Policy:
     def exposed_tools(self, actor: str) -> list[str]:
         return [spec.name for spec in self.catalogue if self._tool_refusal(spec.name, actor) is None]
 
-    def _scopes(self, tool: str, actor: str) -> list[tuple[str, ToolLimits]]:
-        """The per_tool entries that apply to `tool` for `actor`: (where, limits), global first."""
+    def _tables(self, actor: str) -> list[tuple[str, Mapping[str, ToolLimits]]]:
+        """The per_tool tables that apply to `actor`: (where, table), global first."""
         p = self.policy
-        tables = [("policy.per_tool", p.per_tool)]
+        tables: list[tuple[str, Mapping[str, ToolLimits]]] = [("policy.per_tool", p.per_tool)]
         actor_policy = p.actors.get(actor)
         if actor_policy is not None:
             tables.append((f"policy.actors.{actor}.per_tool", actor_policy.per_tool))
+        return tables
+
+    def _scopes(self, tool: str, actor: str) -> list[tuple[str, ToolLimits]]:
+        """The per_tool entry that sets `tool`'s limits in each table: (where, limits)."""
         out = []
-        for where, table in tables:
+        for where, table in self._tables(actor):
             found = _per_tool(table, tool)
             if found is not None:
                 out.append((f"{where}.{found[0]}", found[1]))
@@ -98,8 +129,13 @@ class Policy:
 
     def check_arguments(self, tool: str, actor: str, args: dict[str, Any]) -> str | None:
         """Reason the (decoded, defaults filled) arguments are refused, or None."""
-        for where, lim in self._scopes(tool, actor):
-            for name, allowed in lim.arg_allowlist.items():
-                if args.get(name) not in allowed:
-                    return f"argument {name}={args.get(name)!r} is not in {where}.arg_allowlist.{name} {allowed!r}"
+        for where, table in self._tables(actor):
+            for key, lim in table.items():
+                if not matches(key, tool):
+                    continue
+                for name, allowed in lim.arg_allowlist.items():
+                    value = args.get(name)
+                    if not any(_same(value, a) for a in allowed):
+                        return (f"argument {name}={_shown.repr(value)} is not in "
+                                f"{where}.{key}.arg_allowlist.{name} {allowed!r}")
         return None

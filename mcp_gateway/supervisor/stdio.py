@@ -18,7 +18,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import mcp_types as types
-import msgspec
 import trio
 from mcp.shared._context_streams import create_context_streams
 from mcp.shared.message import SessionMessage
@@ -28,6 +27,7 @@ from pydantic_core import PydanticSerializationError
 from mcp_gateway.supervisor.fastpath import (
     BY_CLIENT_GONE,
     CANCELLED,
+    NOT_JSON,
     Calls,
     HotRequest,
     HotRoute,
@@ -39,6 +39,7 @@ from mcp_gateway.supervisor.fastpath import (
     hot_request,
     response_parts,
 )
+from mcp_gateway.supervisor.fastpath import decode_message as parse_line
 from mcp_gateway.supervisor.gateway import Gateway
 from mcp_gateway.supervisor.mcp_server import ToolDefinitions, build_server
 from mcp_gateway.supervisor.modern_protocol import refusal as key_refusal
@@ -108,25 +109,11 @@ class LineReader:
                 out.append(line)
 
 
-def parse_line(line: bytes) -> Any:
-    """The decoded JSON value, or _ParseError."""
-    try:
-        return msgspec.json.decode(line)
-    except (msgspec.DecodeError, ValueError, RecursionError):
-        # msgspec refuses escaped lone surrogates; they are valid JSON, so the stdlib parses
-        # them and the validation layer refuses them as VALIDATION_ERROR, with an audit line.
-        try:
-            return json.loads(line)
-        except (ValueError, RecursionError):  # ValueError covers invalid UTF-8
-            return _PARSE_ERROR
-
-
-_PARSE_ERROR = object()
 
 
 def to_session_message(obj: Any) -> SessionMessage | bytes:
     """A SessionMessage for the SDK, or the error line to send back."""
-    if obj is _PARSE_ERROR:
+    if obj is NOT_JSON:
         return _error_line(PARSE_ERROR, "Parse error: the line is not valid JSON (UTF-8, one message per line)")
     try:
         message = types.jsonrpc_message_adapter.validate_python(obj, by_name=False)
@@ -377,7 +364,7 @@ async def serve_stdio_session(gateway: Gateway, wire_in: int, wire_out: int,
     session = SessionState()
     server = build_server(gateway, calls, definitions, on_initialize=lambda ctx: session.attach(ctx.session))
     transport = StdioTransport(wire_in, wire_out, gateway.config.server.max_message_bytes,
-                               HotRoute(gateway, calls, definitions.encoded), session, stop_reading)
+                               HotRoute(calls, definitions.encoded), session, stop_reading)
     async with transport.streams() as (read_stream, write_stream):
         await server.run(read_stream, write_stream, server.create_initialization_options())
 

@@ -118,3 +118,44 @@ def test_the_python_sdk_client_cancelling_a_call_stops_its_worker(gw_dir):
     (line,) = audit_lines(gw_dir)
     assert line["error_code"] == "CANCELLED", line
     assert "cancelled (the client closed the HTTP request)" in line["reason"]
+
+
+def test_notifications_cancelled_stops_a_hot_call_as_the_sdk_would(gw_dir):
+    """A plain tools/call of a ready session runs on the hot route; a `notifications/cancelled`
+    naming it (its own POST) cancels it there: the worker is stopped, the call's POST gets the
+    SDK's -32800 answer, and the audit line says what cancelled it."""
+    import threading
+
+    config = http_config(gw_dir, policy={"global_timeout_ms": 20000}, connectors={"filesystem": {"workers": 1}})
+    with HttpGateway(config) as gw, McpHttp(gw.url) as client:
+        client.initialize()
+        (worker,) = wait_until(lambda: worker_pids(gw.proc.pid))
+        os.kill(worker, signal.SIGSTOP)  # the call can only end by its 20 s deadline or a cancel
+        answer: list[httpx.Response] = []
+        headers = {"accept": "application/json, text/event-stream", "mcp-session-id": client.session_id or "",
+                   "mcp-protocol-version": "2025-11-25"}
+        call = threading.Thread(target=lambda: answer.append(httpx.post(client.url, headers=headers, timeout=30, json={
+            "jsonrpc": "2.0", "id": 41, "method": "tools/call",
+            "params": {"name": "fs.readFile", "arguments": {"path": "hello.txt"}}})))
+        call.start()
+        try:
+            cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 41}}
+
+            def cancelled() -> bool:  # resent until the call is in flight to be cancelled
+                assert client.post(cancel).status_code == 202
+                call.join(0.2)
+                return not call.is_alive()
+
+            wait_until(cancelled, timeout=15)
+            wait_until(lambda: not _alive(worker))  # killed, not left to run to its deadline
+        finally:
+            if _alive(worker):
+                os.kill(worker, signal.SIGCONT)
+            call.join(20)
+        assert answer[0].status_code == 200
+        assert answer[0].json() == {"jsonrpc": "2.0", "id": 41, "error": {"code": -32800,
+                                                                           "message": "Request cancelled"}}
+        assert not client.call("fs.readFile", {"path": "hello.txt"})["isError"]  # a replacement serves
+    lines = audit_lines(gw_dir)
+    assert [x["error_code"] for x in lines] == ["CANCELLED", None]
+    assert "cancelled (the client cancelled the call (notifications/cancelled))" in lines[0]["reason"]

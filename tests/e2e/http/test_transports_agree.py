@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.gateway_process import RawGateway
-from tests.support.http_gateway import HttpGateway, McpHttp, http_config, stdio_variant
+from tests.support.http_gateway import PROTOCOL, HttpGateway, McpHttp, http_config, stdio_variant
 
 REQUEST_ID = "io.mcp-gateway/request_id"
 OWN_UIDS = 1_900_000_000  # first uid of this module's two gateways (not the default range)
@@ -138,3 +138,23 @@ def test_the_hot_route_and_the_sdk_answer_alike_on_both_transports(both):
                                                                 "arguments": {"path": "secrets/key.txt"}}))
     assert refused["result"]["isError"] is True
     assert refused["result"]["content"][0]["text"].startswith("SECURITY_ERROR")
+
+
+def test_a_lone_surrogate_in_arguments_is_refused_alike_on_both_transports(both, module_gw_dir):
+    """Red-team: an escaped lone surrogate is valid JSON text. stdio refused it as VALIDATION_ERROR
+    with an audit line; HTTP's hot route could not decode it and left it to the SDK, which
+    answered a parse error and wrote no audit line."""
+
+    stdio, http, _ = both
+    body = ('{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"fs.readFile",'
+            '"arguments":{"path":"\\ud800.txt"}}}')
+    stdio.send(body.encode() + b"\n")
+    stdio_reply = stdio.read()
+    audit = module_gw_dir / "audit.jsonl"  # both gateways' (one config)
+    before = audit.read_text().count("\n")
+    r = http.client.post(http.url, content=body.encode(), headers={
+        "mcp-session-id": http.session_id or "", "mcp-protocol-version": PROTOCOL})
+    assert r.status_code == 200, r.text
+    assert _without_request_ids(stdio_reply) == _without_request_ids(r.json())
+    assert r.json()["result"]["content"][0]["text"].startswith("VALIDATION_ERROR")
+    assert audit.read_text().count("\n") == before + 1
