@@ -1,4 +1,4 @@
-"""Command line: serve, check-config, call, doctor."""
+"""Command line: serve, check-config, call, approve-tools, doctor."""
 
 from __future__ import annotations
 
@@ -243,6 +243,7 @@ def cmd_call(args: argparse.Namespace) -> int:
 
     async def one_call():
         async with open_gateway(config, zygotes) as gateway:
+            await gateway.discovery_settled()  # an upstream server's tools exist once it listed them
             return await gateway.call(args.tool, arguments, args.actor or config.server.actor)
 
     try:
@@ -267,6 +268,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor(_load(args.config))
 
 
+def cmd_approve_tools(args: argparse.Namespace) -> int:
+    """Show what each pinned upstream server offers against its pins; pin it when the operator agrees."""
+    from mcp_gateway.connectors.mcp_servers.approve import approve_tools
+    from mcp_gateway.supervisor.service import configure_logging
+
+    config = _load(args.config)
+    configure_logging()
+    return approve_tools(config, args.instance or [], dry_run=args.dry_run, yes=args.yes)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mcp-gateway", description="Security-first MCP gateway")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -289,6 +300,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("tool")
     p.add_argument("arguments", nargs="?", default="{}", help="JSON object of arguments")
     p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser("approve-tools", help="review the tools of upstream MCP servers with pin_tools and pin them "
+                                             "(docs/UPSTREAM.md)")
+    p.add_argument("--config", help=config_help)
+    p.add_argument("--instance", action="append", help="only this upstream server (repeatable; default: every one "
+                                                       "with pin_tools: true)")
+    p.add_argument("--yes", action="store_true", help="approve without asking")
+    p.add_argument("--dry-run", action="store_true", help="only show the changes (exit 1 when some await approval)")
+    p.set_defaults(func=cmd_approve_tools)
 
     p = sub.add_parser("doctor", help="report active sandbox layers and run the production checklist")
     p.add_argument("--config", help=config_help)

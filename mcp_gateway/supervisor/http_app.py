@@ -29,6 +29,7 @@ from mcp_gateway.supervisor.http_sessions import SessionBook, SessionRefused, cu
 from mcp_gateway.supervisor.mcp_server import REQUEST_CLOSED_KEY
 from mcp_gateway.supervisor.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from mcp_gateway.supervisor.modern_protocol import refusal as key_refusal
+from mcp_gateway.supervisor.pool import WorkerPool
 
 # Lines a client can cause at will, throttled (log_throttle.py).
 http_log = logging.getLogger("mcp_gateway.http")
@@ -392,9 +393,17 @@ class GatewayApp:
     async def _health(self, method: str, send: Any) -> None:
         if not await get_only(method, send):
             return
-        workers = {name: pool.live_workers for name, pool in self.gateway.pools.items()}
+        pools = self.gateway.pools.items()
+        workers = {name: pool.live_workers for name, pool in pools if isinstance(pool, WorkerPool)}
+        # A kind's own backend (an upstream MCP server) that is not serving degrades the gateway
+        # without stopping it: the other tools serve on, so this stays 200 ("degraded").
+        upstreams = {name: backend.health() for name, backend in pools if not isinstance(backend, WorkerPool)}
         audit_ok = self.gateway.audit.healthy
         ok = audit_ok and all(n > 0 for n in workers.values()) and not self.draining
         status = "ok" if ok else ("draining" if self.draining else "unhealthy")
+        if ok and any(u["state"] != "ready" for u in upstreams.values()):
+            status = "degraded"
         body = {"status": status, "workers": workers, "audit": "writable" if audit_ok else "unwritable"}
+        if upstreams:
+            body["upstreams"] = upstreams
         await respond(send, 200 if ok else 503, json.dumps(body).encode())

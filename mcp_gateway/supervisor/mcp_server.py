@@ -32,6 +32,8 @@ OnInitialize = Callable[[ServerRequestContext[Any]], None]
 
 
 def tool_definition(spec: ToolSpec) -> types.Tool:
+    if spec.discovered is not None:  # as its kind advertises it (an upstream's hints are not ours to give)
+        return spec.discovered.advertised()
     return types.Tool(
         name=spec.name,
         title=spec.title,
@@ -59,6 +61,7 @@ class ToolDefinitions:
         self._version = gateway.catalogue.version
 
     def _current(self) -> None:
+        """Forget the renderings when the catalogue changed (an instance discovered its tools again)."""
         if self._version != self.gateway.catalogue.version:
             self._models.clear()
             self._encoded.clear()

@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from mcp_gateway.connectors.base import Catalogue
 from mcp_gateway.ipc.errors import ErrorCode
 from mcp_gateway.supervisor.gateway import Outcome
+from mcp_gateway.supervisor.pool import WorkerPool
 
 __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics", "HttpStats"]
 
@@ -59,6 +60,8 @@ class _PoolCollector(Collector):
         restarting = GaugeMetricFamily("mcp_gateway_connector_restarting", "1 while the connector's zygote is "
                                        "being started again", labels=["connector"])
         for name, pool in sorted(self._pools().items()):
+            if not isinstance(pool, WorkerPool):
+                continue  # a kind's own backend: _OwnBackendCollector
             s = pool.stats
             restarts.add_metric([name], s.restarts)
             timeouts.add_metric([name], s.timeouts)
@@ -115,6 +118,22 @@ class _HttpCollector(Collector):
             yield from (sessions, s_refused)
 
 
+class _OwnBackendCollector(Collector):
+    """The metrics of kinds' own backends (upstream MCP servers): each backend class gives the
+    families of all its instances at once (`metric_families`)."""
+
+    def __init__(self, pools: Callable[[], Mapping[str, Any]]) -> None:
+        self._pools = pools
+
+    def collect(self) -> Iterable[Any]:
+        groups: dict[type, dict[str, Any]] = {}
+        for name, backend in self._pools().items():
+            if not isinstance(backend, WorkerPool):
+                groups.setdefault(type(backend), {})[name] = backend
+        for cls, backends in groups.items():
+            yield from cls.metric_families(backends)
+
+
 class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -132,6 +151,7 @@ class GatewayMetrics:
         self._catalogue: Catalogue | None = None
         self._http: HttpStats | None = None
         self.registry.register(_PoolCollector(lambda: self._pools))
+        self.registry.register(_OwnBackendCollector(lambda: self._pools))
         self.registry.register(_HttpCollector(lambda: self._http))
 
     def attach_pools(self, pools: Mapping[str, Any]) -> None:

@@ -74,7 +74,8 @@ class Policy:
         p = self.policy
         spec = self.catalogue.get(tool)
         if spec is None:
-            return f"unknown tool {tool!r}"
+            withheld = self.catalogue.withheld_reason(tool)
+            return f"tool {tool} is withheld: {withheld}" if withheld else f"unknown tool {tool!r}"
         instance = self.catalogue.instances[spec.instance]
         if not instance.enabled:
             return f"tool {tool} is unavailable: connector {instance.name} ({instance.kind}) is not enabled"

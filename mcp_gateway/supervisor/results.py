@@ -44,12 +44,17 @@ def _encode(payload: dict[str, Any]) -> bytes:
 
 
 def success(request_id: str, text: str, structured: dict[str, Any]) -> bytes:
-    return _encode({
-        "content": [{"type": "text", "text": text}],
-        "structuredContent": structured,
-        "isError": False,
-        "_meta": {REQUEST_ID_META: request_id},
-    })
+    return success_content(request_id, [{"type": "text", "text": text}], structured)
+
+
+def success_content(request_id: str, content: list[dict[str, Any]], structured: dict[str, Any] | None) -> bytes:
+    """A success of any content blocks (an upstream MCP server's, rebuilt from checked fields)."""
+    payload: dict[str, Any] = {"content": content}
+    if structured is not None:
+        payload["structuredContent"] = structured
+    payload["isError"] = False
+    payload["_meta"] = {REQUEST_ID_META: request_id}
+    return _encode(payload)
 
 
 def error(request_id: str, code: str, reason: str) -> bytes:

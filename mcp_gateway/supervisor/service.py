@@ -14,7 +14,7 @@ import trio
 
 from mcp_gateway.config import GatewayConfig
 from mcp_gateway.connectors import KINDS
-from mcp_gateway.connectors.base import Instance
+from mcp_gateway.connectors.base import Backend, Instance
 from mcp_gateway.process_title import set_process_title
 from mcp_gateway.supervisor.audit import AuditLog
 from mcp_gateway.supervisor.gateway import Gateway, Outcome
@@ -40,7 +40,7 @@ async def open_gateway(config: GatewayConfig, zygotes: Zygotes,
     audit = AuditLog(config.audit.path)
     if audit.last_error:
         log.error("%s: every tool call will be refused until it is fixed (then send SIGHUP)", audit.last_error)
-    pools: dict[str, WorkerPool] = {}
+    pools: dict[str, Backend] = {}
     async with trio.open_nursery() as nursery:
         for name, (pid, control) in zygotes.items():
             pool = WorkerPool(name, config, pid, control)
@@ -53,8 +53,15 @@ async def open_gateway(config: GatewayConfig, zygotes: Zygotes,
         nursery.start_soon(_reopen_audit_on_sighup, audit)
         for instance in config.instances():
             nursery.start_soon(_log_startup_warnings, instance)
+        gateway = Gateway(config, pools, audit, observer)
+        for instance in config.instances():
+            kind = KINDS[instance.kind]
+            if kind.backend == "own":  # e.g. upstream MCP servers: started here, healing themselves
+                backend = kind.start_backend(instance, config, gateway.catalogue)
+                nursery.start_soon(backend.run)
+                pools[instance.name] = backend
         try:
-            yield Gateway(config, pools, audit, observer)
+            yield gateway
         finally:
             nursery.cancel_scope.cancel()
             audit.close()

@@ -31,10 +31,13 @@ def _check_encodable(value: Any, where: str = "arguments") -> None:
             _check_encodable(v, where)
 
 
-def decode_arguments(spec: ToolSpec, arguments: dict[str, Any] | None) -> Args:
-    """The arguments as the tool's struct, or Refusal(VALIDATION_ERROR) naming what is wrong."""
+def decode_arguments(spec: ToolSpec, arguments: dict[str, Any] | None) -> Args | None:
+    """The arguments as the tool's struct, or Refusal(VALIDATION_ERROR) naming what is wrong.
+    None for a discovered tool: its backend checks them against the tool's own schema."""
     raw = {} if arguments is None else arguments
     _check_encodable(raw)
+    if spec.args_type is None:
+        return None
     try:
         args = msgspec.convert(raw, spec.args_type, strict=True)
     except msgspec.ValidationError as e:
