@@ -346,14 +346,16 @@ class Catalogue:
             raise ValueError(f"instance {instance!r} does not discover tools")
         fresh: dict[str, ToolSpec] = {}
         folded: dict[str, str] = {}
+        left_out: dict[str, str] = {}
         for spec in specs:
             if spec.instance != instance or spec.name in self._static:
                 raise ValueError(f"tool {spec.name!r} cannot be discovered by instance {instance!r}")
             unusable = _unusable_name(spec.tool, folded)
-            if unusable is not None:  # the instance's choice, not a bug here: that tool is left out
-                log.warning("instance %s: tool %r left out: %s", instance, spec.tool[:140], unusable)
+            if unusable is not None:  # the instance's choice, not a bug here: that tool is withheld
+                log.warning("instance %s: tool %r withheld: %s", instance, spec.tool[:140], unusable)
+                left_out[spec.name[:MAX_TOOL_NAME_CHARS]] = unusable
                 continue
             fresh[spec.name] = spec
         self._discovered[instance] = fresh
-        self._withheld[instance] = dict(withheld or {})
+        self._withheld[instance] = {**left_out, **(withheld or {})}
         self.version += 1

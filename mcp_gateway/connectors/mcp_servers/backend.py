@@ -221,7 +221,8 @@ class UpstreamBackend:
         if listed.truncated:
             log.warning("upstream %s: the server lists more than %d tools (max_tools); the rest are ignored",
                         self.instance, self.settings.max_tools)
-        discovered = discover(self.instance, listed.tools)
+        # Off the event loop: checking a hostile server's schemas costs seconds of CPU.
+        discovered = await trio.to_thread.run_sync(discover, self.instance, listed.tools, limiter=VALIDATION_THREADS)
         tools, withheld = discovered.tools, dict(discovered.withheld)
         if self.pins is not None:
             tools, pin_withheld = self.pins.split(tools)

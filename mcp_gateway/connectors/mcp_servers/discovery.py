@@ -21,15 +21,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import mcp_types as types
+import msgspec
 
 from mcp_gateway.connectors.mcp_servers.schema import SchemaCheck, SchemaRefused, unsupported_patterns
 
 log = logging.getLogger("mcp_gateway.upstream")
 
 # MCP 2025-11-25's tool-name rule (letters, digits, _ - .; 1 to 128 characters).
-TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+TOOL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # fullmatch: `$` would allow a final newline
 MAX_TITLE_CHARS = 1024
 MAX_DESCRIPTION_CHARS = 64 * 1024
+# All the schemas of one listing together: checking a schema costs about 0.2 ms per node of
+# CPU, and a server may list again at will (notifications/tools/list_changed).
+MAX_LISTING_SCHEMA_BYTES = 512 * 1024
 # The fields of a tool's definition that pinning covers (and that the definition's hash is of).
 PINNED_FIELDS = ("name", "title", "description", "inputSchema", "outputSchema", "annotations")
 
@@ -92,7 +96,7 @@ class Discovered:
 
 
 def _refusal(tool: types.Tool, seen: set[str]) -> str | None:
-    if not TOOL_NAME.match(tool.name):
+    if not TOOL_NAME.fullmatch(tool.name):
         return "its name is not a valid MCP tool name (letters, digits, _ - . only; at most 128)"
     if tool.name in seen:
         return "the server lists a tool of this name twice (the first is kept)"
@@ -105,6 +109,11 @@ def _refusal(tool: types.Tool, seen: set[str]) -> str | None:
     if tool.output_schema is not None and tool.output_schema.get("type") != "object":
         return "its outputSchema is not an object schema (MCP requires type: object)"
     return None
+
+
+def _schema_bytes(tool: types.Tool) -> int:
+    schemas = [tool.input_schema, tool.output_schema]
+    return sum(len(msgspec.json.encode(s)) for s in schemas if s is not None)
 
 
 def _build(instance: str, tool: types.Tool) -> UpstreamTool:
@@ -124,9 +133,14 @@ def discover(instance: str, listed: list[types.Tool]) -> Discovered:
     tools: list[UpstreamTool] = []
     withheld: dict[str, str] = {}
     seen: set[str] = set()
+    schema_bytes = 0
     for tool in listed:
-        full = f"{instance}.{tool.name}" if TOOL_NAME.match(tool.name) else f"{instance}.<invalid name>"
+        full = f"{instance}.{tool.name}" if TOOL_NAME.fullmatch(tool.name) else f"{instance}.<invalid name>"
         reason = _refusal(tool, seen)
+        if reason is None:
+            schema_bytes += _schema_bytes(tool)
+            if schema_bytes > MAX_LISTING_SCHEMA_BYTES:
+                reason = f"the listing's schemas together pass {MAX_LISTING_SCHEMA_BYTES} bytes"
         if reason is None:
             try:
                 tools.append(_build(instance, tool))
