@@ -8,7 +8,6 @@ is the "outside": allowed through the proxy by `allow_internal_cidrs: [127.0.0.0
 
 from __future__ import annotations
 
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -18,11 +17,7 @@ import trio
 from mcp_gateway.sandbox import namespaces
 from tests.sandbox.upstream_support import MODES, Area, Client, make_config, run_session
 
-
-@pytest.fixture(scope="module", autouse=True)
-def only_loopback():
-    names = sorted(name for _, name in socket.if_nameindex())
-    assert names == ["lo"], f"not inside a loopback-only network namespace: {names}"
+pytestmark = pytest.mark.usefixtures("netns_loopback_only")
 
 
 class Origin(BaseHTTPRequestHandler):

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.gateway_process import RawGateway
 from tests.support.upstream_servers import NPM_SERVERS
 from tests.support.upstream_servers import command as real_command
 
@@ -77,3 +78,17 @@ def upstream_config(directory: Path, servers: dict[str, dict[str, Any]], allow: 
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def listed_with(gw: RawGateway, *names: str) -> dict[str, dict] | None:
+    """tools/list by name, once it has every one of `names` (None before)."""
+    tools = {t["name"]: t for t in gw.request("tools/list")["result"]["tools"]}
+    return tools if set(names) <= set(tools) else None
+
+
+def stopped_log(gw: RawGateway) -> str:
+    """Stop the gateway (stdin closed) and return everything it logged."""
+    assert gw.proc.stdin is not None and gw.proc.stderr is not None
+    gw.proc.stdin.close()
+    gw.proc.wait(30)
+    return gw.proc.stderr.read().decode(errors="replace")

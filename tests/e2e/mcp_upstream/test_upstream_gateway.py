@@ -16,7 +16,7 @@ import yaml
 from mcp_gateway.connectors.mcp_servers.approve import list_once
 from mcp_gateway.connectors.mcp_servers.pins import write_pins
 from mcp_gateway.connectors.mcp_servers.settings import McpServerSettings
-from tests.e2e.mcp_upstream.support import real_server, standin_server, upstream_config
+from tests.e2e.mcp_upstream.support import listed_with, real_server, standin_server, stopped_log, upstream_config
 from tests.support.gateway_process import RawGateway, audit_lines, error_of, wait_until
 from tests.support.http_gateway import HttpGateway, McpHttp, scrape, sha256_hex
 from tests.support.upstream_plain import PlainProcess
@@ -62,20 +62,6 @@ def servers(directory: Path) -> dict[str, Any]:
         "standin": standin,
         "mute": standin_server(directory, env={"STANDIN_MODE": "never-init"}, init_timeout_ms=1000),
     }
-
-
-def listed_with(gw: RawGateway, *names: str) -> dict[str, dict] | None:
-    """tools/list by name, once it has every one of `names` (None before)."""
-    tools = {t["name"]: t for t in gw.request("tools/list")["result"]["tools"]}
-    return tools if set(names) <= set(tools) else None
-
-
-def stopped_log(gw: RawGateway) -> str:
-    """Stop the gateway (stdin closed) and return everything it logged."""
-    assert gw.proc.stdin is not None and gw.proc.stderr is not None
-    gw.proc.stdin.close()
-    gw.proc.wait(30)
-    return gw.proc.stderr.read().decode(errors="replace")
 
 
 def health_when_settled(base: str) -> dict | None:
