@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import io
 import re
+import subprocess
 import tokenize
 from pathlib import Path
 
@@ -71,10 +72,21 @@ def text_namings(text: str) -> list[tuple[int, str]]:
     return [(n, m.group(0)) for n, line in enumerate(text.splitlines(), 1) for m in NAMING.finditer(line)]
 
 
+def _project_files(top: str) -> list[Path]:
+    """The files of the project under `top`: the tracked ones in a git checkout, so that what a
+    bench run leaves behind (bench/.peers, bench/results, gitignored) is not scanned; every file in
+    a copy without .git (the make test passes run from such copies)."""
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--", top],
+                            capture_output=True, check=False)
+    if listed.returncode == 0 and listed.stdout:
+        return sorted(REPO / name for name in listed.stdout.decode().split("\0") if name)
+    return sorted(p for p in (REPO / top).rglob("*") if ".peers" not in p.parts and "results" not in p.parts)
+
+
 def scanned_files() -> list[Path]:
     out = []
     for top in SCANNED:
-        for path in sorted((REPO / top).rglob("*")):
+        for path in _project_files(top):
             rel = path.relative_to(REPO)
             if path.is_file() and "__pycache__" not in rel.parts and rel.as_posix() != REGISTRY \
                     and not _own_folder(rel):

@@ -4,6 +4,7 @@ argument checks, one audit line per call, pinning, and a server that never initi
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from mcp_gateway.connectors.mcp_servers.approve import list_once
 from mcp_gateway.connectors.mcp_servers.pins import write_pins
 from mcp_gateway.connectors.mcp_servers.settings import McpServerSettings
 from tests.e2e.mcp_upstream.support import listed_with, real_server, standin_server, stopped_log, upstream_config
-from tests.support.gateway_process import RawGateway, audit_lines, error_of, wait_until
+from tests.support.gateway_process import RawGateway, audit_lines, descendants, error_of, proc_status, wait_until
 from tests.support.http_gateway import HttpGateway, McpHttp, scrape, sha256_hex
 from tests.support.upstream_plain import PlainProcess
 
@@ -71,6 +72,35 @@ def health_when_settled(base: str) -> dict | None:
     return health if up["mute"]["state"] == "unhealthy" and up["standin"]["state"] == "ready" else None
 
 
+def server_processes(gateway_pid: int, marks: dict[str, str]) -> dict[str, int]:
+    """The host pid of each real server among the gateway's descendants, by a mark in its argv."""
+    found: dict[str, int] = {}
+    for pid in descendants(gateway_pid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for name, mark in marks.items():
+            if any(arg.decode(errors="replace").endswith(mark) for arg in argv[:2]):
+                found[name] = pid
+    return found
+
+
+def assert_confined(gateway_pid: int, marks: dict[str, str]) -> None:
+    """/proc of every real server: its own uid as root, no_new_privs, a seccomp filter, no capability."""
+    pids = server_processes(gateway_pid, marks)
+    assert sorted(pids) == sorted(marks), pids
+    uids = set()
+    for name, pid in pids.items():
+        status = proc_status(pid)
+        assert status["NoNewPrivs"] == "1" and status["Seccomp"] == "2", (name, status)
+        assert all(int(status[cap], 16) == 0 for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")), name
+        uid = int(status["Uid"].split()[0])
+        if os.geteuid() == 0:
+            assert uid != 0 and uid not in uids, (name, uid)  # a uid of its own
+        uids.add(uid)
+
+
 def test_stdio_real_servers_policy_audit_and_pins(area: Path) -> None:
     directory = area / "stdio"
     directory.mkdir(mode=0o755)
@@ -96,6 +126,8 @@ def test_stdio_real_servers_policy_audit_and_pins(area: Path) -> None:
         now = gw.call("time.get_current_time", {"timezone": "UTC"})
         assert now["structuredContent"]["timezone"] == "UTC"
         assert "5" in gw.call("everything.get-sum", {"a": 2, "b": 3})["content"][0]["text"]
+        assert_confined(gw.proc.pid, {"memory": "server-memory/dist/index.js",
+                                      "everything": "server-everything/dist/index.js", "time": "mcp-server-time"})
         assert error_of(gw.call("memory.create_entities", {"entities": []}))["error_code"] == "POLICY_DENIED"
         assert error_of(gw.call("time.convert_time", {}))["error_code"] == "POLICY_DENIED"
         refused = error_of(gw.call("standin.echo", {"text": "x" * 200}))
