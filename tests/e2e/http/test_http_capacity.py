@@ -5,7 +5,7 @@ import signal
 import threading
 import time
 
-from tests.support.gateway_process import audit_lines, error_of, worker_pids
+from tests.support.gateway_process import audit_lines, error_of, wait_until, worker_pids
 from tests.support.http_gateway import HttpGateway, McpHttp, http_config, scrape
 
 CLIENTS = 128
@@ -49,7 +49,10 @@ def test_128_concurrent_clients_get_no_capacity_refusal_at_the_defaults(gw_dir):
 def test_a_full_queue_is_unavailable_audited_as_allow(gw_dir):
     config = http_config(gw_dir, connectors={"filesystem": {"queue_size": 1}})
     with HttpGateway(config) as gw:
-        workers = worker_pids(gw.proc.pid)
+        # Exactly the pool's two workers (the default), once no other child of a zygote is about:
+        # counting a short-lived one as a worker would send one call too many.
+        workers = wait_until(lambda: w if len(w := worker_pids(gw.proc.pid)) == 2 else None, 30,
+                             "the filesystem pool never had exactly its two workers")
         for w in workers:  # both workers busy with a call each, one call waiting: the queue is full
             os.kill(w, signal.SIGSTOP)
         try:
