@@ -42,10 +42,12 @@ chmod 1777 "$copy"
 # The nobody pass runs beside the two root passes (most of a pass is waiting on the processes it
 # started, so two share 2 cores well): they share no file, port or uid (the workers' uids are locked
 # host-wide, sandbox/identity.py). Its output follows theirs.
-runuser -u nobody -- env -i PATH=/usr/bin:/bin HOME="$copy" TMPDIR=/tmp LANG=C.UTF-8 \
+# From inside the copy: nobody cannot enter a checkout under a 0700 directory, which would
+# otherwise be its working directory (pytest returns to it at the end, and tests inherit it).
+(cd "$copy" && exec runuser -u nobody -- env -i PATH=/usr/bin:/bin HOME="$copy" TMPDIR=/tmp LANG=C.UTF-8 \
   PYTHONDONTWRITEBYTECODE=1 PYTHONPATH="$copy" \
   "$copy/.venv/bin/python" -m pytest -q -p no:cacheprovider --rootdir "$copy" \
-  -m identity "$copy/tests" >"$nobody_log" 2>&1 &
+  -m identity "$copy/tests") >"$nobody_log" 2>&1 &
 nobody_pid=$!
 
 status=0
